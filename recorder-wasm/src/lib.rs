@@ -1,0 +1,1 @@
+//! Live recorder for the browser.

@@ -1,0 +1,1 @@
+//! Streaming finalizer for MediaRecorder WebM files.
