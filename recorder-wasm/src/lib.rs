@@ -1,1 +1,12 @@
-//! Live recorder for the browser.
+//! Livekeep's browser recorder: records a live with MediaRecorder, sends every chunk to the
+//! server with tus 1.0 while the live runs, journals unsent chunks locally, and stops the
+//! live with the `video_data` the server checks.
+#![deny(missing_docs)]
+
+pub mod backoff;
+pub mod clock;
+pub mod error;
+pub mod hash;
+pub mod mime;
+pub mod state;
+pub mod tus;

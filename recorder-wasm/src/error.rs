@@ -1,0 +1,196 @@
+//! The one error type of the recorder, its stable codes, and its conversion to a JS `Error`.
+
+use crate::state::RecorderState;
+
+/// Everything that can go wrong while recording or uploading.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RecorderError {
+    /// The options object passed by the page is unusable.
+    #[error("invalid recorder options: {0}")]
+    InvalidOptions(String),
+    /// The browser supports none of the formats we can record.
+    #[error("this browser cannot record any of video/webm (VP9/VP8 + Opus) or video/mp4")]
+    NoSupportedFormat,
+    /// The page forced a MIME type the browser cannot record.
+    #[error("this browser cannot record {0}")]
+    UnsupportedMimeType(String),
+    /// A method was called in a state where it makes no sense (e.g. `pause()` before `start()`).
+    #[error("cannot {action} while the recorder is {state}")]
+    InvalidState {
+        /// What the caller tried to do.
+        action: &'static str,
+        /// The state the recorder was in.
+        state: RecorderState,
+    },
+    /// The server answered with an error status.
+    #[error("the server answered {status}: {message}")]
+    Http {
+        /// HTTP status code.
+        status: u16,
+        /// The server's message (or the status text).
+        message: String,
+    },
+    /// The request never got an answer (offline, DNS, CORS, connection reset).
+    #[error("network error: {0}")]
+    Network(String),
+    /// The request got no answer within the timeout and was aborted.
+    #[error("the server did not answer in time")]
+    Timeout,
+    /// The server's upload offset contradicts what it acknowledged before.
+    #[error("upload out of sync: {0}")]
+    Protocol(String),
+    /// The browser's MediaRecorder failed.
+    #[error("recording failed: {0}")]
+    Recording(String),
+    /// The local journal (OPFS) could not be used.
+    #[error("local journal: {0}")]
+    Journal(String),
+}
+
+impl RecorderError {
+    /// The stable snake_case code the page switches on (`http_401`, `network`, ...).
+    pub fn code(&self) -> String {
+        match self {
+            Self::InvalidOptions(_) => "invalid_options".into(),
+            Self::NoSupportedFormat => "no_supported_format".into(),
+            Self::UnsupportedMimeType(_) => "unsupported_mime_type".into(),
+            Self::InvalidState { .. } => "invalid_state".into(),
+            Self::Http { status, .. } => {
+                let mut code = String::from("http_");
+                code.push_str(itoa(*status).as_str());
+                code
+            }
+            Self::Network(_) => "network".into(),
+            Self::Timeout => "timeout".into(),
+            Self::Protocol(_) => "upload_protocol".into(),
+            Self::Recording(_) => "recording_failed".into(),
+            Self::Journal(_) => "journal".into(),
+        }
+    }
+
+    /// Whether retrying the same request later can succeed: transport failures, 5xx,
+    /// `423 Locked` (another PATCH still holds the upload), `429` and `460` (checksum
+    /// mismatch: the chunk was damaged in transit and discarded by the server).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Network(_) | Self::Timeout => true,
+            Self::Http { status, .. } => matches!(status, 408 | 423 | 429 | 460 | 500..=599),
+            _ => false,
+        }
+    }
+}
+
+/// Formats a status code without pulling `format!` machinery into the wasm module.
+fn itoa(mut n: u16) -> String {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[i..].iter().map(|&d| d as char).collect()
+}
+
+#[cfg(target_arch = "wasm32")]
+impl From<RecorderError> for wasm_bindgen::JsValue {
+    /// A JS `Error` whose `message` is human-readable and whose `code` property is stable.
+    fn from(err: RecorderError) -> Self {
+        let js_err = js_sys::Error::new(&err.to_string());
+        // Setting a property on a fresh Error object cannot fail.
+        let _ = js_sys::Reflect::set(&js_err, &"code".into(), &err.code().into());
+        js_err.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_errors_carry_their_status_in_the_code() {
+        let err = RecorderError::Http {
+            status: 401,
+            message: "unauthenticated".into(),
+        };
+        assert_eq!(err.code(), "http_401");
+        assert_eq!(
+            RecorderError::Http {
+                status: 5,
+                message: String::new()
+            }
+            .code(),
+            "http_5"
+        );
+    }
+
+    #[test]
+    fn each_variant_has_a_distinct_stable_code() {
+        let all = [
+            RecorderError::InvalidOptions("x".into()),
+            RecorderError::NoSupportedFormat,
+            RecorderError::UnsupportedMimeType("video/x".into()),
+            RecorderError::InvalidState {
+                action: "pause",
+                state: RecorderState::Idle,
+            },
+            RecorderError::Http {
+                status: 404,
+                message: String::new(),
+            },
+            RecorderError::Network("offline".into()),
+            RecorderError::Timeout,
+            RecorderError::Protocol("x".into()),
+            RecorderError::Recording("x".into()),
+            RecorderError::Journal("x".into()),
+        ];
+        let codes: Vec<String> = all.iter().map(RecorderError::code).collect();
+        assert_eq!(
+            codes,
+            [
+                "invalid_options",
+                "no_supported_format",
+                "unsupported_mime_type",
+                "invalid_state",
+                "http_404",
+                "network",
+                "timeout",
+                "upload_protocol",
+                "recording_failed",
+                "journal"
+            ]
+        );
+    }
+
+    #[test]
+    fn transport_failures_and_server_errors_are_retried_client_errors_are_not() {
+        let http = |status| RecorderError::Http {
+            status,
+            message: String::new(),
+        };
+        assert!(RecorderError::Network("reset".into()).is_retryable());
+        assert!(RecorderError::Timeout.is_retryable());
+        for status in [500, 502, 503, 504, 423, 429, 460] {
+            assert!(http(status).is_retryable(), "{status} should be retried");
+        }
+        for status in [400, 401, 403, 404, 409, 410, 412, 413] {
+            assert!(
+                !http(status).is_retryable(),
+                "{status} should not be retried"
+            );
+        }
+        assert!(!RecorderError::NoSupportedFormat.is_retryable());
+    }
+
+    #[test]
+    fn the_message_is_human_readable() {
+        let err = RecorderError::InvalidState {
+            action: "pause",
+            state: RecorderState::Idle,
+        };
+        assert_eq!(err.to_string(), "cannot pause while the recorder is idle");
+    }
+}
