@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, Rust unit and integration tests, the recorder's
+# browser tests in headless Chromium, and the end-to-end tests against the real server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+scripts/bootstrap.sh
+
+export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (native and wasm)"
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+cargo clippy --quiet -p recorder-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+step "Rust unit and integration tests"
+cargo test --workspace
+
+step "recorder-wasm browser tests (headless Chromium, fake camera)"
+cargo test -p recorder-wasm --target wasm32-unknown-unknown
+
+step "build the wasm module and the page"
+scripts/build.sh
+(cd www && npx --no-install tsc --noEmit)
+
+step "end-to-end tests (real server, headless Chromium, fake camera)"
+# `cargo test` above built target/debug/livekeep with the same features; reuse it.
+(cd tests && node --test --test-concurrency=1 --test-timeout=300000 e2e/)

@@ -1,0 +1,183 @@
+// Shared pieces of the end-to-end tests: the real `livekeep` binary on a temporary data
+// directory, headless Chromium with a fake camera, and the checks we make on recordings.
+import { spawn, execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+export const root = resolve(import.meta.dirname, "../..");
+const targetDir = process.env.CARGO_TARGET_DIR ?? join(root, "target");
+export const serverBin = join(targetDir, "debug", "livekeep");
+
+/** A running `livekeep serve`; restartable on the same data directory. */
+export class Server {
+  constructor({ env = {}, args = [], dataDir } = {}) {
+    this.env = env;
+    this.args = args;
+    this.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), "livekeep-e2e-"));
+    this.ownsDataDir = !dataDir;
+    this.logs = [];
+  }
+
+  /** Starts the binary and resolves once it printed the URL it listens on. */
+  async start(listen = "127.0.0.1:0") {
+    const child = spawn(
+      serverBin,
+      ["serve", "--listen", listen, "--data-dir", this.dataDir, "--www-dir", join(root, "www", "dist"), ...this.args],
+      { env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info", ...this.env }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    this.child = child;
+    child.stderr.on("data", (d) => this.logs.push(d.toString()));
+    this.url = await new Promise((resolveUrl, reject) => {
+      let out = "";
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.logs.join("")}`)), 30_000);
+      child.stdout.on("data", (d) => {
+        out += d.toString();
+        const match = out.match(/listening on (http:\/\/\S+?)\/?\s/);
+        if (match) {
+          clearTimeout(timer);
+          resolveUrl(match[1]);
+        }
+      });
+      child.on("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`server exited with ${code}:\n${this.logs.join("")}`));
+      });
+    });
+    this.listen = new URL(this.url).host;
+    return this.url;
+  }
+
+  /** SIGKILL: no graceful shutdown, as a crash. */
+  async kill() {
+    await this.#signal("SIGKILL");
+  }
+
+  async stop() {
+    await this.#signal("SIGTERM");
+  }
+
+  async #signal(signal) {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill(signal);
+    await exited;
+  }
+
+  /** Stops the server and removes the data directory it created. */
+  async dispose() {
+    await this.stop();
+    if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  /** JSON API call; returns { status, body }. */
+  async api(method, path, { token, json } = {}) {
+    const headers = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (json !== undefined) headers["content-type"] = "application/json";
+    const response = await fetch(this.url + path, {
+      method,
+      headers,
+      body: json === undefined ? undefined : JSON.stringify(json),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : undefined };
+  }
+}
+
+export const chromiumArgs = [
+  "--no-sandbox",
+  "--use-fake-device-for-media-stream",
+  "--use-fake-ui-for-media-stream",
+  "--autoplay-policy=no-user-gesture-required",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-gpu",
+  "--disable-quic",
+];
+
+export function launchBrowser() {
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: chromiumArgs });
+}
+
+/**
+ * Records every tus PATCH body the server acknowledged (204), keyed by offset, so a test can
+ * rebuild the exact bytes that crossed the network independently of the recorder and the server.
+ */
+export function captureAcknowledgedPatches(page) {
+  const pieces = new Map();
+  page.on("response", (response) => {
+    const request = response.request();
+    if (request.method() !== "PATCH" || response.status() !== 204) return;
+    const offset = Number(request.headers()["upload-offset"]);
+    const body = request.postDataBuffer() ?? Buffer.alloc(0);
+    if (body.length > 0) pieces.set(offset, body);
+  });
+  return {
+    /** The acknowledged bytes in order; throws if a gap or an overlap shows. */
+    bytes() {
+      const offsets = [...pieces.keys()].sort((a, b) => a - b);
+      let next = 0;
+      const parts = [];
+      for (const offset of offsets) {
+        if (offset !== next) throw new Error(`acknowledged PATCHes leave a gap or overlap at ${next} (next piece at ${offset})`);
+        parts.push(pieces.get(offset));
+        next += pieces.get(offset).length;
+      }
+      return Buffer.concat(parts);
+    },
+  };
+}
+
+export function sha256(buffer) {
+  return createHash("sha256").update(buffer).digest("hex");
+}
+
+/** MD5 of every decoded video frame: equal lists mean the same pictures, whatever the container. */
+export function videoFrameMd5s(bytes, name) {
+  const dir = mkdtempSync(join(tmpdir(), "livekeep-frames-"));
+  try {
+    const file = join(dir, name);
+    writeFileSync(file, bytes);
+    const out = execFileSync("ffmpeg", ["-v", "error", "-i", file, "-map", "0:v:0", "-f", "framemd5", "-"], {
+      maxBuffer: 64 << 20,
+    }).toString();
+    return out
+      .split("\n")
+      .filter((line) => line && !line.startsWith("#"))
+      .map((line) => line.split(",").at(-1).trim());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** ffprobe's container duration in seconds (NaN when it has none). */
+export function probeDuration(bytes, name) {
+  const dir = mkdtempSync(join(tmpdir(), "livekeep-probe-"));
+  try {
+    const file = join(dir, name);
+    writeFileSync(file, bytes);
+    const out = execFileSync("ffprobe", ["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", file]);
+    return Number.parseFloat(out.toString());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A username nobody has taken yet in this run. */
+export function uniqueName(prefix = "e2e") {
+  return `${prefix}_${process.pid}_${Math.floor(Math.random() * 1e9).toString(36)}`;
+}
+
+/** Signs up through the page's form. */
+export async function signUp(page, username, password = "correct horse battery") {
+  await page.locator('input[name="username"]').fill(username);
+  await page.locator('input[name="password"]').fill(password);
+  await page.locator('form.auth button[type="submit"]').click();
+  await page.getByTestId("whoami").waitFor();
+}
