@@ -109,9 +109,9 @@ export function launchBrowser() {
  * Records every tus PATCH body the server acknowledged (204), keyed by offset, so a test can
  * rebuild the exact bytes that crossed the network independently of the recorder and the server.
  */
-export function captureAcknowledgedPatches(page) {
+export function captureAcknowledgedPatches(target) {
   const pieces = new Map();
-  page.on("response", (response) => {
+  target.on("response", (response) => {
     const request = response.request();
     if (request.method() !== "PATCH" || response.status() !== 204) return;
     const offset = Number(request.headers()["upload-offset"]);
@@ -180,4 +180,38 @@ export async function signUp(page, username, password = "correct horse battery")
   await page.locator('input[name="password"]').fill(password);
   await page.locator('form.auth button[type="submit"]').click();
   await page.getByTestId("whoami").waitFor();
+}
+
+/** Starts a live from the page's form and waits until the recorder runs. */
+export async function goLive(page, title) {
+  await page.getByLabel(/Titre du live|Live title/).fill(title);
+  await page.getByRole("button", { name: /Passer en direct|Go live/ }).click();
+  await page.getByTestId("clock").waitFor();
+}
+
+/** Waits until the page's live clock shows at least `mmss` (e.g. "00:05"). */
+export async function waitForClock(page, mmss, timeout = 60_000) {
+  await page.waitForFunction((want) => document.querySelector('[data-testid="clock"]')?.textContent >= want, mmss, {
+    timeout,
+  });
+}
+
+/** Clicks Stop and resolves with what the recorder reported: its SHA-256 and the live id. */
+export async function stopLive(page, timeout = 60_000) {
+  await page.getByRole("button", { name: /^(Arrêter|Stop)$/ }).click();
+  const saved = page.getByTestId("saved");
+  await saved.waitFor({ timeout });
+  return { sha256: await saved.getAttribute("data-sha256"), liveId: Number(await saved.getAttribute("data-live-id")) };
+}
+
+/** Polls `check` until it returns a truthy value. */
+export async function eventually(check, { timeout = 30_000, interval = 250, what = "condition" } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await check();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, interval));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
 }
