@@ -50,6 +50,11 @@ impl DurationClock {
         self.stopped_at = Some(at);
     }
 
+    /// True once `start` has been seen.
+    pub fn has_started(&self) -> bool {
+        self.started_at.is_some()
+    }
+
     /// True between start and stop, outside pauses.
     pub fn is_running(&self) -> bool {
         self.started_at.is_some() && self.paused_at.is_none() && self.stopped_at.is_none()
@@ -77,7 +82,9 @@ mod tests {
     #[test]
     fn a_running_clock_follows_now() {
         let mut clock = DurationClock::new();
+        assert!(!clock.has_started());
         clock.start(1_000.0);
+        assert!(clock.has_started() && clock.is_running());
         assert_eq!(clock.elapsed_ms(3_500.0), 2_500.0);
     }
 

@@ -8,5 +8,9 @@ pub mod clock;
 pub mod error;
 pub mod hash;
 pub mod mime;
+pub mod signal;
 pub mod state;
 pub mod tus;
+
+#[cfg(target_arch = "wasm32")]
+pub mod recorder;
