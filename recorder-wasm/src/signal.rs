@@ -64,35 +64,53 @@ impl Future for Notified<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
 
-    fn poll_once(fut: &mut Notified<'_>) -> Poll<()> {
-        let mut cx = Context::from_waker(Waker::noop());
-        Pin::new(fut).poll(&mut cx)
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn poll_with(fut: &mut Notified<'_>, waker: &Waker) -> Poll<()> {
+        Pin::new(fut).poll(&mut Context::from_waker(waker))
     }
 
     #[test]
     fn a_waiter_completes_only_after_a_later_notify() {
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(counter.clone());
         let signal = Signal::new();
         signal.notify();
         let mut first = signal.notified();
         let mut second = signal.notified();
         assert_eq!(
-            poll_once(&mut first),
+            poll_with(&mut first, &waker),
             Poll::Pending,
             "earlier notifications do not count"
         );
-        assert_eq!(poll_once(&mut first), Poll::Pending);
+        assert_eq!(poll_with(&mut first, &waker), Poll::Pending);
         assert_eq!(
             signal.wakers.borrow().len(),
             1,
             "one waker per task, not per poll"
         );
         signal.notify();
-        assert_eq!(poll_once(&mut first), Poll::Ready(()));
         assert_eq!(
-            poll_once(&mut second),
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "the waiting task was woken"
+        );
+        assert_eq!(poll_with(&mut first, &waker), Poll::Ready(()));
+        assert_eq!(
+            poll_with(&mut second, &waker),
             Poll::Ready(()),
-            "every waiter is woken"
+            "every waiter completes"
         );
         assert!(signal.wakers.borrow().is_empty());
     }

@@ -124,7 +124,8 @@ async fn a_two_second_recording_yields_ordered_hashed_chunks_and_its_duration() 
         summary.duration_ms
     );
 
-    let raw = bytes_of(&capture.blobs.borrow()).await;
+    let blobs = capture.blobs.borrow().clone();
+    let raw = bytes_of(&blobs).await;
     assert_eq!(
         summary.size,
         raw.len() as u64,
