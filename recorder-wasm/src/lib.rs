@@ -11,6 +11,7 @@ pub mod mime;
 pub mod signal;
 pub mod state;
 pub mod tus;
+pub mod upload;
 
 #[cfg(target_arch = "wasm32")]
 pub mod recorder;

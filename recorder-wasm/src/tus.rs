@@ -12,6 +12,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::error::RecorderError;
+use crate::hash::ResumableSha256;
 
 /// The protocol version header's value.
 pub const TUS_VERSION: &str = "1.0.0";
@@ -93,6 +94,7 @@ pub fn upload_id_from_url(url: &str) -> &str {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UploadQueue {
     acked: u64,
+    acked_hash: ResumableSha256,
     end: u64,
     ready_end: u64,
     pending: VecDeque<(u64, Vec<u8>)>,
@@ -106,10 +108,13 @@ impl UploadQueue {
         Self::default()
     }
 
-    /// An upload whose first `acked` bytes are already on the server (a resumed journal).
-    pub fn resuming_at(acked: u64) -> Self {
+    /// An upload whose first bytes are already on the server (a resumed journal); `acked_hash`
+    /// is the SHA-256 state over exactly those bytes.
+    pub fn resuming(acked_hash: ResumableSha256) -> Self {
+        let acked = acked_hash.length();
         Self {
             acked,
+            acked_hash,
             end: acked,
             ready_end: acked,
             ..Self::default()
@@ -145,6 +150,17 @@ impl UploadQueue {
     /// Bytes the server has acknowledged.
     pub fn acked(&self) -> u64 {
         self.acked
+    }
+
+    /// The SHA-256 state over the acknowledged bytes: saved in the journal so a resumed upload
+    /// can still report the hash of the whole recording.
+    pub fn acked_hash(&self) -> &ResumableSha256 {
+        &self.acked_hash
+    }
+
+    /// True once no more chunks will come.
+    pub fn is_finished(&self) -> bool {
+        self.finished
     }
 
     /// Bytes pushed so far, acknowledged or not.
@@ -239,21 +255,29 @@ impl UploadQueue {
             }
             self.length_sent = true;
         }
-        self.acked = server_offset;
-        self.ready_end = self.ready_end.max(server_offset);
         while let Some((start, chunk)) = self.pending.front_mut() {
             let chunk_end = *start + chunk.len() as u64;
             if chunk_end <= server_offset {
+                let skip = usize::try_from(self.acked.saturating_sub(*start)).unwrap_or(usize::MAX);
+                self.acked_hash
+                    .update(chunk.get(skip..).unwrap_or_default());
                 self.pending.pop_front();
             } else {
                 if *start < server_offset {
                     // `server_offset - start < chunk.len()`, which is a usize.
-                    chunk.drain(..(server_offset - *start) as usize);
+                    let cut = (server_offset - *start) as usize;
+                    let skip =
+                        usize::try_from(self.acked.saturating_sub(*start)).unwrap_or(usize::MAX);
+                    self.acked_hash
+                        .update(chunk.get(skip..cut).unwrap_or_default());
+                    chunk.drain(..cut);
                     *start = server_offset;
                 }
                 break;
             }
         }
+        self.acked = server_offset;
+        self.ready_end = self.ready_end.max(server_offset);
         Ok(())
     }
 }
@@ -388,10 +412,33 @@ mod tests {
 
     #[test]
     fn a_resumed_upload_starts_at_its_acknowledged_offset() {
-        let mut queue = UploadQueue::resuming_at(10);
+        let mut hash = ResumableSha256::new();
+        hash.update(b"0123456789");
+        let mut queue = UploadQueue::resuming(hash);
         queue.push_ready(b"xyz".to_vec());
         let plan = queue.next_patch(100).expect("bytes");
         assert_eq!((plan.offset, plan.expected_offset()), (10, 13));
+        queue.accepted(&plan, Some(13)).expect("in sync");
+        let mut whole = ResumableSha256::new();
+        whole.update(b"0123456789xyz");
+        assert_eq!(queue.acked_hash().hex_digest(), whole.hex_digest());
+    }
+
+    #[test]
+    fn the_acknowledged_hash_covers_exactly_the_acknowledged_bytes() {
+        let mut queue = queue_with(&[b"abcd", b"efgh", b"ij"]);
+        let hash_of = |bytes: &[u8]| {
+            let mut h = ResumableSha256::new();
+            h.update(bytes);
+            h
+        };
+        queue.resync(2, None).expect("partial first chunk");
+        assert_eq!(queue.acked_hash(), &hash_of(b"ab"));
+        queue.resync(6, None).expect("into the second chunk");
+        assert_eq!(queue.acked_hash(), &hash_of(b"abcdef"));
+        queue.resync(10, None).expect("everything");
+        assert_eq!(queue.acked_hash(), &hash_of(b"abcdefghij"));
+        assert_eq!(queue.buffered(), 0);
     }
 
     #[test]

@@ -1,0 +1,406 @@
+//! The tus upload loop: one PATCH in flight, in order, retried until the server has every
+//! byte. Transport (fetch) and owner (the live session, or a resumed journal) are traits,
+//! so the loop's decisions are tested natively against a scripted server.
+
+use std::cell::RefCell;
+
+use crate::backoff::Backoff;
+use crate::error::RecorderError;
+use crate::signal::Signal;
+use crate::tus::{PatchPlan, UploadQueue};
+
+/// Largest PATCH body: after a long outage the backlog goes out in pieces of this size.
+pub const MAX_PATCH_BODY: usize = 8 * 1024 * 1024;
+
+/// What a HEAD says about the upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOffset {
+    /// `Upload-Offset`: bytes the server holds.
+    pub offset: u64,
+    /// `Upload-Length`, if it was declared already.
+    pub length: Option<u64>,
+}
+
+/// How the server answered a PATCH that did not fail outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchReply {
+    /// 204, with the new `Upload-Offset` if the server sent one.
+    Accepted(Option<u64>),
+    /// 409: the offset we sent is not the server's.
+    Conflict,
+}
+
+/// The server side of one tus upload, as the loop needs it.
+#[allow(async_fn_in_trait)] // Used with generics only, never as `dyn`, on one thread.
+pub trait TusTransport {
+    /// `HEAD` the upload.
+    async fn head(&self) -> Result<ServerOffset, RecorderError>;
+    /// `PATCH` the upload; HTTP errors other than 409 come back as `Err`.
+    async fn patch(&self, plan: &PatchPlan) -> Result<PatchReply, RecorderError>;
+    /// Waits `ms` milliseconds before a retry.
+    async fn sleep(&self, ms: f64);
+    /// A uniform random number in `[0, 1)` for the backoff jitter.
+    fn random(&self) -> f64;
+}
+
+/// The owner of the bytes being uploaded.
+pub trait UploadOwner {
+    /// The bytes not acknowledged yet.
+    fn queue(&self) -> &RefCell<UploadQueue>;
+    /// Notified when bytes become ready, when the recording finishes, or on failure.
+    fn changed(&self) -> &Signal;
+    /// An error that happened elsewhere (e.g. the recorder failed) and ends the upload.
+    fn failure(&self) -> Option<RecorderError>;
+    /// Whether to try again after `failures` failures in a row (without limit while live).
+    fn keep_retrying(&self, failures: u32) -> bool;
+    /// A retryable error happened; the loop waits and tries again.
+    fn retrying(&self, err: &RecorderError);
+    /// The server acknowledged more bytes.
+    fn acknowledged(&self);
+}
+
+/// Sends every byte of `owner`'s queue, returning once the queue is complete (all bytes
+/// acknowledged and the length declared) or with the error that made it give up.
+pub async fn upload<T: TusTransport, O: UploadOwner>(
+    transport: &T,
+    owner: &O,
+) -> Result<(), RecorderError> {
+    let mut backoff = Backoff::default();
+    // After a conflict, an error or a timeout we do not know what the server holds: ask.
+    let mut in_doubt = false;
+    let mut conflicts = 0u32;
+    loop {
+        if let Some(err) = owner.failure() {
+            return Err(err);
+        }
+        if in_doubt {
+            match transport.head().await {
+                Ok(server) => {
+                    owner
+                        .queue()
+                        .borrow_mut()
+                        .resync(server.offset, server.length)?;
+                    in_doubt = false;
+                    owner.acknowledged();
+                }
+                Err(err) => {
+                    wait_or_give_up(transport, owner, &mut backoff, err).await?;
+                    continue;
+                }
+            }
+        }
+        let plan = {
+            let queue = owner.queue().borrow();
+            if queue.is_complete() {
+                return Ok(());
+            }
+            queue.next_patch(MAX_PATCH_BODY)
+        };
+        let Some(plan) = plan else {
+            owner.changed().notified().await;
+            continue;
+        };
+        match transport.patch(&plan).await {
+            Ok(PatchReply::Accepted(offset)) => {
+                owner.queue().borrow_mut().accepted(&plan, offset)?;
+                backoff.reset();
+                conflicts = 0;
+                owner.acknowledged();
+            }
+            Ok(PatchReply::Conflict) => {
+                conflicts += 1;
+                in_doubt = true;
+                // One conflict is a lost answer; repeated ones must not spin without a pause.
+                if conflicts > 1 {
+                    let err = RecorderError::Http {
+                        status: 409,
+                        message: "offset conflict".into(),
+                    };
+                    owner.retrying(&err);
+                    transport
+                        .sleep(backoff.next_delay_ms(transport.random()))
+                        .await;
+                }
+            }
+            Err(err) => {
+                wait_or_give_up(transport, owner, &mut backoff, err).await?;
+                in_doubt = true;
+            }
+        }
+    }
+}
+
+async fn wait_or_give_up<T: TusTransport, O: UploadOwner>(
+    transport: &T,
+    owner: &O,
+    backoff: &mut Backoff,
+    err: RecorderError,
+) -> Result<(), RecorderError> {
+    if !err.is_retryable() || !owner.keep_retrying(backoff.failures() + 1) {
+        return Err(err);
+    }
+    owner.retrying(&err);
+    transport
+        .sleep(backoff.next_delay_ms(transport.random()))
+        .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::VecDeque;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    /// A tus server in memory, with scripted failures injected before requests.
+    #[derive(Default)]
+    struct FakeServer {
+        data: RefCell<Vec<u8>>,
+        length: Cell<Option<u64>>,
+        /// Each entry is consumed by one request: `Some(err)` fails it before the server acts,
+        /// `None` lets it through.
+        script: RefCell<VecDeque<Option<Injected>>>,
+        requests: RefCell<Vec<String>>,
+        slept: RefCell<Vec<f64>>,
+    }
+
+    #[derive(Clone, Copy)]
+    enum Injected {
+        /// The request fails without reaching the server.
+        Lost(u16),
+        /// The server applies the PATCH but the answer is lost (a timeout).
+        AnswerLost,
+        /// The server's offset jumps back (it lost data).
+        Rewind(u64),
+    }
+
+    impl FakeServer {
+        fn next_injection(&self) -> Option<Injected> {
+            self.script.borrow_mut().pop_front().flatten()
+        }
+        fn apply(&self, plan: &PatchPlan) -> PatchReply {
+            let mut data = self.data.borrow_mut();
+            if plan.offset != data.len() as u64 {
+                return PatchReply::Conflict;
+            }
+            data.extend_from_slice(&plan.body);
+            if let Some(length) = plan.upload_length {
+                self.length.set(Some(length));
+            }
+            PatchReply::Accepted(Some(data.len() as u64))
+        }
+    }
+
+    impl TusTransport for FakeServer {
+        async fn head(&self) -> Result<ServerOffset, RecorderError> {
+            self.requests.borrow_mut().push("HEAD".into());
+            match self.next_injection() {
+                Some(Injected::Lost(0)) => return Err(RecorderError::Network("offline".into())),
+                Some(Injected::Lost(status)) => {
+                    return Err(RecorderError::Http {
+                        status,
+                        message: String::new(),
+                    })
+                }
+                Some(Injected::Rewind(offset)) => self.data.borrow_mut().truncate(offset as usize),
+                _ => {}
+            }
+            Ok(ServerOffset {
+                offset: self.data.borrow().len() as u64,
+                length: self.length.get(),
+            })
+        }
+        async fn patch(&self, plan: &PatchPlan) -> Result<PatchReply, RecorderError> {
+            self.requests
+                .borrow_mut()
+                .push(format!("PATCH {} +{}", plan.offset, plan.body.len()));
+            match self.next_injection() {
+                Some(Injected::Lost(0)) => Err(RecorderError::Network("offline".into())),
+                Some(Injected::Lost(status)) => Err(RecorderError::Http {
+                    status,
+                    message: String::new(),
+                }),
+                Some(Injected::AnswerLost) => {
+                    self.apply(plan);
+                    Err(RecorderError::Timeout)
+                }
+                Some(Injected::Rewind(_)) | None => Ok(self.apply(plan)),
+            }
+        }
+        async fn sleep(&self, ms: f64) {
+            self.slept.borrow_mut().push(ms);
+        }
+        fn random(&self) -> f64 {
+            0.5
+        }
+    }
+
+    struct Owner {
+        queue: RefCell<UploadQueue>,
+        changed: Signal,
+        retry_limit: u32,
+        retries: Cell<u32>,
+        acks: Cell<u32>,
+    }
+
+    impl Owner {
+        fn finished_with(chunks: &[&[u8]], retry_limit: u32) -> Self {
+            let mut queue = UploadQueue::new();
+            for chunk in chunks {
+                queue.push_ready(chunk.to_vec());
+            }
+            queue.finish();
+            Self {
+                queue: RefCell::new(queue),
+                changed: Signal::new(),
+                retry_limit,
+                retries: Cell::new(0),
+                acks: Cell::new(0),
+            }
+        }
+    }
+
+    impl UploadOwner for Owner {
+        fn queue(&self) -> &RefCell<UploadQueue> {
+            &self.queue
+        }
+        fn changed(&self) -> &Signal {
+            &self.changed
+        }
+        fn failure(&self) -> Option<RecorderError> {
+            None
+        }
+        fn keep_retrying(&self, failures: u32) -> bool {
+            failures <= self.retry_limit
+        }
+        fn retrying(&self, _err: &RecorderError) {
+            self.retries.set(self.retries.get() + 1);
+        }
+        fn acknowledged(&self) {
+            self.acks.set(self.acks.get() + 1);
+        }
+    }
+
+    /// Runs a future whose every await is immediately ready (the fake server never blocks).
+    fn run<F: Future>(fut: F) -> F::Output {
+        let mut fut = pin!(fut);
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..10_000 {
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+        panic!("the upload loop waited for something that never comes");
+    }
+
+    fn server_with(script: &[Option<Injected>]) -> FakeServer {
+        let server = FakeServer::default();
+        server.script.borrow_mut().extend(script.iter().copied());
+        server
+    }
+
+    #[test]
+    fn a_clean_upload_sends_everything_once_with_its_length() {
+        let server = server_with(&[]);
+        let owner = Owner::finished_with(&[b"abc", b"def"], u32::MAX);
+        run(upload(&server, &owner)).expect("uploaded");
+        assert_eq!(server.data.borrow().as_slice(), b"abcdef");
+        assert_eq!(server.length.get(), Some(6));
+        assert_eq!(*server.requests.borrow(), ["PATCH 0 +6"]);
+        assert_eq!(owner.acks.get(), 1);
+    }
+
+    #[test]
+    fn network_errors_and_5xx_are_retried_with_growing_delays() {
+        let server = server_with(&[
+            Some(Injected::Lost(0)),
+            Some(Injected::Lost(0)),
+            Some(Injected::Lost(503)),
+            None,
+        ]);
+        let owner = Owner::finished_with(&[b"abc"], u32::MAX);
+        run(upload(&server, &owner)).expect("uploaded after the outage");
+        assert_eq!(server.data.borrow().as_slice(), b"abc");
+        assert_eq!(owner.retries.get(), 3);
+        let slept = server.slept.borrow();
+        assert_eq!(slept.len(), 3);
+        assert!(
+            slept.windows(2).all(|w| w[1] > w[0]),
+            "backoff grows: {slept:?}"
+        );
+    }
+
+    #[test]
+    fn a_lost_answer_is_resolved_by_head_without_sending_a_byte_twice() {
+        // The first PATCH lands but its answer times out; the HEAD tells the truth.
+        let server = server_with(&[Some(Injected::AnswerLost)]);
+        let owner = Owner::finished_with(&[b"abc"], u32::MAX);
+        run(upload(&server, &owner)).expect("uploaded");
+        assert_eq!(server.data.borrow().as_slice(), b"abc", "no byte twice");
+        assert_eq!(
+            *server.requests.borrow(),
+            ["PATCH 0 +3", "HEAD"],
+            "the length rode on the first PATCH"
+        );
+        assert_eq!(server.length.get(), Some(3));
+    }
+
+    #[test]
+    fn a_conflict_resends_from_the_server_offset() {
+        let server = server_with(&[]);
+        server.data.borrow_mut().extend_from_slice(b"ab"); // an earlier PATCH we never heard of
+        let owner = Owner::finished_with(&[b"abcdef"], u32::MAX);
+        run(upload(&server, &owner)).expect("uploaded");
+        assert_eq!(
+            server.data.borrow().as_slice(),
+            b"abcdef",
+            "nothing skipped, nothing doubled"
+        );
+        assert_eq!(
+            *server.requests.borrow(),
+            ["PATCH 0 +6", "HEAD", "PATCH 2 +4"]
+        );
+        assert!(
+            server.slept.borrow().is_empty(),
+            "a single conflict is resolved at once"
+        );
+    }
+
+    #[test]
+    fn client_errors_are_fatal_at_once() {
+        let server = server_with(&[Some(Injected::Lost(403))]);
+        let owner = Owner::finished_with(&[b"abc"], u32::MAX);
+        let err = run(upload(&server, &owner)).expect_err("forbidden");
+        assert_eq!(err.code(), "http_403");
+        assert_eq!(owner.retries.get(), 0);
+    }
+
+    #[test]
+    fn a_server_that_lost_acknowledged_bytes_is_a_protocol_error() {
+        // "abc" is acknowledged; then a PATCH fails and the HEAD finds the server rewound to 1.
+        let server = server_with(&[Some(Injected::Lost(0)), Some(Injected::Rewind(1))]);
+        server.data.borrow_mut().extend_from_slice(b"abc");
+        let mut acked = crate::hash::ResumableSha256::new();
+        acked.update(b"abc");
+        let mut queue = UploadQueue::resuming(acked);
+        queue.push_ready(b"def".to_vec());
+        queue.finish();
+        let owner = Owner::finished_with(&[], u32::MAX);
+        *owner.queue.borrow_mut() = queue;
+        let err = run(upload(&server, &owner)).expect_err("rewound");
+        assert_eq!(err.code(), "upload_protocol");
+        assert_eq!(*server.requests.borrow(), ["PATCH 3 +3", "HEAD"]);
+    }
+
+    #[test]
+    fn a_bounded_owner_gives_up_after_its_retry_limit() {
+        let server = server_with(&[Some(Injected::Lost(0)); 10]);
+        let owner = Owner::finished_with(&[b"abc"], 3);
+        let err = run(upload(&server, &owner)).expect_err("gave up");
+        assert_eq!(err.code(), "network");
+        assert_eq!(owner.retries.get(), 3);
+    }
+}
