@@ -21,31 +21,8 @@ use crate::clock::DurationClock;
 use crate::error::RecorderError;
 use crate::hash::ResumableSha256;
 use crate::mime;
+pub use crate::options::RecordingConfig;
 use crate::signal::Signal;
-
-/// How to record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordingConfig {
-    /// Force this MIME type; `None` picks the first supported of [`mime::PREFERRED_MIME_TYPES`].
-    pub mime_type: Option<String>,
-    /// Milliseconds of media per `dataavailable` chunk.
-    pub timeslice_ms: u32,
-    /// Ask for a keyframe this often (ms), so each chunk starts near a seek point.
-    pub keyframe_interval_ms: Option<u32>,
-    /// Video bitrate hint.
-    pub video_bits_per_second: Option<u32>,
-}
-
-impl Default for RecordingConfig {
-    fn default() -> Self {
-        Self {
-            mime_type: None,
-            timeslice_ms: 1_000,
-            keyframe_interval_ms: Some(1_000),
-            video_bits_per_second: None,
-        }
-    }
-}
 
 /// What the recorder tells its owner, in order.
 #[derive(Debug, Clone, PartialEq)]

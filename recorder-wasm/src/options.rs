@@ -1,0 +1,281 @@
+//! The page's `RecorderOptions`, checked once at construction so a mistake fails loudly there.
+
+use crate::error::RecorderError;
+
+/// How to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingConfig {
+    /// Force this MIME type; `None` picks the first supported preferred type.
+    pub mime_type: Option<String>,
+    /// Milliseconds of media per `dataavailable` chunk.
+    pub timeslice_ms: u32,
+    /// Ask for a keyframe this often (ms) so each chunk starts near a seek point.
+    pub keyframe_interval_ms: Option<u32>,
+    /// Video bitrate hint.
+    pub video_bits_per_second: Option<u32>,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            mime_type: None,
+            timeslice_ms: 1_000,
+            keyframe_interval_ms: Some(1_000),
+            video_bits_per_second: None,
+        }
+    }
+}
+
+/// An existing live to record into (its Post id and tus upload URL).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExistingLive {
+    /// The live (Post) id.
+    pub live_id: u64,
+    /// Its upload URL, possibly relative.
+    pub upload_url: String,
+}
+
+/// Validated options of one live recording.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveOptions {
+    /// Bearer token for the API.
+    pub token: String,
+    /// API origin without a trailing slash; empty means the page's origin.
+    pub api_base: String,
+    /// The live's title.
+    pub title: String,
+    /// Record into this live instead of creating one.
+    pub existing: Option<ExistingLive>,
+    /// MediaRecorder settings.
+    pub recording: RecordingConfig,
+}
+
+/// The options as read from JS, before validation (numbers are JS numbers).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawOptions {
+    /// `token`
+    pub token: Option<String>,
+    /// `apiBase`
+    pub api_base: Option<String>,
+    /// `title`
+    pub title: Option<String>,
+    /// `liveId`
+    pub live_id: Option<f64>,
+    /// `uploadUrl`
+    pub upload_url: Option<String>,
+    /// `mimeType`
+    pub mime_type: Option<String>,
+    /// `timesliceMs`
+    pub timeslice_ms: Option<f64>,
+    /// `keyframeIntervalMs`
+    pub keyframe_interval_ms: Option<f64>,
+    /// `videoBitsPerSecond`
+    pub video_bits_per_second: Option<f64>,
+}
+
+fn invalid(message: &str) -> RecorderError {
+    RecorderError::InvalidOptions(message.to_owned())
+}
+
+/// A whole number in `min..=max`, or the error `message`.
+fn whole(value: f64, min: f64, max: f64, message: &str) -> Result<f64, RecorderError> {
+    if value.is_finite() && value.fract() == 0.0 && (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(message))
+    }
+}
+
+impl RawOptions {
+    /// Checks the options and fills in the defaults.
+    pub fn validate(self) -> Result<LiveOptions, RecorderError> {
+        let token = self
+            .token
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| invalid("`token` (the Bearer token) is required"))?;
+        let api_base = self
+            .api_base
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        let existing = match (self.live_id, self.upload_url) {
+            (None, None) => None,
+            (Some(id), Some(url)) if !url.trim().is_empty() => Some(ExistingLive {
+                live_id: whole(
+                    id,
+                    1.0,
+                    9_007_199_254_740_991.0,
+                    "`liveId` must be a positive integer",
+                )? as u64,
+                upload_url: url.trim().to_owned(),
+            }),
+            _ => {
+                return Err(invalid(
+                    "`liveId` and `uploadUrl` go together: give both or neither",
+                ))
+            }
+        };
+        let timeslice_ms = match self.timeslice_ms {
+            None => 1_000,
+            Some(ms) => whole(
+                ms,
+                100.0,
+                60_000.0,
+                "`timesliceMs` must be a whole number from 100 to 60000",
+            )? as u32,
+        };
+        let keyframe_interval_ms = match self.keyframe_interval_ms {
+            None => Some(1_000),
+            Some(ms) => Some(whole(
+                ms,
+                1.0,
+                600_000.0,
+                "`keyframeIntervalMs` must be a whole number from 1 to 600000",
+            )? as u32),
+        };
+        let video_bits_per_second = match self.video_bits_per_second {
+            None => None,
+            Some(bps) => Some(whole(
+                bps,
+                1.0,
+                f64::from(u32::MAX),
+                "`videoBitsPerSecond` must be a positive whole number",
+            )? as u32),
+        };
+        let mime_type = match self.mime_type {
+            Some(mime) if mime.trim().is_empty() => {
+                return Err(invalid("`mimeType` must not be empty"))
+            }
+            other => other,
+        };
+        Ok(LiveOptions {
+            token,
+            api_base,
+            title: self.title.unwrap_or_default(),
+            existing,
+            recording: RecordingConfig {
+                mime_type,
+                timeslice_ms,
+                keyframe_interval_ms,
+                video_bits_per_second,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_token() -> RawOptions {
+        RawOptions {
+            token: Some("t0k".into()),
+            ..RawOptions::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fill_in_what_the_page_left_out() {
+        let options = with_token().validate().expect("valid");
+        assert_eq!(options.api_base, "");
+        assert_eq!(options.existing, None);
+        assert_eq!(options.recording, RecordingConfig::default());
+        assert_eq!(options.recording.timeslice_ms, 1_000);
+        assert_eq!(options.recording.keyframe_interval_ms, Some(1_000));
+    }
+
+    #[test]
+    fn a_missing_or_blank_token_is_refused() {
+        assert_eq!(
+            RawOptions::default().validate().map_err(|e| e.code()),
+            Err("invalid_options".into())
+        );
+        let blank = RawOptions {
+            token: Some("  ".into()),
+            ..RawOptions::default()
+        };
+        assert!(blank.validate().is_err());
+    }
+
+    #[test]
+    fn the_api_base_loses_its_trailing_slash() {
+        let raw = RawOptions {
+            api_base: Some("http://127.0.0.1:8080/".into()),
+            ..with_token()
+        };
+        assert_eq!(
+            raw.validate().expect("valid").api_base,
+            "http://127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn an_existing_live_needs_both_its_id_and_upload_url() {
+        let only_id = RawOptions {
+            live_id: Some(3.0),
+            ..with_token()
+        };
+        assert!(only_id.validate().is_err());
+        let fractional = RawOptions {
+            live_id: Some(3.5),
+            upload_url: Some("/u/1".into()),
+            ..with_token()
+        };
+        assert!(fractional.validate().is_err());
+        let both = RawOptions {
+            live_id: Some(3.0),
+            upload_url: Some("/api/uploads/ab".into()),
+            ..with_token()
+        };
+        assert_eq!(
+            both.validate().expect("valid").existing,
+            Some(ExistingLive {
+                live_id: 3,
+                upload_url: "/api/uploads/ab".into()
+            })
+        );
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_with_their_name() {
+        for raw in [
+            RawOptions {
+                timeslice_ms: Some(0.0),
+                ..with_token()
+            },
+            RawOptions {
+                timeslice_ms: Some(f64::NAN),
+                ..with_token()
+            },
+            RawOptions {
+                keyframe_interval_ms: Some(-5.0),
+                ..with_token()
+            },
+            RawOptions {
+                video_bits_per_second: Some(1e12),
+                ..with_token()
+            },
+            RawOptions {
+                mime_type: Some(String::new()),
+                ..with_token()
+            },
+        ] {
+            let err = raw.clone().validate().expect_err("refused");
+            assert!(err.to_string().contains('`'), "names the option: {err}");
+        }
+        let ok = RawOptions {
+            timeslice_ms: Some(250.0),
+            video_bits_per_second: Some(2.5e6),
+            ..with_token()
+        };
+        let options = ok.validate().expect("valid");
+        assert_eq!(
+            (
+                options.recording.timeslice_ms,
+                options.recording.video_bits_per_second
+            ),
+            (250, Some(2_500_000))
+        );
+    }
+}
