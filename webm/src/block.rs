@@ -38,19 +38,17 @@ pub fn parse_block(prefix: &[u8], total: u64) -> Result<BlockHeader, BlockError>
         Vint::NeedMore if (prefix.len() as u64) < total => return Err(BlockError::NeedMore),
         _ => return Err(BlockError::Malformed),
     };
-    let fixed = prefix
-        .get(track_len..track_len + 3)
-        .ok_or(if (prefix.len() as u64) < total && total >= track_len as u64 + 3 {
+    let fixed = prefix.get(track_len..track_len + 3).ok_or(
+        if (prefix.len() as u64) < total && total >= track_len as u64 + 3 {
             BlockError::NeedMore
         } else {
             BlockError::Malformed
-        })?;
+        },
+    )?;
     let relative_ts = i16::from_be_bytes([fixed[0], fixed[1]]);
     let flags = fixed[2];
     let mut pos = track_len + 3;
-    let payload = total
-        .checked_sub(pos as u64)
-        .ok_or(BlockError::Malformed)?;
+    let payload = total.checked_sub(pos as u64).ok_or(BlockError::Malformed)?;
     let lacing = (flags >> 1) & 0b11;
     let frames = if lacing == 0 {
         1
@@ -76,7 +74,9 @@ pub fn parse_block(prefix: &[u8], total: u64) -> Result<BlockHeader, BlockError>
         }
         count
     };
-    let first_byte = ((pos as u64) < total).then(|| prefix.get(pos).copied()).flatten();
+    let first_byte = ((pos as u64) < total)
+        .then(|| prefix.get(pos).copied())
+        .flatten();
     let second_byte = ((pos as u64 + 1) < total)
         .then(|| prefix.get(pos + 1).copied())
         .flatten();
@@ -213,18 +213,30 @@ mod tests {
         // 3 frames: 10, 10 - 3 = 7, rest.
         let mut block = vec![0x81, 0, 0, 0x06, 2, 0x8A, 0xBC];
         block.resize(block.len() + 20, 7);
-        assert_eq!(parse_block(&block, block.len() as u64).map(|h| h.frames), Ok(3));
+        assert_eq!(
+            parse_block(&block, block.len() as u64).map(|h| h.frames),
+            Ok(3)
+        );
         let bad = [0x81, 0, 0, 0x06, 2, 0x81, 0x80, 0, 0];
-        assert_eq!(parse_block(&bad, bad.len() as u64), Err(BlockError::Malformed));
+        assert_eq!(
+            parse_block(&bad, bad.len() as u64),
+            Err(BlockError::Malformed)
+        );
     }
 
     #[test]
     fn fixed_lacing_requires_an_even_split() {
         let mut block = vec![0x81, 0, 0, 0x04, 3];
         block.resize(block.len() + 8, 1);
-        assert_eq!(parse_block(&block, block.len() as u64).map(|h| h.frames), Ok(4));
+        assert_eq!(
+            parse_block(&block, block.len() as u64).map(|h| h.frames),
+            Ok(4)
+        );
         block.push(1);
-        assert_eq!(parse_block(&block, block.len() as u64), Err(BlockError::Malformed));
+        assert_eq!(
+            parse_block(&block, block.len() as u64),
+            Err(BlockError::Malformed)
+        );
     }
 
     #[test]

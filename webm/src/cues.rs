@@ -67,8 +67,9 @@ impl Cues {
         if self.points.is_empty() {
             return Vec::new();
         }
-        let position =
-            |cluster: usize| cues_position + cues_len + cluster_offsets.get(cluster).copied().unwrap_or(0);
+        let position = |cluster: usize| {
+            cues_position + cues_len + cluster_offsets.get(cluster).copied().unwrap_or(0)
+        };
         let mut out = Vec::with_capacity(usize::try_from(cues_len).unwrap_or(0));
         write_header(&mut out, ebml::ID_CUES, self.body_len(position));
         for cue in &self.points {

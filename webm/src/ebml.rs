@@ -285,9 +285,7 @@ pub fn write_id(out: &mut Vec<u8>, id: u32) {
 /// Bytes needed for the shortest size vint holding `size`.
 pub fn size_len(size: u64) -> usize {
     // A vint of n bytes holds values up to 2^(7n) - 2 (all ones means unknown).
-    (1..=8)
-        .find(|&n| size < (1u64 << (7 * n)) - 1)
-        .unwrap_or(8)
+    (1..=8).find(|&n| size < (1u64 << (7 * n)) - 1).unwrap_or(8)
 }
 
 /// Appends the shortest size vint for `size` (sizes are < 2^56 - 1 in any real file).
@@ -368,7 +366,18 @@ mod tests {
 
     #[test]
     fn written_sizes_read_back_at_every_length_boundary() {
-        for size in [0, 1, 126, 127, 128, 16382, 16383, 16384, 1 << 40, (1 << 56) - 2] {
+        for size in [
+            0,
+            1,
+            126,
+            127,
+            128,
+            16382,
+            16383,
+            16384,
+            1 << 40,
+            (1 << 56) - 2,
+        ] {
             let mut out = Vec::new();
             write_size(&mut out, size);
             assert_eq!(out.len(), size_len(size), "length of {size}");
@@ -388,7 +397,10 @@ mod tests {
         let mut out = Vec::new();
         write_uint(&mut out, ID_TIMESTAMP, 0);
         write_uint(&mut out, ID_TIMESTAMPSCALE, 1_000_000);
-        assert_eq!(out, [0xE7, 0x81, 0x00, 0x2A, 0xD7, 0xB1, 0x83, 0x0F, 0x42, 0x40]);
+        assert_eq!(
+            out,
+            [0xE7, 0x81, 0x00, 0x2A, 0xD7, 0xB1, 0x83, 0x0F, 0x42, 0x40]
+        );
         assert_eq!(
             uint_element_len(ID_TIMESTAMPSCALE, 1_000_000),
             out.len() - 3

@@ -10,8 +10,7 @@ use std::io::{self, BufWriter, Read, Seek, Write};
 use crate::cues::{Cue, Cues};
 use crate::ebml::{self, read_header, read_uint, Children, Vint};
 use crate::reader::{
-    read_head, read_master_body, skip_unknown_size, ChildKind, ClusterStep, ClusterWalker,
-    HeadRead,
+    read_head, read_master_body, skip_unknown_size, ChildKind, ClusterStep, ClusterWalker, HeadRead,
 };
 use crate::source::{Source, BUFFER_SIZE};
 use crate::timing::{Timeline, TrackInfo};
@@ -124,12 +123,12 @@ pub fn finalize<R: Read + Seek, W: Write>(input: R, output: W) -> Result<Finaliz
 
 /// Reads the EBML header element, which must declare DocType `webm`.
 fn read_ebml_header<R: Read + Seek>(src: &mut Source<R>) -> Result<Vec<u8>, Error> {
-    let HeadRead::Head(head) = read_head(src, src.len())? else {
+    let HeadRead::Head(head) = read_head(src, src.input_len())? else {
         return Err(Error::NotWebM);
     };
     let end = head
         .end()
-        .filter(|&end| head.id == ebml::ID_EBML && end <= src.len().min(MAX_EBML_HEADER))
+        .filter(|&end| head.id == ebml::ID_EBML && end <= src.input_len().min(MAX_EBML_HEADER))
         .ok_or(Error::NotWebM)?;
     src.seek_to(0)?;
     let bytes = src.read_vec(end as usize)?;
@@ -201,7 +200,7 @@ fn read_tracks(body: &[u8]) -> (Vec<u8>, Vec<TrackInfo>) {
 /// Pass 1: index the whole input.
 fn scan<R: Read + Seek>(src: &mut Source<R>) -> Result<Plan, Error> {
     let ebml_header = read_ebml_header(src)?;
-    let file_len = src.len();
+    let file_len = src.input_len();
     src.seek_to(ebml_header.len() as u64)?;
     let segment = match read_head(src, file_len)? {
         HeadRead::Head(head) if head.id == ebml::ID_SEGMENT => head,
@@ -299,8 +298,9 @@ fn scan<R: Read + Seek>(src: &mut Source<R>) -> Result<Plan, Error> {
                     stop = Some(pos);
                     break;
                 };
-                let copyable = matches!(id, ebml::ID_TAGS | ebml::ID_CHAPTERS | ebml::ID_ATTACHMENTS)
-                    && head.size.is_some();
+                let copyable =
+                    matches!(id, ebml::ID_TAGS | ebml::ID_CHAPTERS | ebml::ID_ATTACHMENTS)
+                        && head.size.is_some();
                 if copyable && extras.len() < MAX_EXTRAS {
                     extras.push(Extra {
                         start: head.start,
@@ -313,8 +313,7 @@ fn scan<R: Read + Seek>(src: &mut Source<R>) -> Result<Plan, Error> {
     }
 
     let (info_body, scale) = info.unwrap_or_else(|| rewrite_info(&default_info()));
-    let (tracks_body, entries) =
-        tracks.ok_or(Error::Invalid("no Tracks in the Segment"))?;
+    let (tracks_body, entries) = tracks.ok_or(Error::Invalid("no Tracks in the Segment"))?;
     let timeline = timeline.unwrap_or_else(|| Timeline::new(scale, &entries));
     Ok(Plan {
         ebml_header,
@@ -425,7 +424,12 @@ impl ClusterScan<'_> {
             self.cues.points.truncate(cues_before);
             return Ok((None, end));
         }
-        plan.out_len = kept + if plan.zero_timestamp { ZERO_TIMESTAMP.len() as u64 } else { 0 };
+        plan.out_len = kept
+            + if plan.zero_timestamp {
+                ZERO_TIMESTAMP.len() as u64
+            } else {
+                0
+            };
         Ok((Some(plan), end))
     }
 }

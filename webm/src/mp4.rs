@@ -102,7 +102,7 @@ fn versioned(data: &[u8], at_v0: usize, at_v1: usize) -> Option<u64> {
 /// Checks the structure and computes the duration; see [`crate::probe_mp4`].
 pub fn probe<R: Read + Seek>(input: R) -> Result<Mp4Info, Error> {
     let mut src = Source::new(input, BUFFER)?;
-    let len = src.len();
+    let len = src.input_len();
     let mut probe = Probe::default();
     let mut pos = 0;
     let mut seen_moov = false;
@@ -171,7 +171,8 @@ fn walk<R: Read + Seek>(
             b"mvhd" => {
                 let data = read_leaf(src, &head)?;
                 probe.movie_timescale = versioned_timescale(&data).unwrap_or(0);
-                probe.movie_duration = versioned(&data, 16, 24).filter(|&d| d != u64::from(u32::MAX) && d != u64::MAX);
+                probe.movie_duration =
+                    versioned(&data, 16, 24).filter(|&d| d != u64::from(u32::MAX) && d != u64::MAX);
             }
             b"mehd" => {
                 let data = read_leaf(src, &head)?;
@@ -223,10 +224,15 @@ fn walk<R: Read + Seek>(
                 let data = read_leaf(src, &head)?;
                 if let Some(index) = traf_track {
                     let id = probe.tracks[index].id;
-                    let trex = probe.trex.iter().find(|(t, _)| *t == id).map_or(0, |&(_, d)| d);
+                    let trex = probe
+                        .trex
+                        .iter()
+                        .find(|(t, _)| *t == id)
+                        .map_or(0, |&(_, d)| d);
                     let default = traf_default_duration.unwrap_or(trex);
                     let t = &mut probe.tracks[index];
-                    let run = trun_duration(&data, default).ok_or(Error::Invalid("malformed trun"))?;
+                    let run =
+                        trun_duration(&data, default).ok_or(Error::Invalid("malformed trun"))?;
                     let start = traf_time.unwrap_or(t.fragment_end);
                     t.fragment_start = Some(t.fragment_start.map_or(start, |s| s.min(start)));
                     let end = start.saturating_add(run);
@@ -314,7 +320,10 @@ impl Probe {
             return fragments;
         }
         if self.movie_timescale > 0 {
-            for declared in [self.fragment_duration, self.movie_duration].into_iter().flatten() {
+            for declared in [self.fragment_duration, self.movie_duration]
+                .into_iter()
+                .flatten()
+            {
                 if declared > 0 {
                     return declared as f64 / f64::from(self.movie_timescale);
                 }

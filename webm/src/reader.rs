@@ -7,7 +7,7 @@
 
 use std::io::{self, Read, Seek};
 
-use crate::block::{parse_block, BlockError, BlockHeader};
+use crate::block::{parse_block, BlockHeader};
 use crate::ebml::{self, read_header, read_uint, Header, Vint, MAX_HEADER_LEN};
 use crate::source::Source;
 
@@ -251,10 +251,8 @@ fn read_block_header<R: Read + Seek>(
     size: u64,
 ) -> io::Result<Option<BlockHeader>> {
     let prefix = src.peek(size.min(BLOCK_PREFIX_LEN as u64) as usize)?;
-    Ok(match parse_block(prefix, size) {
-        Ok(header) => Some(header),
-        Err(BlockError::Malformed | BlockError::NeedMore) => None,
-    })
+    // A lace header longer than the prefix (NeedMore) is as unusable as a malformed one.
+    Ok(parse_block(prefix, size).ok())
 }
 
 /// Reads a BlockGroup's Block, BlockDuration and ReferenceBlock; `None` if it has no valid Block.

@@ -40,7 +40,7 @@ impl<R: Read + Seek> Source<R> {
     }
 
     /// Total input length in bytes.
-    pub fn len(&self) -> u64 {
+    pub fn input_len(&self) -> u64 {
         self.len
     }
 

@@ -226,7 +226,10 @@ mod tests {
     fn default_duration_and_block_duration_win_over_guesses() {
         let mut timeline = Timeline::new(
             1_000_000,
-            &[track(1, "V_VP8", Some(40_000_000)), track(2, "A_VORBIS", None)],
+            &[
+                track(1, "V_VP8", Some(40_000_000)),
+                track(2, "A_VORBIS", None),
+            ],
         );
         timeline.add(0, &block(1, None));
         let mut long = block(2, None);
