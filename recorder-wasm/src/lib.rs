@@ -18,3 +18,20 @@ pub mod upload;
 
 #[cfg(target_arch = "wasm32")]
 pub mod recorder;
+
+#[cfg(target_arch = "wasm32")]
+pub mod http;
+
+#[cfg(target_arch = "wasm32")]
+pub mod opfs;
+
+#[cfg(target_arch = "wasm32")]
+pub mod locks;
+
+#[cfg(target_arch = "wasm32")]
+pub mod live;
+
+#[cfg(target_arch = "wasm32")]
+mod api;
+#[cfg(target_arch = "wasm32")]
+pub use api::LiveRecorder;

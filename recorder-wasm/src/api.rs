@@ -1,0 +1,265 @@
+//! The JS-facing API: the `LiveRecorder` class and its TypeScript types.
+
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+use web_sys::MediaStream;
+
+use crate::error::RecorderError;
+use crate::http::get;
+use crate::live::{resume_pending, to_js, Callbacks, Session};
+use crate::options::RawOptions;
+use crate::recorder;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+export type RecorderState = "idle" | "starting" | "recording" | "paused" | "stopping" | "saved" | "failed";
+export interface RecorderOptions {
+  /** Bearer token for the Livekeep API. */
+  token: string;
+  /** API origin; default "" = the page's origin, e.g. "http://127.0.0.1:8080". */
+  apiBase?: string;
+  /** The live's title (POST /api/posts/live/ {content}). */
+  title?: string;
+  /** An existing live to record into (both or neither); when absent, start() creates the live. */
+  liveId?: number;
+  uploadUrl?: string;
+  /** Force a MIME type; else the first supported of LiveRecorder.pickMimeType()'s list. */
+  mimeType?: string;
+  /** Milliseconds per chunk; default 1000. */
+  timesliceMs?: number;
+  /** Keyframe interval in ms (MediaRecorder videoKeyFrameIntervalDuration); default 1000. */
+  keyframeIntervalMs?: number;
+  videoBitsPerSecond?: number;
+  onStateChange?: (state: RecorderState) => void;
+  onProgress?: (p: RecorderProgress) => void;
+  /** Non-fatal (retrying) and fatal errors. */
+  onError?: (e: RecorderErrorInfo) => void;
+}
+export interface RecorderProgress {
+  state: RecorderState;
+  /** Seconds, pauses excluded. */
+  duration: number;
+  bytesRecorded: number;
+  uploadedBytes: number;
+  bufferedBytes: number;
+  chunks: number;
+}
+export interface RecorderErrorInfo { code: string; message: string; fatal: boolean }
+export interface VideoData {
+  upload_id: string;
+  upload_url: string;
+  duration: number;
+  size: number;
+  sha256: string;
+  mime_type: string;
+  title: string;
+  live_id: number;
+}
+export interface ResumeOptions {
+  token: string;
+  apiBase?: string;
+  /** Called for each journal that could not be finished (it is kept for the next attempt). */
+  onError?: (e: RecorderErrorInfo) => void;
+}
+"#;
+
+fn invalid(message: &str) -> JsValue {
+    RecorderError::InvalidOptions(message.to_owned()).into()
+}
+
+fn string_field(options: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
+    let value = get(options, key);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    value
+        .as_string()
+        .map(Some)
+        .ok_or_else(|| invalid(&(String::from("`") + key + "` must be a string")))
+}
+
+fn number_field(options: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
+    let value = get(options, key);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    value
+        .as_f64()
+        .map(Some)
+        .ok_or_else(|| invalid(&(String::from("`") + key + "` must be a number")))
+}
+
+fn function_field(options: &JsValue, key: &str) -> Result<Option<js_sys::Function>, JsValue> {
+    let value = get(options, key);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    value
+        .dyn_into()
+        .map(Some)
+        .map_err(|_| invalid(&(String::from("`") + key + "` must be a function")))
+}
+
+fn check_object(options: &JsValue) -> Result<(), JsValue> {
+    if options.is_object() {
+        Ok(())
+    } else {
+        Err(invalid("pass an options object, e.g. { token }"))
+    }
+}
+
+/// Records a live from a `MediaStream` and keeps it safe on the Livekeep server.
+#[wasm_bindgen]
+pub struct LiveRecorder {
+    session: Rc<Session>,
+}
+
+#[wasm_bindgen]
+impl LiveRecorder {
+    /// Checks the options; throws an `Error` with `code = "invalid_options"` on a bad one.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "RecorderOptions")] options: JsValue,
+    ) -> Result<LiveRecorder, JsValue> {
+        check_object(&options)?;
+        let raw = RawOptions {
+            token: string_field(&options, "token")?,
+            api_base: string_field(&options, "apiBase")?,
+            title: string_field(&options, "title")?,
+            live_id: number_field(&options, "liveId")?,
+            upload_url: string_field(&options, "uploadUrl")?,
+            mime_type: string_field(&options, "mimeType")?,
+            timeslice_ms: number_field(&options, "timesliceMs")?,
+            keyframe_interval_ms: number_field(&options, "keyframeIntervalMs")?,
+            video_bits_per_second: number_field(&options, "videoBitsPerSecond")?,
+        };
+        let callbacks = Callbacks {
+            on_state_change: function_field(&options, "onStateChange")?,
+            on_progress: function_field(&options, "onProgress")?,
+            on_error: function_field(&options, "onError")?,
+        };
+        Ok(LiveRecorder {
+            session: Session::new(raw.validate()?, callbacks),
+        })
+    }
+
+    /// The first supported of `video/webm;codecs=vp9,opus`, `video/webm;codecs=vp8,opus`,
+    /// `video/webm`, `video/mp4`; `undefined` when the browser can record none of them.
+    #[wasm_bindgen(js_name = pickMimeType)]
+    pub fn pick_mime_type() -> Option<String> {
+        recorder::pick_mime_type().map(str::to_owned)
+    }
+
+    /// Creates the live if needed and starts recording; resolves once MediaRecorder runs.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn start(&self, stream: MediaStream) -> js_sys::Promise {
+        let session = self.session.clone();
+        future_to_promise(async move {
+            session.start(stream).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Pauses recording (the paused time is not counted).
+    pub fn pause(&self) -> Result<(), JsValue> {
+        Ok(self.session.pause()?)
+    }
+
+    /// Resumes recording.
+    pub fn resume(&self) -> Result<(), JsValue> {
+        Ok(self.session.resume()?)
+    }
+
+    /// Flushes the last chunk, uploads the rest, declares the length, stops the live;
+    /// resolves with the `video_data` it sent.
+    #[wasm_bindgen(unchecked_return_type = "Promise<VideoData>")]
+    pub fn stop(&self) -> js_sys::Promise {
+        let session = self.session.clone();
+        future_to_promise(async move {
+            let video_data = session.stop().await?;
+            Ok(to_js(&video_data))
+        })
+    }
+
+    /// Finishes the uploads of earlier pages (closed tab, crash) found in the local journal
+    /// and stops their lives; resolves with the `video_data` of each live it finished.
+    #[wasm_bindgen(js_name = resumePending, unchecked_return_type = "Promise<VideoData[]>")]
+    pub fn resume_pending(
+        #[wasm_bindgen(unchecked_param_type = "ResumeOptions")] options: JsValue,
+    ) -> js_sys::Promise {
+        future_to_promise(async move {
+            check_object(&options)?;
+            let token = string_field(&options, "token")?.filter(|t| !t.trim().is_empty());
+            let token = token.ok_or_else(|| invalid("`token` (the Bearer token) is required"))?;
+            let api_base = string_field(&options, "apiBase")?.unwrap_or_default();
+            let callbacks = Callbacks {
+                on_error: function_field(&options, "onError")?,
+                ..Callbacks::default()
+            };
+            let resumed = resume_pending(api_base.trim(), &token, |err| {
+                if let Some(on_error) = &callbacks.on_error {
+                    let info = crate::model::ErrorInfo::new(err, false);
+                    let _ = on_error.call1(&JsValue::UNDEFINED, &to_js(&info));
+                }
+            })
+            .await?;
+            Ok(resumed.iter().map(to_js).collect::<js_sys::Array>().into())
+        })
+    }
+
+    /// Current state.
+    #[wasm_bindgen(getter, unchecked_return_type = "RecorderState")]
+    pub fn state(&self) -> String {
+        self.session.state().as_str().to_owned()
+    }
+
+    /// Recorded seconds, pauses excluded.
+    #[wasm_bindgen(getter)]
+    pub fn duration(&self) -> f64 {
+        self.session.progress().duration
+    }
+
+    /// Bytes MediaRecorder produced.
+    #[wasm_bindgen(getter, js_name = bytesRecorded)]
+    pub fn bytes_recorded(&self) -> f64 {
+        self.session.progress().bytes_recorded as f64
+    }
+
+    /// Bytes the server acknowledged.
+    #[wasm_bindgen(getter, js_name = uploadedBytes)]
+    pub fn uploaded_bytes(&self) -> f64 {
+        self.session.progress().uploaded_bytes as f64
+    }
+
+    /// Bytes held in memory until the server acknowledges them.
+    #[wasm_bindgen(getter, js_name = bufferedBytes)]
+    pub fn buffered_bytes(&self) -> f64 {
+        self.session.progress().buffered_bytes as f64
+    }
+
+    /// Chunks MediaRecorder produced.
+    #[wasm_bindgen(getter)]
+    pub fn chunks(&self) -> u32 {
+        self.session.progress().chunks
+    }
+
+    /// The MIME type being recorded, once `start()` chose it.
+    #[wasm_bindgen(getter, js_name = mimeType)]
+    pub fn mime_type(&self) -> Option<String> {
+        self.session.mime_type()
+    }
+
+    /// The live (Post) id, once known.
+    #[wasm_bindgen(getter, js_name = liveId)]
+    pub fn live_id(&self) -> Option<f64> {
+        self.session.live_id().map(|id| id as f64)
+    }
+
+    /// The Post JSON the server returned last (at creation, then at the stop).
+    #[wasm_bindgen(getter)]
+    pub fn post(&self) -> JsValue {
+        self.session.post()
+    }
+}
