@@ -1,0 +1,192 @@
+//! Command line and environment configuration (the "Running the server" table of API.md).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+use crate::domain::ByteSize;
+
+/// The `livekeep` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "livekeep",
+    version,
+    about = "Livekeep: live recordings that survive the tab"
+)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server settings, accepted before or after the subcommand.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Subcommands of `livekeep`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+}
+
+/// Everything the server needs to start; each flag also reads its environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (the real one is printed).
+    #[arg(
+        long,
+        env = "LIVEKEEP_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Directory for the SQLite database and local media storage.
+    #[arg(
+        long,
+        env = "LIVEKEEP_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Database URL; defaults to `sqlite://<data-dir>/livekeep.db`.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Where media and uploads live; only `file://` is supported; defaults to `file://<data-dir>/media`.
+    #[arg(long, env = "LIVEKEEP_STORAGE_URL", global = true)]
+    pub storage_url: Option<String>,
+
+    /// The built `www` page, served at `/`; a missing directory means API only.
+    #[arg(
+        long,
+        env = "LIVEKEEP_WWW_DIR",
+        default_value = "./www/dist",
+        global = true
+    )]
+    pub www_dir: PathBuf,
+
+    /// Seconds without upload activity before a live that was never stopped is finalized as interrupted.
+    #[arg(long, env = "LIVEKEEP_INTERRUPT_AFTER", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub interrupt_after: u64,
+
+    /// Largest recording accepted, like `8GiB` (advertised as `Tus-Max-Size`).
+    #[arg(
+        long,
+        env = "LIVEKEEP_MAX_UPLOAD_SIZE",
+        default_value = "8GiB",
+        global = true
+    )]
+    pub max_upload_size: ByteSize,
+
+    /// Largest body of one PATCH, like `64MiB`; a recorder sends a few seconds per PATCH.
+    #[arg(
+        long,
+        env = "LIVEKEEP_MAX_PATCH_SIZE",
+        default_value = "64MiB",
+        global = true
+    )]
+    pub max_patch_size: ByteSize,
+
+    /// Seconds an upload stays resumable after its last activity (tus `Upload-Expires`).
+    #[arg(
+        long,
+        env = "LIVEKEEP_UPLOAD_EXPIRY",
+        default_value_t = 86_400,
+        global = true
+    )]
+    pub upload_expiry: u64,
+
+    /// Origins allowed to call the API from another site; repeatable or comma-separated.
+    #[arg(
+        long = "cors-origin",
+        env = "LIVEKEEP_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+}
+
+impl Config {
+    /// A configuration with the documented defaults below `data_dir` (for tests and embedding).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: data_dir.into(),
+            database_url: None,
+            storage_url: None,
+            www_dir: PathBuf::from("./www/dist"),
+            interrupt_after: 120,
+            max_upload_size: ByteSize(8 << 30),
+            max_patch_size: ByteSize(64 << 20),
+            upload_expiry: 86_400,
+            cors_origins: Vec::new(),
+        }
+    }
+
+    /// The database URL, defaulting below the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("livekeep.db").display()))
+    }
+
+    /// The storage URL, defaulting below the data directory.
+    pub fn storage_url(&self) -> String {
+        self.storage_url
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", self.data_dir.join("media").display()))
+    }
+
+    /// How long a live may stay silent before the server finalizes it.
+    pub fn interrupt_after(&self) -> Duration {
+        Duration::from_secs(self.interrupt_after)
+    }
+
+    /// How long an upload stays resumable after its last activity.
+    pub fn upload_expiry(&self) -> Duration {
+        Duration::from_secs(self.upload_expiry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_accepts_flags_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "livekeep",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-upload-size",
+            "1GiB",
+            "--cors-origin",
+            "http://a.test,http://b.test",
+            "--cors-origin",
+            "http://c.test",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Serve)));
+        assert_eq!(cli.config.listen.port(), 0);
+        assert_eq!(cli.config.max_upload_size.bytes(), 1 << 30);
+        assert_eq!(cli.config.cors_origins.len(), 3);
+    }
+
+    #[test]
+    fn defaults_live_below_the_data_dir() {
+        let cli = Cli::try_parse_from(["livekeep", "--data-dir", "/srv/lk"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.config.database_url(), "sqlite:///srv/lk/livekeep.db");
+        assert_eq!(cli.config.storage_url(), "file:///srv/lk/media");
+        assert_eq!(cli.config.interrupt_after, 120);
+    }
+
+    #[test]
+    fn a_zero_interrupt_window_is_rejected() {
+        assert!(Cli::try_parse_from(["livekeep", "--interrupt-after", "0"]).is_err());
+    }
+}

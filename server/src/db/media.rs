@@ -1,0 +1,133 @@
+//! Media files and their links to posts.
+
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteExecutor};
+
+/// A media row with its owner's name and, when listed for posts, the post it is linked to.
+#[derive(Debug, Clone, FromRow)]
+pub struct MediaRow {
+    /// The post this row was listed for (0 when fetched alone).
+    pub post_id: i64,
+    /// Primary key.
+    pub id: i64,
+    /// Owner's user id.
+    pub user_id: i64,
+    /// Owner's name.
+    pub username: String,
+    /// Display title.
+    pub title: String,
+    /// Display description.
+    pub description: String,
+    /// Always `video` for now.
+    pub file_type: String,
+    /// Key of the file in storage.
+    pub storage_key: String,
+    /// Key of a poster image, if any.
+    pub poster_key: Option<String>,
+    /// MIME type as recorded.
+    pub mime_type: String,
+    /// Seconds.
+    pub duration: f64,
+    /// Bytes of the stored file.
+    pub size: i64,
+    /// SHA-256 of the bytes as uploaded.
+    pub original_sha256: String,
+    /// Whether this is the recording of a live.
+    pub is_live_recording: bool,
+    /// The live it records.
+    pub live_post_id: Option<i64>,
+    /// Creation time (Unix ms).
+    pub created_at: i64,
+}
+
+/// What is needed to create a media row.
+#[derive(Debug, Clone)]
+pub struct NewMedia<'a> {
+    /// Owner.
+    pub user_id: i64,
+    /// Display title.
+    pub title: &'a str,
+    /// Display description.
+    pub description: &'a str,
+    /// Key of the committed file.
+    pub storage_key: &'a str,
+    /// MIME type.
+    pub mime_type: &'a str,
+    /// Seconds.
+    pub duration: f64,
+    /// Bytes of the stored file.
+    pub size: i64,
+    /// SHA-256 of the raw upload.
+    pub original_sha256: &'a str,
+    /// The live it records.
+    pub live_post_id: i64,
+    /// Creation time (Unix ms).
+    pub created_at: i64,
+}
+
+const MEDIA_COLUMNS: &str = "media.id, media.user_id, users.username, media.title,
+    media.description, media.file_type, media.storage_key, media.poster_key, media.mime_type,
+    media.duration, media.size, media.original_sha256, media.is_live_recording,
+    media.live_post_id, media.created_at";
+
+/// Inserts a live recording and links it to its post.
+pub async fn insert_live_recording(
+    tx: &mut sqlx::SqliteConnection,
+    new: &NewMedia<'_>,
+) -> Result<i64, sqlx::Error> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO media (user_id, title, description, file_type, storage_key, mime_type,
+            duration, size, original_sha256, is_live_recording, live_post_id, created_at)
+         VALUES (?, ?, ?, 'video', ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
+    )
+    .bind(new.user_id)
+    .bind(new.title)
+    .bind(new.description)
+    .bind(new.storage_key)
+    .bind(new.mime_type)
+    .bind(new.duration)
+    .bind(new.size)
+    .bind(new.original_sha256)
+    .bind(new.live_post_id)
+    .bind(new.created_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO media_files (post_id, media_id, position) VALUES (?, ?, 0)")
+        .bind(new.live_post_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(id)
+}
+
+/// One media by id.
+pub async fn get(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<MediaRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT 0 AS post_id, {MEDIA_COLUMNS} FROM media
+         JOIN users ON users.id = media.user_id WHERE media.id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// The media linked to each of `post_ids`, in link order.
+pub async fn for_posts(
+    db: impl SqliteExecutor<'_>,
+    post_ids: &[i64],
+) -> Result<Vec<MediaRow>, sqlx::Error> {
+    if post_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "SELECT media_files.post_id, {MEDIA_COLUMNS} FROM media_files
+         JOIN media ON media.id = media_files.media_id
+         JOIN users ON users.id = media.user_id
+         WHERE media_files.post_id IN ("
+    ));
+    let mut ids = query.separated(", ");
+    for id in post_ids {
+        ids.push_bind(*id);
+    }
+    query.push(") ORDER BY media_files.post_id, media_files.position, media.id");
+    query.build_query_as().fetch_all(db).await
+}

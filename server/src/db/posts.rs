@@ -1,0 +1,115 @@
+//! Posts, including lives.
+
+use sqlx::{FromRow, SqliteExecutor};
+
+/// A post with its author's name.
+#[derive(Debug, Clone, FromRow)]
+pub struct PostRow {
+    /// Primary key (also the `live_id` of a live).
+    pub id: i64,
+    /// Author's user id.
+    pub author_id: i64,
+    /// Author's name.
+    pub author_username: String,
+    /// The text (a live's title).
+    pub content: String,
+    /// Whether the post is a live.
+    pub is_live: bool,
+    /// `live`, `ended` or `interrupted` for lives.
+    pub live_status: Option<String>,
+    /// When the live started (Unix ms).
+    pub started_at: Option<i64>,
+    /// When the live ended (Unix ms).
+    pub ended_at: Option<i64>,
+    /// Distinct viewers over the live.
+    pub viewer_count: i64,
+    /// Most viewers at once.
+    pub peak_viewers: i64,
+    /// Chat messages posted during the live.
+    pub chat_message_count: i64,
+    /// Creation time (Unix ms).
+    pub created_at: i64,
+}
+
+const SELECT_POST: &str = "SELECT posts.id, posts.author_id, users.username AS author_username,
+    posts.content, posts.is_live, posts.live_status, posts.started_at, posts.ended_at,
+    posts.viewer_count, posts.peak_viewers, posts.chat_message_count, posts.created_at
+    FROM posts JOIN users ON users.id = posts.author_id";
+
+/// Creates a post for a live that starts now.
+pub async fn insert_live(
+    db: impl SqliteExecutor<'_>,
+    author_id: i64,
+    content: &str,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO posts (author_id, content, is_live, live_status, started_at, created_at)
+         VALUES (?, ?, 1, 'live', ?, ?) RETURNING id",
+    )
+    .bind(author_id)
+    .bind(content)
+    .bind(now)
+    .bind(now)
+    .fetch_one(db)
+    .await
+}
+
+/// One post by id.
+pub async fn get(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<PostRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT_POST} WHERE posts.id = ?"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// A page of the feed: newest first, strictly older than `before_id` when given.
+pub async fn page(
+    db: impl SqliteExecutor<'_>,
+    before_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<PostRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT_POST} WHERE posts.id < ? ORDER BY posts.id DESC LIMIT ?"
+    ))
+    .bind(before_id.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Ends a live (`ended` or `interrupted`); returns false if it was not live anymore.
+pub async fn finish_live(
+    db: impl SqliteExecutor<'_>,
+    id: i64,
+    status: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE posts SET live_status = ?, ended_at = ? WHERE id = ? AND live_status = 'live'",
+    )
+    .bind(status)
+    .bind(now)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Lives still open whose last sign of life (upload activity or start) is older than `cutoff`.
+pub async fn silent_lives(
+    db: impl SqliteExecutor<'_>,
+    cutoff: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT posts.id FROM posts
+         WHERE posts.live_status = 'live'
+           AND MAX(posts.started_at, COALESCE(
+                 (SELECT MAX(uploads.last_activity_at) FROM uploads WHERE uploads.post_id = posts.id),
+                 0)) < ?
+         ORDER BY posts.id",
+    )
+    .bind(cutoff)
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,82 @@
+//! Users and their sessions.
+
+use sqlx::{FromRow, SqliteExecutor};
+
+/// A user as other tables show it.
+#[derive(Debug, Clone, FromRow)]
+pub struct UserRow {
+    /// Primary key.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+}
+
+/// A user with the password hash, for login only.
+#[derive(Debug, FromRow)]
+pub struct Credentials {
+    /// Primary key.
+    pub id: i64,
+    /// Login name as stored.
+    pub username: String,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+}
+
+/// Inserts a user; a taken name fails with a unique violation on `users.username`.
+pub async fn insert(
+    db: impl SqliteExecutor<'_>,
+    username: &str,
+    password_hash: &str,
+    now: i64,
+) -> Result<UserRow, sqlx::Error> {
+    sqlx::query_as(
+        "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)
+         RETURNING id, username",
+    )
+    .bind(username)
+    .bind(password_hash)
+    .bind(now)
+    .fetch_one(db)
+    .await
+}
+
+/// Finds a user's credentials by name (case-insensitive).
+pub async fn credentials(
+    db: impl SqliteExecutor<'_>,
+    username: &str,
+) -> Result<Option<Credentials>, sqlx::Error> {
+    sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = ?")
+        .bind(username)
+        .fetch_optional(db)
+        .await
+}
+
+/// Records a session by the SHA-256 of its token.
+pub async fn insert_session(
+    db: impl SqliteExecutor<'_>,
+    token_hash: &[u8],
+    user_id: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES (?, ?, ?)")
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The user owning the session whose token hashes to `token_hash`.
+pub async fn by_session(
+    db: impl SqliteExecutor<'_>,
+    token_hash: &[u8],
+) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT users.id, users.username FROM sessions
+         JOIN users ON users.id = sessions.user_id WHERE sessions.token_hash = ?",
+    )
+    .bind(token_hash)
+    .fetch_optional(db)
+    .await
+}

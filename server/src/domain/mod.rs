@@ -1,0 +1,34 @@
+//! Types parsed at the edge: once a value has one of these types, it is valid.
+
+mod byte_size;
+mod checksum;
+mod cursor;
+mod live_content;
+mod password;
+mod sha256;
+mod time;
+mod upload_id;
+mod upload_metadata;
+mod username;
+
+pub use byte_size::ByteSize;
+pub use checksum::{ChecksumAlgorithm, UploadChecksum};
+pub use cursor::FeedCursor;
+pub use live_content::LiveContent;
+pub use password::Password;
+pub use sha256::Sha256Hex;
+pub use time::{http_date, now_millis, rfc3339};
+pub use upload_id::UploadId;
+pub use upload_metadata::UploadMetadata;
+pub use username::Username;
+
+/// Why a value from the outside was refused; the message is safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl ParseError {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

@@ -1,0 +1,66 @@
+//! `GET /media/{id}`: the stored file with Range, ETag and Last-Modified support.
+
+use anyhow::Context;
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::extract::Path;
+use crate::{db, error::ApiError, state::AppState};
+
+/// The media route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/media/{media_id}", get(serve))
+}
+
+async fn serve(
+    State(state): State<AppState>,
+    Path(media_id): Path<i64>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let media = db::media::get(&state.db, media_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    // Stored files never change, so their random key identifies the content.
+    let stem = media.storage_key.split('.').next().unwrap_or_default();
+    let etag = HeaderValue::from_str(&format!("\"{stem}\"")).context("building an ETag")?;
+    let not_modified = request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if not_modified {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let path = state.storage.media_path(&media.storage_key);
+    let mut response = ServeFile::new(path)
+        .oneshot(request)
+        .await
+        .context("serving a media file")?
+        .map(Body::new);
+    if response.status() == StatusCode::NOT_FOUND {
+        tracing::error!(media = media_id, "media row without its file");
+        return Err(ApiError::NotFound);
+    }
+    let success = response.status().is_success();
+    let headers = response.headers_mut();
+    // As recorded, codecs included (`video/webm;codecs=vp9,opus`), not guessed from the name.
+    if success {
+        if let Ok(content_type) = HeaderValue::from_str(&media.mime_type) {
+            headers.insert(header::CONTENT_TYPE, content_type);
+        }
+    }
+    headers.insert(header::ETAG, etag);
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,218 @@
+//! tus 1.0.0 on `/api/uploads/` and `/api/uploads/{id}`.
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::post,
+    Router,
+};
+
+use super::extract::Path;
+use crate::{
+    auth::AuthUser,
+    db::uploads::UploadRow,
+    domain::{http_date, UploadChecksum, UploadMetadata},
+    error::ApiError,
+    state::AppState,
+    tus::{self, Patch},
+};
+
+/// The only protocol version spoken.
+const TUS_VERSION: &str = "1.0.0";
+/// Extensions advertised by `OPTIONS`.
+const TUS_EXTENSIONS: &str = "creation,creation-defer-length,termination,checksum,expiration";
+
+/// The upload routes, with the tus version check and `Tus-Resumable` on every answer.
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/uploads", post(create).options(options))
+        .route(
+            "/uploads/{upload_id}",
+            axum::routing::head(head)
+                .patch(patch)
+                .delete(terminate)
+                .options(options),
+        )
+        .layer(middleware::from_fn_with_state(state, tus_protocol))
+}
+
+/// Rejects requests of another tus version (412) and stamps `Tus-Resumable` on answers.
+async fn tus_protocol(State(_state): State<AppState>, request: Request, next: Next) -> Response {
+    let version_ok = request.method() == Method::OPTIONS
+        || request
+            .headers()
+            .get("tus-resumable")
+            .is_some_and(|v| v.as_bytes() == TUS_VERSION.as_bytes());
+    let mut response = if version_ok {
+        next.run(request).await
+    } else {
+        ApiError::TusVersion.into_response()
+    };
+    response
+        .headers_mut()
+        .insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    response
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("invalid_header", format!("{name} is not text")))
+        })
+        .transpose()
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+    header_str(headers, name)?
+        .map(|v| {
+            v.trim().parse::<u64>().map_err(|_| {
+                ApiError::bad_request("invalid_header", format!("{name} must be a whole number"))
+            })
+        })
+        .transpose()
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
+
+async fn options(State(state): State<AppState>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    set(headers, "tus-version", TUS_VERSION.to_owned());
+    set(headers, "tus-extension", TUS_EXTENSIONS.to_owned());
+    set(
+        headers,
+        "tus-max-size",
+        state.settings.max_upload_size.to_string(),
+    );
+    set(
+        headers,
+        "tus-checksum-algorithm",
+        UploadChecksum::ADVERTISED.to_owned(),
+    );
+    response
+}
+
+async fn create(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let length = header_u64(&headers, "upload-length")?;
+    let deferred = header_str(&headers, "upload-defer-length")?;
+    match (length, deferred) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_header",
+                "send Upload-Length or Upload-Defer-Length, not both",
+            ))
+        }
+        (None, Some(value)) if value.trim() != "1" => {
+            return Err(ApiError::bad_request(
+                "invalid_header",
+                "Upload-Defer-Length must be 1",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_header",
+                "Upload-Length or Upload-Defer-Length: 1 is required",
+            ))
+        }
+        _ => {}
+    }
+    let metadata = header_str(&headers, "upload-metadata")?
+        .map(UploadMetadata::parse)
+        .transpose()
+        .map_err(ApiError::invalid)?
+        .unwrap_or_default();
+    let live_id = metadata
+        .get("live_id")
+        .and_then(|id| id.trim().parse::<i64>().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_header", "Upload-Metadata must carry the live_id")
+        })?;
+    let upload = tus::create(&state, &user, live_id, length).await?;
+    let mut response = StatusCode::CREATED.into_response();
+    let headers = response.headers_mut();
+    set(headers, "location", format!("/api/uploads/{}", upload.id));
+    set(headers, "upload-offset", "0".to_owned());
+    set(headers, "upload-expires", http_date(upload.expires_at));
+    Ok(response)
+}
+
+fn describe(headers: &mut HeaderMap, row: &UploadRow, offset: u64) {
+    set(headers, "upload-offset", offset.to_string());
+    match row.length {
+        Some(length) => set(headers, "upload-length", length.to_string()),
+        None => set(headers, "upload-defer-length", "1".to_owned()),
+    }
+    set(headers, "upload-expires", http_date(row.expires_at));
+}
+
+async fn head(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(upload_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let upload = tus::status(&state, &user, &upload_id).await?;
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    describe(headers, &upload.row, upload.offset);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(upload_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if header_str(&headers, "content-type")?.map(str::trim)
+        != Some("application/offset+octet-stream")
+    {
+        return Err(ApiError::UnsupportedMediaType(
+            "a PATCH must have Content-Type: application/offset+octet-stream".to_owned(),
+        ));
+    }
+    let offset = header_u64(&headers, "upload-offset")?
+        .ok_or_else(|| ApiError::bad_request("invalid_header", "Upload-Offset is required"))?;
+    let checksum = header_str(&headers, "upload-checksum")?
+        .map(UploadChecksum::parse)
+        .transpose()
+        .map_err(|err| ApiError::bad_request("invalid_checksum", err.0))?;
+    let patch = Patch {
+        offset,
+        length: header_u64(&headers, "upload-length")?,
+        checksum,
+        content_length: header_u64(&headers, "content-length")?,
+    };
+    let (offset, expires_at) = tus::append(&state, &user, &upload_id, patch, body).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    set(response.headers_mut(), "upload-offset", offset.to_string());
+    set(
+        response.headers_mut(),
+        "upload-expires",
+        http_date(expires_at),
+    );
+    Ok(response)
+}
+
+async fn terminate(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(upload_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    tus::terminate(&state, &user, &upload_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,122 @@
+//! Builds the application, binds its listener (port 0 allowed) and runs it until shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::{extract::Request, Router, ServiceExt};
+use tokio::{net::TcpListener, sync::watch};
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use crate::{
+    config::Config,
+    db,
+    locks::Locks,
+    routes,
+    state::{AppState, Settings},
+    storage, sweeper,
+};
+
+/// A built server: bound, migrated, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database and storage, runs migrations, builds routes and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let storage = storage::open(&config.storage_url())?;
+        let db = db::connect(&config.database_url()).await?;
+        let state = AppState {
+            db,
+            storage: Arc::from(storage),
+            locks: Arc::new(Locks::default()),
+            settings: Arc::new(Settings {
+                max_upload_size: config.max_upload_size.bytes(),
+                max_patch_size: config.max_patch_size.bytes(),
+                upload_expiry: config.upload_expiry(),
+                interrupt_after: config.interrupt_after(),
+            }),
+        };
+        let router = routes::router(state.clone(), &config.www_dir, &config.cors_origins)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let address = listener.local_addr().context("reading the bound address")?;
+        Ok(Self {
+            listener,
+            address,
+            router,
+            state,
+        })
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The shared state, for tests that inspect the database or storage.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains requests and stops the sweeper.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_sweeper, sweeper_stopped) = watch::channel(false);
+        let sweeper = tokio::spawn(sweeper::run(self.state.clone(), sweeper_stopped));
+        // Trailing slashes are optional on every route: strip them before routing.
+        let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
+        axum::serve(self.listener, ServiceExt::<Request>::into_make_service(app))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        let _ = stop_sweeper.send(true);
+        let _ = sweeper.await;
+        self.state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = ?err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = ?err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining requests");
+}

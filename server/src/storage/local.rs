@@ -1,0 +1,225 @@
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+use super::{Storage, StorageError, UploadWriter};
+use crate::domain::UploadId;
+
+/// Files on the local disk: `uploads/<id>.part`, `files/<key>`, and `staging/` for media being written.
+#[derive(Debug)]
+pub struct LocalStorage {
+    uploads: PathBuf,
+    files: PathBuf,
+    staging: PathBuf,
+}
+
+fn io_err(context: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> StorageError {
+    move |source| StorageError::Io {
+        context: context(),
+        source,
+    }
+}
+
+/// Fsyncs a directory so a rename or create inside it survives a crash.
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(|| format!("syncing directory {}", dir.display())))
+}
+
+impl LocalStorage {
+    /// Opens (creating if needed) a storage rooted at `root`.
+    pub fn open(root: PathBuf) -> Result<Self, StorageError> {
+        let storage = Self {
+            uploads: root.join("uploads"),
+            files: root.join("files"),
+            staging: root.join("staging"),
+        };
+        for dir in [&storage.uploads, &storage.files, &storage.staging] {
+            fs::create_dir_all(dir).map_err(io_err(|| format!("creating {}", dir.display())))?;
+        }
+        Ok(storage)
+    }
+
+    /// Refuses keys that could escape the storage directory; keys are server-generated.
+    fn key_path(dir: &Path, key: &str) -> PathBuf {
+        debug_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
+        dir.join(key.replace(['/', '\\'], "_"))
+    }
+}
+
+struct LocalUploadWriter {
+    file: File,
+    path: PathBuf,
+}
+
+impl UploadWriter for LocalUploadWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let path = &self.path;
+        self.file
+            .write_all(bytes)
+            .map_err(io_err(|| format!("appending to {}", path.display())))
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        let path = &self.path;
+        self.file
+            .sync_data()
+            .map_err(io_err(|| format!("syncing {}", path.display())))
+    }
+}
+
+impl Storage for LocalStorage {
+    fn create_upload(&self, id: &UploadId) -> Result<(), StorageError> {
+        let path = self.upload_path(id);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(|| format!("creating {}", path.display())))?;
+        sync_dir(&self.uploads)
+    }
+
+    fn upload_len(&self, id: &UploadId) -> Result<Option<u64>, StorageError> {
+        let path = self.upload_path(id);
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(io_err(|| format!("reading size of {}", path.display()))(
+                err,
+            )),
+        }
+    }
+
+    fn truncate_upload(&self, id: &UploadId, len: u64) -> Result<(), StorageError> {
+        let path = self.upload_path(id);
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| {
+                f.set_len(len)?;
+                f.sync_all()
+            })
+            .map_err(io_err(|| format!("truncating {} to {len}", path.display())))
+    }
+
+    fn upload_writer(
+        &self,
+        id: &UploadId,
+        offset: u64,
+    ) -> Result<Box<dyn UploadWriter>, StorageError> {
+        let path = self.upload_path(id);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err(|| format!("opening {}", path.display())))?;
+        // The caller reconciled the file with the committed offset; check rather than trust.
+        let len = file
+            .metadata()
+            .map_err(io_err(|| format!("reading size of {}", path.display())))?
+            .len();
+        if len != offset {
+            return Err(StorageError::Io {
+                context: format!("{} holds {len} bytes, expected {offset}", path.display()),
+                source: io::Error::other("upload file and offset disagree"),
+            });
+        }
+        Ok(Box::new(LocalUploadWriter { file, path }))
+    }
+
+    fn upload_path(&self, id: &UploadId) -> PathBuf {
+        self.uploads.join(format!("{id}.part"))
+    }
+
+    fn delete_upload(&self, id: &UploadId) -> Result<(), StorageError> {
+        let path = self.upload_path(id);
+        match fs::remove_file(&path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                Err(io_err(|| format!("deleting {}", path.display()))(err))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn media_staging_path(&self, key: &str) -> PathBuf {
+        Self::key_path(&self.staging, key)
+    }
+
+    fn commit_media(&self, key: &str) -> Result<(), StorageError> {
+        let staged = self.media_staging_path(key);
+        let target = self.media_path(key);
+        File::open(&staged)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(|| format!("syncing {}", staged.display())))?;
+        fs::rename(&staged, &target).map_err(io_err(|| {
+            format!("moving {} to {}", staged.display(), target.display())
+        }))?;
+        sync_dir(&self.files)
+    }
+
+    fn delete_media(&self, key: &str) -> Result<(), StorageError> {
+        for path in [self.media_staging_path(key), self.media_path(key)] {
+            match fs::remove_file(&path) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_err(|| format!("deleting {}", path.display()))(err));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn media_path(&self, key: &str) -> PathBuf {
+        Self::key_path(&self.files, key)
+    }
+
+    fn check(&self) -> Result<(), StorageError> {
+        for dir in [&self.uploads, &self.files, &self.staging] {
+            let meta =
+                fs::metadata(dir).map_err(io_err(|| format!("checking {}", dir.display())))?;
+            if !meta.is_dir() {
+                return Err(StorageError::Io {
+                    context: format!("checking {}", dir.display()),
+                    source: io::Error::other("not a directory"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_bytes_are_read_back_and_truncation_drops_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::open(dir.path().to_path_buf()).unwrap();
+        let id = UploadId::generate();
+        storage.create_upload(&id).unwrap();
+        let mut writer = storage.upload_writer(&id, 0).unwrap();
+        writer.write(b"hello ").unwrap();
+        writer.write(b"world").unwrap();
+        writer.sync().unwrap();
+        assert_eq!(fs::read(storage.upload_path(&id)).unwrap(), b"hello world");
+        storage.truncate_upload(&id, 5).unwrap();
+        assert_eq!(storage.upload_len(&id).unwrap(), Some(5));
+        assert!(storage.upload_writer(&id, 11).is_err());
+    }
+
+    #[test]
+    fn a_committed_media_moves_out_of_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::open(dir.path().to_path_buf()).unwrap();
+        fs::write(storage.media_staging_path("abc.webm"), b"video").unwrap();
+        storage.commit_media("abc.webm").unwrap();
+        assert!(!storage.media_staging_path("abc.webm").exists());
+        assert_eq!(fs::read(storage.media_path("abc.webm")).unwrap(), b"video");
+        storage.delete_media("abc.webm").unwrap();
+        assert!(!storage.media_path("abc.webm").exists());
+    }
+}

@@ -1,0 +1,183 @@
+//! The JSON shapes of API.md (`User`, `Post`, `Media`, `ChatMessage`) and how to load them.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::SqlitePool;
+
+use crate::{
+    db::{self, chat::ChatRow, media::MediaRow, posts::PostRow},
+    domain::rfc3339,
+};
+
+/// `User`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    /// User id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+}
+
+/// `Media`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaView {
+    /// Media id.
+    pub id: i64,
+    /// Owner.
+    pub user: UserView,
+    /// Display title.
+    pub title: String,
+    /// Display description.
+    pub description: String,
+    /// `video`.
+    pub file_type: String,
+    /// Where to fetch the file: `/media/{id}`.
+    pub file_url: String,
+    /// MIME type as recorded.
+    pub mime_type: String,
+    /// Seconds.
+    pub duration: f64,
+    /// Bytes of the stored file.
+    pub size: i64,
+    /// SHA-256 of the bytes as uploaded.
+    pub original_sha256: String,
+    /// Whether this is the recording of a live.
+    pub is_live_recording: bool,
+    /// The live it records.
+    pub live_post: Option<i64>,
+    /// Poster image URL (none yet).
+    pub poster_url: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `Post`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PostView {
+    /// Post id (the `live_id` of a live).
+    pub id: i64,
+    /// Author.
+    pub author: UserView,
+    /// Text (a live's title).
+    pub content: String,
+    /// Whether this post is a live.
+    pub is_live: bool,
+    /// `live`, `ended` or `interrupted`.
+    pub live_status: Option<String>,
+    /// RFC 3339.
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    pub ended_at: Option<String>,
+    /// Distinct viewers over the live.
+    pub viewer_count: i64,
+    /// Most viewers at once.
+    pub peak_viewers: i64,
+    /// Chat messages posted during the live.
+    pub chat_message_count: i64,
+    /// The recordings.
+    pub media_files: Vec<MediaView>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `ChatMessage`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatMessageView {
+    /// Message id.
+    pub id: i64,
+    /// The live's post id.
+    pub post: i64,
+    /// Author.
+    pub author: UserView,
+    /// Text.
+    pub body: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// Seconds since the recording started.
+    pub offset: f64,
+}
+
+impl From<MediaRow> for MediaView {
+    fn from(row: MediaRow) -> Self {
+        Self {
+            file_url: format!("/media/{}", row.id),
+            id: row.id,
+            user: UserView {
+                id: row.user_id,
+                username: row.username,
+            },
+            title: row.title,
+            description: row.description,
+            file_type: row.file_type,
+            mime_type: row.mime_type,
+            duration: row.duration,
+            size: row.size,
+            original_sha256: row.original_sha256,
+            is_live_recording: row.is_live_recording,
+            live_post: row.live_post_id,
+            poster_url: row.poster_key.map(|_| format!("/media/{}/poster", row.id)),
+            created_at: rfc3339(row.created_at),
+        }
+    }
+}
+
+impl From<ChatRow> for ChatMessageView {
+    fn from(row: ChatRow) -> Self {
+        Self {
+            id: row.id,
+            post: row.post_id,
+            author: UserView {
+                id: row.author_id,
+                username: row.author_username,
+            },
+            body: row.body,
+            created_at: rfc3339(row.created_at),
+            offset: row.offset_secs,
+        }
+    }
+}
+
+fn post_view(row: PostRow, media_files: Vec<MediaView>) -> PostView {
+    PostView {
+        id: row.id,
+        author: UserView {
+            id: row.author_id,
+            username: row.author_username,
+        },
+        content: row.content,
+        is_live: row.is_live,
+        live_status: row.live_status,
+        started_at: row.started_at.map(rfc3339),
+        ended_at: row.ended_at.map(rfc3339),
+        viewer_count: row.viewer_count,
+        peak_viewers: row.peak_viewers,
+        chat_message_count: row.chat_message_count,
+        media_files,
+        created_at: rfc3339(row.created_at),
+    }
+}
+
+/// Builds `Post`s for rows, loading all their media in one query.
+pub async fn posts(db: &SqlitePool, rows: Vec<PostRow>) -> Result<Vec<PostView>, sqlx::Error> {
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let mut media: HashMap<i64, Vec<MediaView>> = HashMap::new();
+    for row in db::media::for_posts(db, &ids).await? {
+        media.entry(row.post_id).or_default().push(row.into());
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let files = media.remove(&row.id).unwrap_or_default();
+            post_view(row, files)
+        })
+        .collect())
+}
+
+/// Loads one `Post` by id.
+pub async fn post(db: &SqlitePool, id: i64) -> Result<Option<PostView>, sqlx::Error> {
+    let Some(row) = db::posts::get(db, id).await? else {
+        return Ok(None);
+    };
+    Ok(posts(db, vec![row]).await?.pop())
+}
