@@ -13,7 +13,7 @@ use livekeep_webm::{probe_mp4, Error};
 use crate::support::*;
 
 /// Cases per run: a few seconds in a debug build.
-const CASES: u64 = 3000;
+const CASES: u64 = 5000;
 /// Seeds are cut to this length so every case stays fast.
 const SEED_LEN: usize = 48 << 10;
 
@@ -132,6 +132,13 @@ fn mutated_inputs_never_panic_and_either_fail_or_reparse() {
                 let parsed = std::panic::catch_unwind(|| parse_finalized(&output))
                     .unwrap_or_else(|_| panic!("case {case}: the output does not re-parse"));
                 assert_eq!(parsed.cues.len(), done.cue_points, "case {case}");
+                // Finalized output is a fixed point of finalizing.
+                match finalize(&output) {
+                    Ok((_, twice)) => {
+                        assert!(twice == output, "case {case}: finalizing twice differs")
+                    }
+                    Err(e) => panic!("case {case}: finalized output is refused: {e}"),
+                }
                 assert!(
                     done.duration_secs.is_finite() && done.duration_secs >= 0.0,
                     "case {case}"
