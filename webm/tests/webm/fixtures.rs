@@ -387,3 +387,71 @@ fn webm_is_not_an_mp4() {
     let err = probe_mp4(File::open(fixture("chromium-vp9.webm")).expect("fixture"));
     assert!(matches!(err, Err(Error::NotMp4)));
 }
+
+/// An MP4 made by ffmpeg with `extra` muxer flags, and what ffprobe says its duration is.
+fn ffmpeg_mp4(extra: &[&str]) -> (Scratch, f64) {
+    let output = scratch("ffmpeg.mp4");
+    let mut args = vec![
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "3",
+        "-c:v",
+        "mpeg4",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+    ];
+    args.extend_from_slice(extra);
+    args.push(path_str(&output));
+    let out = run("ffmpeg", &args);
+    assert!(
+        output.exists(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let duration = ffprobe_duration(&output);
+    (output, duration)
+}
+
+#[test]
+fn a_progressive_mp4_takes_its_duration_from_the_movie_header() {
+    let (input, truth) = ffmpeg_mp4(&[]);
+    let info = probe_mp4(File::open(&input).expect("mp4")).expect("valid MP4");
+    assert!(
+        (info.duration_secs - truth).abs() < DURATION_TOLERANCE_SECS,
+        "probe_mp4 says {} s, ffprobe says {truth} s",
+        info.duration_secs
+    );
+}
+
+#[test]
+fn a_fragmented_mp4_takes_its_duration_from_the_fragments() {
+    let (input, truth) = ffmpeg_mp4(&["-movflags", "frag_keyframe+empty_moov+default_base_moof"]);
+    let info = probe_mp4(File::open(&input).expect("mp4")).expect("valid MP4");
+    assert!(
+        (info.duration_secs - truth).abs() < DURATION_TOLERANCE_SECS,
+        "probe_mp4 says {} s, ffprobe says {truth} s",
+        info.duration_secs
+    );
+}
+
+#[test]
+fn an_mp4_without_moov_is_invalid() {
+    let mut bytes = b"\0\0\0\x18ftypisom\0\0\0\0isomiso2".to_vec();
+    bytes.extend_from_slice(b"\0\0\0\x10mdat\0\0\0\0\0\0\0\0");
+    assert!(matches!(
+        probe_mp4(std::io::Cursor::new(bytes)),
+        Err(Error::Invalid(_))
+    ));
+}
