@@ -233,9 +233,7 @@ fn scan<R: Read + Seek>(src: &mut Source<R>) -> Result<Plan, Error> {
                 let timeline = match &mut timeline {
                     Some(timeline) => timeline,
                     None => {
-                        let (_, scale) = info
-                            .get_or_insert_with(|| rewrite_info(&default_info()))
-                            .clone();
+                        let scale = info.get_or_insert_with(|| rewrite_info(&default_info())).1;
                         let (_, entries) = tracks
                             .as_ref()
                             .ok_or(Error::Invalid("no Tracks before the first Cluster"))?;
@@ -258,16 +256,11 @@ fn scan<R: Read + Seek>(src: &mut Source<R>) -> Result<Plan, Error> {
                 };
                 let (plan, end) =
                     scanner.scan(src, head.data_start(), cluster_limit, known_size)?;
-                if let Some(plan) = plan {
-                    clusters.push(plan);
-                }
+                clusters.extend(plan);
                 match end {
-                    ClusterStep::End(end) => pos = end,
-                    _ => {
-                        stop = Some(match end {
-                            ClusterStep::Broken(at) => at,
-                            _ => pos,
-                        });
+                    ClusterEnd::Cleanly(end) => pos = end,
+                    ClusterEnd::Broken(at) => {
+                        stop = Some(at);
                         break;
                     }
                 }
@@ -334,6 +327,14 @@ fn default_info() -> Vec<u8> {
     body
 }
 
+/// How a cluster walk ended, at which absolute position.
+enum ClusterEnd {
+    /// At the cluster's end: the segment continues there.
+    Cleanly(u64),
+    /// At truncated or corrupt data: nothing from there on is kept.
+    Broken(u64),
+}
+
 /// Pass-1 state for one cluster.
 struct ClusterScan<'a> {
     index: usize,
@@ -350,7 +351,7 @@ impl ClusterScan<'_> {
         data_start: u64,
         limit: u64,
         known_size: bool,
-    ) -> io::Result<(Option<ClusterPlan>, ClusterStep)> {
+    ) -> io::Result<(Option<ClusterPlan>, ClusterEnd)> {
         let mut walker = ClusterWalker::new(data_start, limit, known_size);
         let mut plan = ClusterPlan {
             data_start,
@@ -369,7 +370,8 @@ impl ClusterScan<'_> {
         let end = loop {
             let child = match walker.next(src)? {
                 ClusterStep::Child(child) => child,
-                end => break end,
+                ClusterStep::End(at) => break ClusterEnd::Cleanly(at),
+                ClusterStep::Broken(at) => break ClusterEnd::Broken(at),
             };
             if !child.keep() {
                 continue;
@@ -417,8 +419,7 @@ impl ClusterScan<'_> {
             plan.copy_end = child.start + child.len;
         };
         plan.data_end = match end {
-            ClusterStep::End(at) | ClusterStep::Broken(at) => at,
-            ClusterStep::Child(_) => plan.data_end,
+            ClusterEnd::Cleanly(at) | ClusterEnd::Broken(at) => at,
         };
         if blocks == 0 {
             self.cues.points.truncate(cues_before);
