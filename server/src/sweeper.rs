@@ -6,9 +6,13 @@ use tokio::sync::watch;
 
 use crate::{db, domain::now_millis, domain::UploadId, locks, recording, state::AppState};
 
-/// How often to sweep: a quarter of the interrupt window, between 100 ms and 30 s.
+/// How often to sweep: a quarter of the shorter window, between 100 ms and 30 s.
 pub fn interval(state: &AppState) -> Duration {
-    (state.settings.interrupt_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
+    let window = state
+        .settings
+        .interrupt_after
+        .min(state.settings.upload_expiry);
+    (window / 4).clamp(Duration::from_millis(100), Duration::from_secs(30))
 }
 
 /// Sweeps at start (lives left open by a crash) and then periodically until `shutdown` flips.

@@ -1,0 +1,262 @@
+//! `spawn_app()` and request helpers shared by every integration test.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use livekeep_server::{config::Config, startup::Application};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// A running server on 127.0.0.1 with its own temporary data directory.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub address: String,
+    /// A client without cookies or redirects.
+    pub client: reqwest::Client,
+    /// The data directory (deleted on drop).
+    pub data_dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A registered user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// User id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// Bearer token.
+    pub token: String,
+}
+
+/// A started live.
+#[derive(Debug, Clone)]
+pub struct TestLive {
+    /// The live's post id.
+    pub id: i64,
+    /// Path of its tus upload.
+    pub upload_url: String,
+}
+
+static USER_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The checked-in WebM fixture (3 s, VP8 + Opus, live-shaped).
+pub fn fixture() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live.webm");
+    std::fs::read(path).expect("the fixture is checked in")
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Starts the app with default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the app after `tweak` adjusts its configuration.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temporary directory");
+    spawn_app_in(data_dir, tweak).await
+}
+
+/// Starts the app on an existing data directory (to test restarts).
+pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::with_data_dir(data_dir.path());
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.www_dir = data_dir.path().join("no-www");
+    tweak(&mut config);
+    let app = Application::build(config).await.expect("the app builds");
+    let address = format!("http://{}", app.address());
+    let (stop, stopped) = oneshot::channel();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        data_dir,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Shuts the server down gracefully and hands back its data directory.
+    pub async fn shutdown(mut self) -> TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+        let placeholder = tempfile::tempdir().expect("temporary directory");
+        std::mem::replace(&mut self.data_dir, placeholder)
+    }
+
+    /// An absolute URL for a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A request, with a bearer token when given.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// `GET path` as JSON, asserting 200.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self
+            .request(Method::GET, path, None)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("JSON")
+    }
+
+    /// `POST /api/auth/register`.
+    pub async fn register_raw(&self, body: Value) -> Response {
+        self.request(Method::POST, "/api/auth/register", None)
+            .json(&body)
+            .send()
+            .await
+            .expect("register")
+    }
+
+    /// Registers a fresh user with a unique name.
+    pub async fn user(&self) -> TestUser {
+        let n = USER_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let username = format!("user{n}");
+        let response = self
+            .register_raw(json!({"username": username, "password": "password123"}))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("JSON");
+        TestUser {
+            id: body["user"]["id"].as_i64().expect("user id"),
+            username,
+            token: body["token"].as_str().expect("token").to_owned(),
+        }
+    }
+
+    /// `POST /api/posts/live/` asserting 201.
+    pub async fn start_live(&self, user: &TestUser, content: &str) -> TestLive {
+        let response = self
+            .request(Method::POST, "/api/posts/live/", Some(&user.token))
+            .json(&json!({"content": content}))
+            .send()
+            .await
+            .expect("start live");
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("JSON");
+        TestLive {
+            id: body["live_id"].as_i64().expect("live_id"),
+            upload_url: body["upload_url"].as_str().expect("upload_url").to_owned(),
+        }
+    }
+
+    /// A tus PATCH of `bytes` at `offset`.
+    pub fn patch_request(&self, token: &str, upload_url: &str, offset: u64) -> RequestBuilder {
+        self.request(Method::PATCH, upload_url, Some(token))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", offset.to_string())
+    }
+
+    /// Sends a tus PATCH of `bytes` at `offset`.
+    pub async fn patch(
+        &self,
+        token: &str,
+        upload_url: &str,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Response {
+        self.patch_request(token, upload_url, offset)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    /// Uploads all of `bytes` in one PATCH from offset 0, asserting 204.
+    pub async fn upload_all(&self, user: &TestUser, live: &TestLive, bytes: &[u8]) {
+        let response = self.patch(&user.token, &live.upload_url, 0, bytes).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
+    /// A tus HEAD.
+    pub async fn head(&self, token: &str, upload_url: &str) -> Response {
+        self.request(Method::HEAD, upload_url, Some(token))
+            .header("Tus-Resumable", "1.0.0")
+            .send()
+            .await
+            .expect("HEAD")
+    }
+
+    /// `PUT /api/posts/live/{id}/stop/` with `video_data`.
+    pub async fn stop(&self, token: &str, live_id: i64, video_data: Value) -> Response {
+        self.request(
+            Method::PUT,
+            &format!("/api/posts/live/{live_id}/stop/"),
+            Some(token),
+        )
+        .json(&json!({ "video_data": video_data }))
+        .send()
+        .await
+        .expect("stop")
+    }
+
+    /// The `video_data` an honest recorder sends after uploading `bytes`.
+    pub fn video_data(live: &TestLive, bytes: &[u8]) -> Value {
+        json!({
+            "upload_url": live.upload_url,
+            "duration": 3.0,
+            "size": bytes.len(),
+            "sha256": sha256_hex(bytes),
+            "mime_type": "video/webm;codecs=vp8,opus",
+            "live_id": live.id,
+        })
+    }
+
+    /// Files under a storage subdirectory (`files`, `staging`, `uploads`).
+    pub fn stored_files(&self, sub: &str) -> Vec<PathBuf> {
+        let dir = self.data_dir.path().join("media").join(sub);
+        std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The file behind an upload URL.
+    pub fn upload_file(&self, upload_url: &str) -> PathBuf {
+        let id = upload_url.rsplit('/').next().expect("id");
+        self.data_dir
+            .path()
+            .join("media/uploads")
+            .join(format!("{id}.part"))
+    }
+}
+
+/// The `error.code` of a JSON error answer.
+pub async fn error_code(response: Response) -> String {
+    let body: Value = response.json().await.expect("a JSON error body");
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned()
+}

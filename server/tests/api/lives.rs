@@ -1,0 +1,353 @@
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{error_code, fixture, sha256_hex, spawn_app, TestApp};
+
+#[tokio::test]
+async fn starting_a_live_creates_a_live_post_and_its_deferred_length_upload() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let response = app
+        .request(Method::POST, "/api/posts/live", Some(&user.token))
+        .json(&json!({"content": "  Mon live  "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["post"]["id"], body["live_id"]);
+    assert_eq!(body["post"]["live_status"], "live");
+    assert_eq!(body["post"]["content"], "Mon live");
+    let upload_url = body["upload_url"].as_str().unwrap();
+    let id = upload_url.strip_prefix("/api/uploads/").unwrap();
+    assert_eq!(id.len(), 32);
+    assert!(id
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    let head = app.head(&user.token, upload_url).await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["upload-offset"], "0");
+    assert_eq!(head.headers()["upload-defer-length"], "1");
+}
+
+#[tokio::test]
+async fn starting_a_live_with_blank_content_returns_400() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let response = app
+        .request(Method::POST, "/api/posts/live", Some(&user.token))
+        .json(&json!({"content": "   "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn stopping_a_live_creates_its_media_and_ends_it() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "Concert").await;
+    let bytes = fixture();
+    app.upload_all(&user, &live, &bytes).await;
+
+    let response = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let post: Value = response.json().await.unwrap();
+    assert_eq!(post["id"], live.id);
+    assert_eq!(post["live_status"], "ended");
+    assert!(post["ended_at"].as_str().is_some());
+    let media = post["media_files"].as_array().unwrap();
+    assert_eq!(media.len(), 1);
+    let media = &media[0];
+    assert_eq!(media["title"], "Vidéo du live - Concert");
+    assert_eq!(media["description"], "Vidéo enregistrée du live 'Concert'");
+    assert_eq!(media["file_type"], "video");
+    assert_eq!(media["is_live_recording"], true);
+    assert_eq!(media["live_post"], live.id);
+    assert_eq!(media["user"]["id"], user.id);
+    assert_eq!(media["mime_type"], "video/webm;codecs=vp8,opus");
+    assert_eq!(media["original_sha256"], sha256_hex(&bytes).as_str());
+    assert!(media["poster_url"].is_null());
+    let duration = media["duration"].as_f64().unwrap();
+    assert!((duration - 3.0).abs() < 0.2, "duration {duration}");
+    let media_id = media["id"].as_i64().unwrap();
+    assert_eq!(media["file_url"], format!("/media/{media_id}").as_str());
+
+    let served = app
+        .request(Method::GET, &format!("/media/{media_id}"), None)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(media["size"], served.len());
+
+    let feed = app.get_json("/api/posts/").await;
+    let listed = &feed["results"][0];
+    assert_eq!(listed["id"], live.id);
+    assert_eq!(listed["media_files"][0]["id"], media_id);
+
+    assert_eq!(app.stored_files("files").len(), 1);
+    assert!(app.stored_files("staging").is_empty());
+    assert!(
+        app.stored_files("uploads").is_empty(),
+        "the raw upload is deleted after commit"
+    );
+}
+
+#[tokio::test]
+async fn a_title_in_video_data_names_the_media() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "Concert").await;
+    let bytes = fixture();
+    app.upload_all(&user, &live, &bytes).await;
+    let mut data = TestApp::video_data(&live, &bytes);
+    data["title"] = json!("Mon concert");
+    let post: Value = app
+        .stop(&user.token, live.id, data)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(post["media_files"][0]["title"], "Mon concert");
+}
+
+#[tokio::test]
+async fn a_repeated_stop_returns_the_same_post_and_media() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "twice").await;
+    let bytes = fixture();
+    app.upload_all(&user, &live, &bytes).await;
+    let first: Value = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut different = TestApp::video_data(&live, &bytes);
+    different["duration"] = json!(3.4);
+    different["size"] = json!(1);
+    let again = app.stop(&user.token, live.id, different).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(app.stored_files("files").len(), 1);
+}
+
+#[tokio::test]
+async fn a_patch_after_the_stop_returns_410() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "closed").await;
+    let bytes = fixture();
+    app.upload_all(&user, &live, &bytes).await;
+    let stopped = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    assert_eq!(stopped.status(), StatusCode::OK);
+    let late = app
+        .patch(&user.token, &live.upload_url, bytes.len() as u64, b"more")
+        .await;
+    assert_eq!(late.status(), StatusCode::GONE);
+    assert_eq!(error_code(late).await, "upload_closed");
+}
+
+async fn uploaded_live(
+    app: &TestApp,
+) -> (crate::helpers::TestUser, crate::helpers::TestLive, Vec<u8>) {
+    let user = app.user().await;
+    let live = app.start_live(&user, "errors").await;
+    let bytes = fixture();
+    app.upload_all(&user, &live, &bytes).await;
+    (user, live, bytes)
+}
+
+async fn assert_nothing_was_stored(app: &TestApp, live_id: i64) {
+    let post = app.get_json(&format!("/api/posts/{live_id}")).await;
+    assert_eq!(post["live_status"], "live");
+    assert_eq!(post["media_files"], Value::Array(vec![]));
+    assert!(app.stored_files("files").is_empty());
+    assert!(app.stored_files("staging").is_empty());
+}
+
+#[tokio::test]
+async fn a_blob_url_returns_400_blob_url() {
+    let app = spawn_app().await;
+    let (user, live, bytes) = uploaded_live(&app).await;
+    let mut data = TestApp::video_data(&live, &bytes);
+    data["url"] = json!("blob:http://localhost/1234");
+    let response = app.stop(&user.token, live.id, data).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(response).await, "blob_url");
+    assert_nothing_was_stored(&app, live.id).await;
+}
+
+#[tokio::test]
+async fn a_wrong_size_returns_409_size_mismatch_and_stores_nothing() {
+    let app = spawn_app().await;
+    let (user, live, bytes) = uploaded_live(&app).await;
+    let mut data = TestApp::video_data(&live, &bytes);
+    data["size"] = json!(bytes.len() + 1);
+    let response = app.stop(&user.token, live.id, data).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(response).await, "size_mismatch");
+    assert_nothing_was_stored(&app, live.id).await;
+}
+
+#[tokio::test]
+async fn a_wrong_sha256_returns_409_checksum_mismatch_and_stores_nothing() {
+    let app = spawn_app().await;
+    let (user, live, bytes) = uploaded_live(&app).await;
+    let mut data = TestApp::video_data(&live, &bytes);
+    data["sha256"] = json!(sha256_hex(b"other bytes"));
+    let response = app.stop(&user.token, live.id, data).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(response).await, "checksum_mismatch");
+    assert_nothing_was_stored(&app, live.id).await;
+    // The live stays stoppable with the right claims.
+    let retry = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    assert_eq!(retry.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_stop_before_any_byte_returns_400_empty_recording_and_the_live_stays_stoppable() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "empty").await;
+    let bytes = fixture();
+    let response = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(response).await, "empty_recording");
+    app.upload_all(&user, &live, &bytes).await;
+    let response = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_declared_length_not_reached_returns_409_upload_incomplete() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "short").await;
+    let bytes = fixture();
+    let half = &bytes[..bytes.len() / 2];
+    let response = app
+        .patch_request(&user.token, &live.upload_url, 0)
+        .header("Upload-Length", bytes.len().to_string())
+        .body(half.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, half))
+        .await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(response).await, "upload_incomplete");
+}
+
+#[tokio::test]
+async fn a_negative_duration_returns_400() {
+    let app = spawn_app().await;
+    let (user, live, bytes) = uploaded_live(&app).await;
+    let mut data = TestApp::video_data(&live, &bytes);
+    data["duration"] = json!(-1.0);
+    let response = app.stop(&user.token, live.id, data).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(response).await, "invalid_duration");
+}
+
+#[tokio::test]
+async fn the_upload_of_another_live_returns_400_upload_mismatch() {
+    let app = spawn_app().await;
+    let (user, live, bytes) = uploaded_live(&app).await;
+    let other = app.start_live(&user, "other").await;
+    let mut data = TestApp::video_data(&live, &bytes);
+    data["upload_url"] = json!(other.upload_url);
+    data["live_id"] = json!(null);
+    let response = app.stop(&user.token, live.id, data).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(response).await, "upload_mismatch");
+}
+
+#[tokio::test]
+async fn the_upload_can_be_named_by_its_id() {
+    let app = spawn_app().await;
+    let (user, live, bytes) = uploaded_live(&app).await;
+    let mut data = TestApp::video_data(&live, &bytes);
+    data["upload_url"] = json!(null);
+    data["upload_id"] = json!(live.upload_url.rsplit('/').next().unwrap());
+    let response = app.stop(&user.token, live.id, data).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn stopping_an_unknown_live_returns_404() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let response = app.stop(&user.token, 4242, json!({})).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(response).await, "not_found");
+}
+
+#[tokio::test]
+async fn stopping_another_users_live_returns_403() {
+    let app = spawn_app().await;
+    let (_owner, live, bytes) = uploaded_live(&app).await;
+    let intruder = app.user().await;
+    let response = app
+        .stop(&intruder.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_code(response).await, "forbidden");
+}
+
+#[tokio::test]
+async fn a_stop_without_video_data_returns_400_invalid_json() {
+    let app = spawn_app().await;
+    let (user, live, _) = uploaded_live(&app).await;
+    let response = app
+        .request(
+            Method::PUT,
+            &format!("/api/posts/live/{}/stop", live.id),
+            Some(&user.token),
+        )
+        .json(&json!({"nothing": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(response).await, "invalid_json");
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_a_video_fail_clearly_and_keep_the_upload() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "broken").await;
+    // EBML magic passes the PATCH check, but the rest is no WebM.
+    let mut bytes = vec![0x1A, 0x45, 0xDF, 0xA3];
+    bytes.extend_from_slice(&[0xFF; 64]);
+    app.upload_all(&user, &live, &bytes).await;
+    let response = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(response).await, "invalid_recording");
+    assert_nothing_was_stored(&app, live.id).await;
+    assert_eq!(
+        std::fs::read(app.upload_file(&live.upload_url)).unwrap(),
+        bytes
+    );
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server on a random port with a temporary data directory.
+
+mod auth;
+mod crash;
+mod feed;
+mod helpers;
+mod interrupted;
+mod lives;
+mod media;
+mod uploads;

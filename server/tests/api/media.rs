@@ -1,0 +1,100 @@
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::{fixture, spawn_app, TestApp};
+
+async fn stored_media(app: &TestApp) -> (i64, i64) {
+    let user = app.user().await;
+    let live = app.start_live(&user, "media").await;
+    let bytes = fixture();
+    app.upload_all(&user, &live, &bytes).await;
+    let post: Value = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let media = &post["media_files"][0];
+    (
+        media["id"].as_i64().unwrap(),
+        media["size"].as_i64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_media_is_served_whole_with_its_type_etag_and_ranges_advertised() {
+    let app = spawn_app().await;
+    let (id, size) = stored_media(&app).await;
+    let response = app
+        .request(Method::GET, &format!("/media/{id}"), None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["accept-ranges"], "bytes");
+    assert_eq!(headers["content-type"], "video/webm;codecs=vp8,opus");
+    assert!(headers.contains_key("etag"));
+    assert!(headers.contains_key("last-modified"));
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len() as i64, size);
+    assert_eq!(&body[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
+}
+
+#[tokio::test]
+async fn a_range_request_returns_206_with_exactly_those_bytes() {
+    let app = spawn_app().await;
+    let (id, size) = stored_media(&app).await;
+    let whole = app
+        .request(Method::GET, &format!("/media/{id}/"), None)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let response = app
+        .request(Method::GET, &format!("/media/{id}"), None)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes 100-199/{size}").as_str()
+    );
+    assert_eq!(response.bytes().await.unwrap(), whole.slice(100..200));
+}
+
+#[tokio::test]
+async fn an_unsatisfiable_range_returns_416() {
+    let app = spawn_app().await;
+    let (id, size) = stored_media(&app).await;
+    let response = app
+        .request(Method::GET, &format!("/media/{id}"), None)
+        .header("Range", format!("bytes={}-{}", size + 10, size + 20))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+}
+
+#[tokio::test]
+async fn a_matching_if_none_match_returns_304() {
+    let app = spawn_app().await;
+    let (id, _) = stored_media(&app).await;
+    let first = app
+        .request(Method::GET, &format!("/media/{id}"), None)
+        .send()
+        .await
+        .unwrap();
+    let etag = first.headers()["etag"].clone();
+    let again = app
+        .request(Method::GET, &format!("/media/{id}"), None)
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+}
