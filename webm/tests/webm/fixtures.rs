@@ -1,7 +1,8 @@
 //! Real files: ffmpeg's live WebM made here, and Chromium MediaRecorder recordings checked in.
 //!
 //! Each finalized file is judged by ffmpeg itself: duration, decoding
-//! without errors, identical frames, and seeking through the Cues.
+//! without errors, identical frames, a cue per keyframe, and seeking through
+//! the Cues.
 
 use std::fs::{self, File};
 use std::io::BufWriter;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use livekeep_webm::{finalize_webm, probe_mp4, sniff, Container, Error, Finalized};
 
-use crate::support::parse_finalized;
+use crate::support::{parse_finalized, Parsed};
 
 /// The tolerance issue 4 sets for the duration.
 const DURATION_TOLERANCE_SECS: f64 = 0.05;
@@ -65,72 +66,73 @@ fn run(tool: &str, args: &[&str]) -> Output {
     })
 }
 
+/// Runs `tool` with whitespace-separated arguments; `{in}`, `{out}`, `{at}` are replaced whole.
+fn run_line(tool: &str, line: &str, vars: &[(&str, &str)]) -> Output {
+    let args: Vec<&str> = line
+        .split_whitespace()
+        .map(|arg| {
+            vars.iter()
+                .find(|(name, _)| *name == arg)
+                .map_or(arg, |(_, value)| value)
+        })
+        .collect();
+    run(tool, &args)
+}
+
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("UTF-8 path")
 }
 
-fn ffprobe_duration(path: &Path) -> f64 {
-    let out = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-            path_str(path),
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("ffprobe gave no duration for {}: {text:?}", path.display()))
-}
-
-/// What ffmpeg itself says the length is, after its own remux.
-fn truth_duration(input: &Path) -> f64 {
-    let remux = scratch("remux.webm");
-    let out = run(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            path_str(input),
-            "-c",
-            "copy",
-            path_str(&remux),
-        ],
-    );
+/// Runs ffmpeg to make `output`, failing with ffmpeg's message when it did not.
+fn ffmpeg_make(line: &str, input: Option<&Path>, output: &Path) {
+    let mut vars = vec![("{out}", path_str(output))];
+    if let Some(input) = input {
+        vars.push(("{in}", path_str(input)));
+    }
+    let out = run_line("ffmpeg", line, &vars);
     assert!(
-        remux.exists(),
-        "ffmpeg -c copy failed: {}",
+        output.exists(),
+        "ffmpeg failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The container duration ffprobe reports, `None` when it reports none (N/A).
+fn ffprobe_duration_or_none(path: &Path) -> Option<f64> {
+    let line = "-v error -show_entries format=duration -of csv=p=0 {in}";
+    let out = run_line("ffprobe", line, &[("{in}", path_str(path))]);
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+fn ffprobe_duration(path: &Path) -> f64 {
+    ffprobe_duration_or_none(path)
+        .unwrap_or_else(|| panic!("ffprobe gave no duration for {}", path.display()))
+}
+
+/// Video keyframes ffprobe finds, `None` when there is no video stream.
+fn video_keyframes(path: &Path) -> Option<usize> {
+    let line = "-v error -select_streams v -show_entries packet=flags -of csv=p=0 {in}";
+    let out = run_line("ffprobe", line, &[("{in}", path_str(path))]);
+    let flags = String::from_utf8_lossy(&out.stdout).into_owned();
+    let packets: Vec<&str> = flags.lines().collect();
+    (!packets.is_empty()).then(|| packets.iter().filter(|f| f.starts_with('K')).count())
+}
+
+/// What ffmpeg itself says the length is, after its own `-c copy` remux.
+fn truth_duration(input: &Path, extension: &str) -> f64 {
+    let remux = scratch(&format!("remux.{extension}"));
+    ffmpeg_make("-v error -y -i {in} -c copy {out}", Some(input), &remux);
     ffprobe_duration(&remux)
 }
 
 fn framemd5(path: &Path) -> String {
-    let out = run(
-        "ffmpeg",
-        &[
-            "-v",
-            "quiet",
-            "-i",
-            path_str(path),
-            "-map",
-            "0",
-            "-f",
-            "framemd5",
-            "-",
-        ],
-    );
+    let line = "-v quiet -i {in} -map 0 -f framemd5 -";
+    let out = run_line("ffmpeg", line, &[("{in}", path_str(path))]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        text.lines().filter(|l| !l.starts_with('#')).count() > 0,
-        "no frames decoded"
+        text.lines().any(|l| !l.starts_with('#')),
+        "no frames decoded from {}",
+        path.display()
     );
     text
 }
@@ -138,29 +140,15 @@ fn framemd5(path: &Path) -> String {
 /// (bytes read, seeks) ffmpeg reports when it seeks to `at` seconds and decodes one video frame.
 fn seek_statistics(path: &Path, at: f64) -> (u64, u64) {
     let at = format!("{at:.3}");
-    let out = run(
-        "ffmpeg",
-        &[
-            "-v",
-            "debug",
-            "-ss",
-            &at,
-            "-i",
-            path_str(path),
-            "-frames:v",
-            "1",
-            "-f",
-            "null",
-            "-",
-        ],
-    );
+    let line = "-v debug -ss {at} -i {in} -frames:v 1 -f null -";
+    let out = run_line("ffmpeg", line, &[("{at}", &at), ("{in}", path_str(path))]);
     let log = String::from_utf8_lossy(&out.stderr);
     let line = log
         .lines()
         .find(|l| l.contains("Statistics:") && l.contains("bytes read"))
         .unwrap_or_else(|| panic!("no I/O statistics in ffmpeg's log:\n{log}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
     let number_before = |word: &str| -> u64 {
-        let words: Vec<&str> = line.split_whitespace().collect();
         let at = words
             .iter()
             .position(|w| w.starts_with(word))
@@ -171,18 +159,17 @@ fn seek_statistics(path: &Path, at: f64) -> (u64, u64) {
 }
 
 /// Finalizes `input` and checks the result the way players and ffmpeg see it.
-fn finalize_and_check(input: &Path) -> Finalized {
+fn finalize_and_check(input: &Path) -> (Finalized, Parsed, Scratch) {
     let output = scratch("finalized.webm");
     let done = finalize_webm(
         File::open(input).expect("fixture"),
         BufWriter::new(File::create(&output).expect("output")),
     )
     .expect("finalizes");
-    let bytes = fs::read(&output).expect("output");
-    let parsed = parse_finalized(&bytes);
+    let parsed = parse_finalized(&fs::read(&output).expect("output"));
     assert!((parsed.duration_secs - done.duration_secs).abs() < 1e-6);
 
-    let truth = truth_duration(input);
+    let truth = truth_duration(input, "webm");
     let probed = ffprobe_duration(&output);
     assert!(
         (probed - truth).abs() < DURATION_TOLERANCE_SECS,
@@ -190,10 +177,8 @@ fn finalize_and_check(input: &Path) -> Finalized {
         input.display()
     );
 
-    let decode = run(
-        "ffmpeg",
-        &["-v", "error", "-i", path_str(&output), "-f", "null", "-"],
-    );
+    let line = "-v error -i {in} -f null -";
+    let decode = run_line("ffmpeg", line, &[("{in}", path_str(&output))]);
     assert!(
         decode.stderr.is_empty(),
         "ffmpeg reports errors decoding the finalized file: {}",
@@ -201,143 +186,92 @@ fn finalize_and_check(input: &Path) -> Finalized {
     );
     assert_eq!(framemd5(input), framemd5(&output), "frames changed");
 
+    // A cue per video keyframe, or per cluster without video.
     assert_eq!(parsed.cues.len(), done.cue_points);
+    let expected_cues = video_keyframes(&output).unwrap_or(parsed.clusters);
+    assert_eq!(done.cue_points, expected_cues, "cue points");
     assert!(done.cue_points > 0, "no cue points");
-    done
+    (done, parsed, output)
 }
 
 #[test]
 fn ffmpeg_live_webm_is_finalized() {
     let input = scratch("ffmpeg-live.webm");
-    let out = run(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-y",
-            // Noise keeps the bitrate up: ~1 MB, far more than ffmpeg's read-ahead.
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25,noise=alls=30:allf=t",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "4",
-            "-c:v",
-            "libvpx",
-            "-b:v",
-            "2M",
-            "-g",
-            "25",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-c:a",
-            "libopus",
-            "-f",
-            "webm",
-            "-live",
-            "1",
-            path_str(&input),
-        ],
-    );
-    assert!(
-        input.exists(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    // Noise keeps the bitrate up: ~1 MB, far more than ffmpeg's read-ahead.
+    ffmpeg_make(
+        "-v error -y \
+         -f lavfi -i testsrc=size=320x240:rate=25,noise=alls=30:allf=t \
+         -f lavfi -i sine=frequency=440:sample_rate=48000 \
+         -t 4 -c:v libvpx -b:v 2M -g 25 -deadline realtime -cpu-used 8 -c:a libopus \
+         -f webm -live 1 {out}",
+        None,
+        &input,
     );
     assert!(
         ffprobe_duration_or_none(&input).is_none(),
         "the live file should have no duration before finalizing"
     );
 
-    let done = finalize_and_check(&input);
+    let (done, _, finalized) = finalize_and_check(&input);
 
+    assert_eq!(done.dropped_tail_bytes, 0);
+    assert!((done.duration_secs - 4.0).abs() < DURATION_TOLERANCE_SECS);
+    assert_eq!(
+        done.cue_points, 4,
+        "a keyframe every 25 frames, 4 s at 25 fps"
+    );
     // ffmpeg reads ahead in 32 KiB blocks, so only a file much larger than
     // that shows whether a seek jumped through the Cues or scanned clusters:
-    // the live input is read to the target, the finalized file is not.
-    let finalized = scratch("seek.webm");
-    finalize_webm(
-        File::open(&input).expect("input"),
-        BufWriter::new(File::create(&finalized).expect("output")),
-    )
-    .expect("finalizes");
+    // the live input is read up to the target, the finalized file is not.
     let size = fs::metadata(&finalized).expect("output").len();
     let (scanned, _) = seek_statistics(&input, 2.8);
     let (jumped, seeks) = seek_statistics(&finalized, 2.8);
     assert!(
         scanned > size * 6 / 10,
-        "without Cues ffmpeg should scan ({scanned} of {size})"
+        "without Cues ffmpeg should scan ({scanned} of {size} bytes)"
     );
     assert!(
         seeks >= 1 && jumped < size / 2,
-        "with Cues ffmpeg should jump ({jumped} of {size})"
+        "with Cues ffmpeg should jump ({jumped} of {size} bytes)"
     );
-    assert_eq!(done.dropped_tail_bytes, 0);
-    assert!((done.duration_secs - 4.0).abs() < DURATION_TOLERANCE_SECS);
-    assert_eq!(
-        done.cue_points, 4,
-        "a keyframe every 25 frames of 4 s at 25 fps"
-    );
-}
-
-fn ffprobe_duration_or_none(path: &Path) -> Option<f64> {
-    let out = run(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-            path_str(path),
-        ],
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 #[test]
 fn chromium_vp8_with_a_keyframe_every_second_gets_a_cue_every_second() {
-    let done = finalize_and_check(&fixture("chromium-vp8-kf1s.webm"));
+    let (done, parsed, _) = finalize_and_check(&fixture("chromium-vp8-kf1s.webm"));
     assert_eq!(done.dropped_tail_bytes, 0);
+    assert_eq!(done.cue_points, 5, "5 s with a keyframe every second");
+    let cue_times: Vec<u64> = parsed.cues.iter().map(|&(time, _)| time).collect();
     assert!(
-        done.cue_points >= 4,
-        "only {} cue points in ~5 s",
-        done.cue_points
+        cue_times
+            .windows(2)
+            .all(|w| (900..=1100).contains(&(w[1] - w[0]))),
+        "cues a second apart: {cue_times:?}"
     );
 }
 
 #[test]
 fn chromium_vp9_is_finalized() {
-    let done = finalize_and_check(&fixture("chromium-vp9.webm"));
+    let (done, _, _) = finalize_and_check(&fixture("chromium-vp9.webm"));
     assert_eq!(done.dropped_tail_bytes, 0);
 }
 
 #[test]
 fn chromium_vp8_with_sparse_keyframes_is_finalized() {
-    let done = finalize_and_check(&fixture("chromium-vp8-sparse.webm"));
-    assert!(done.cue_points >= 1);
+    let (done, _, _) = finalize_and_check(&fixture("chromium-vp8-sparse.webm"));
+    assert_eq!(done.cue_points, 1, "only the first frame is a keyframe");
 }
 
 #[test]
 fn chromium_audio_only_gets_a_cue_per_cluster() {
-    let input = fixture("chromium-opus-only.webm");
-    let done = finalize_and_check(&input);
-    assert!(
-        done.cue_points >= 4,
-        "one cluster per 1 s chunk, got {} cues",
-        done.cue_points
-    );
+    let (done, parsed, _) = finalize_and_check(&fixture("chromium-opus-only.webm"));
+    assert_eq!(done.cue_points, parsed.clusters);
+    assert!(parsed.clusters >= 4, "one cluster per 1 s chunk");
 }
 
 #[test]
 fn chromium_recording_cut_mid_block_keeps_every_complete_block() {
-    let done = finalize_and_check(&fixture("chromium-vp8-truncated.webm"));
+    let (done, _, _) = finalize_and_check(&fixture("chromium-vp8-truncated.webm"));
     assert!(
         done.dropped_tail_bytes > 0,
         "the fixture ends inside a block"
@@ -356,30 +290,12 @@ fn chromium_fragmented_mp4_is_probed_not_finalized() {
 
     let info = probe_mp4(File::open(&input).expect("fixture")).expect("valid MP4");
 
-    let truth = truth_duration_mp4(&input);
+    let truth = truth_duration(&input, "mp4");
     assert!(
         (info.duration_secs - truth).abs() < DURATION_TOLERANCE_SECS,
         "probe_mp4 says {} s, ffmpeg says {truth} s",
         info.duration_secs
     );
-}
-
-fn truth_duration_mp4(input: &Path) -> f64 {
-    let remux = scratch("remux.mp4");
-    run(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            path_str(input),
-            "-c",
-            "copy",
-            path_str(&remux),
-        ],
-    );
-    ffprobe_duration(&remux)
 }
 
 #[test]
@@ -388,45 +304,22 @@ fn webm_is_not_an_mp4() {
     assert!(matches!(err, Err(Error::NotMp4)));
 }
 
-/// An MP4 made by ffmpeg with `extra` muxer flags, and what ffprobe says its duration is.
-fn ffmpeg_mp4(extra: &[&str]) -> (Scratch, f64) {
+/// An MP4 made by ffmpeg with `movflags`, and what ffprobe says its duration is.
+fn ffmpeg_mp4(movflags: &str) -> (Scratch, f64) {
     let output = scratch("ffmpeg.mp4");
-    let mut args = vec![
-        "-v",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=160x120:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "3",
-        "-c:v",
-        "mpeg4",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
-    ];
-    args.extend_from_slice(extra);
-    args.push(path_str(&output));
-    let out = run("ffmpeg", &args);
-    assert!(
-        output.exists(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let line = format!(
+        "-v error -y -f lavfi -i testsrc=size=160x120:rate=25 \
+         -f lavfi -i sine=frequency=440:sample_rate=48000 \
+         -t 3 -c:v mpeg4 -g 25 -c:a aac -movflags {movflags} {{out}}"
     );
+    ffmpeg_make(&line, None, &output);
     let duration = ffprobe_duration(&output);
     (output, duration)
 }
 
 #[test]
 fn a_progressive_mp4_takes_its_duration_from_the_movie_header() {
-    let (input, truth) = ffmpeg_mp4(&[]);
+    let (input, truth) = ffmpeg_mp4("+faststart");
     let info = probe_mp4(File::open(&input).expect("mp4")).expect("valid MP4");
     assert!(
         (info.duration_secs - truth).abs() < DURATION_TOLERANCE_SECS,
@@ -437,7 +330,7 @@ fn a_progressive_mp4_takes_its_duration_from_the_movie_header() {
 
 #[test]
 fn a_fragmented_mp4_takes_its_duration_from_the_fragments() {
-    let (input, truth) = ffmpeg_mp4(&["-movflags", "frag_keyframe+empty_moov+default_base_moof"]);
+    let (input, truth) = ffmpeg_mp4("frag_keyframe+empty_moov+default_base_moof");
     let info = probe_mp4(File::open(&input).expect("mp4")).expect("valid MP4");
     assert!(
         (info.duration_secs - truth).abs() < DURATION_TOLERANCE_SECS,
