@@ -304,39 +304,34 @@ fn webm_is_not_an_mp4() {
     assert!(matches!(err, Err(Error::NotMp4)));
 }
 
-/// An MP4 made by ffmpeg with `movflags`, and what ffprobe says its duration is.
-fn ffmpeg_mp4(movflags: &str) -> (Scratch, f64) {
-    let output = scratch("ffmpeg.mp4");
+/// Makes an MP4 with ffmpeg and `movflags`; `probe_mp4` must agree with ffprobe on its duration.
+fn probe_agrees_with_ffprobe(movflags: &str) {
+    let input = scratch("ffmpeg.mp4");
     let line = format!(
         "-v error -y -f lavfi -i testsrc=size=160x120:rate=25 \
          -f lavfi -i sine=frequency=440:sample_rate=48000 \
          -t 3 -c:v mpeg4 -g 25 -c:a aac -movflags {movflags} {{out}}"
     );
-    ffmpeg_make(&line, None, &output);
-    let duration = ffprobe_duration(&output);
-    (output, duration)
+    ffmpeg_make(&line, None, &input);
+
+    let info = probe_mp4(File::open(&input).expect("mp4")).expect("valid MP4");
+
+    let truth = ffprobe_duration(&input);
+    assert!(
+        (info.duration_secs - truth).abs() < DURATION_TOLERANCE_SECS,
+        "{movflags}: probe_mp4 says {} s, ffprobe says {truth} s",
+        info.duration_secs
+    );
 }
 
 #[test]
 fn a_progressive_mp4_takes_its_duration_from_the_movie_header() {
-    let (input, truth) = ffmpeg_mp4("+faststart");
-    let info = probe_mp4(File::open(&input).expect("mp4")).expect("valid MP4");
-    assert!(
-        (info.duration_secs - truth).abs() < DURATION_TOLERANCE_SECS,
-        "probe_mp4 says {} s, ffprobe says {truth} s",
-        info.duration_secs
-    );
+    probe_agrees_with_ffprobe("+faststart");
 }
 
 #[test]
 fn a_fragmented_mp4_takes_its_duration_from_the_fragments() {
-    let (input, truth) = ffmpeg_mp4("frag_keyframe+empty_moov+default_base_moof");
-    let info = probe_mp4(File::open(&input).expect("mp4")).expect("valid MP4");
-    assert!(
-        (info.duration_secs - truth).abs() < DURATION_TOLERANCE_SECS,
-        "probe_mp4 says {} s, ffprobe says {truth} s",
-        info.duration_secs
-    );
+    probe_agrees_with_ffprobe("frag_keyframe+empty_moov+default_base_moof");
 }
 
 #[test]
