@@ -22,6 +22,14 @@ const MAX_EBML_HEADER: u64 = 64 << 10;
 const MAX_METADATA: u64 = 16 << 20;
 /// Most Tags/Chapters/Attachments elements carried over; more are dropped.
 const MAX_EXTRAS: usize = 16;
+/// Tracks whose timing is followed; blocks of further tracks are copied but not timed,
+/// so a hostile Tracks element cannot make every block cost a long search.
+const MAX_TIMED_TRACKS: usize = 64;
+/// Most clusters, and most cue points, in one file: the plan keeps ~56 bytes per
+/// cluster and 32 per cue point, so this bounds memory against files made of tiny
+/// clusters or keyframes. A recording with a cluster and a keyframe per second
+/// reaches it after 12 days; beyond it the file is refused and kept as uploaded.
+const MAX_INDEX_ENTRIES: usize = 1 << 20;
 /// TimestampScale when Info does not say: one millisecond.
 const DEFAULT_TIMESTAMP_SCALE: u64 = 1_000_000;
 /// `Timestamp 0`, put in front of clusters whose blocks come before any Timestamp.
@@ -190,7 +198,7 @@ fn read_tracks(body: &[u8]) -> (Vec<u8>, Vec<TrackInfo>) {
                 _ => {}
             }
         }
-        if track.number > 0 {
+        if track.number > 0 && tracks.len() < MAX_TIMED_TRACKS {
             tracks.push(track);
         }
     }
@@ -257,6 +265,9 @@ fn scan<R: Read + Seek>(src: &mut Source<R>) -> Result<Plan, Error> {
                 let (plan, end) =
                     scanner.scan(src, head.data_start(), cluster_limit, known_size)?;
                 clusters.extend(plan);
+                if clusters.len() > MAX_INDEX_ENTRIES {
+                    return Err(Error::Invalid("too many clusters to index"));
+                }
                 match end {
                     ClusterEnd::Cleanly(end) => pos = end,
                     ClusterEnd::Broken(at) => {
@@ -351,7 +362,7 @@ impl ClusterScan<'_> {
         data_start: u64,
         limit: u64,
         known_size: bool,
-    ) -> io::Result<(Option<ClusterPlan>, ClusterEnd)> {
+    ) -> Result<(Option<ClusterPlan>, ClusterEnd), Error> {
         let mut walker = ClusterWalker::new(data_start, limit, known_size);
         let mut plan = ClusterPlan {
             data_start,
@@ -404,6 +415,9 @@ impl ClusterScan<'_> {
                         None => blocks == 0,
                     };
                     if seek_point {
+                        if self.cues.points.len() >= MAX_INDEX_ENTRIES {
+                            return Err(Error::Invalid("too many keyframes to index"));
+                        }
                         self.cues.points.push(Cue {
                             time: u64::try_from(ts).unwrap_or(0),
                             track: block.header.track,
