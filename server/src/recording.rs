@@ -290,8 +290,13 @@ async fn delete_upload_files(state: &AppState, ids: Vec<String>) {
 }
 
 /// Ends a live that went silent, if it is still live and still silent once locked.
+///
+/// Locks are only tried: a live being stopped or written to right now is not silent, and the
+/// sweeper must never wait behind a stalled request.
 pub async fn interrupt(state: &AppState, post_id: i64, cutoff: i64) -> Result<(), ApiError> {
-    let _live = state.locks.lock(&locks::live_key(post_id)).await;
+    let Some(_live) = state.locks.try_lock(&locks::live_key(post_id)) else {
+        return Ok(());
+    };
     let Some(post) = db::posts::get(&state.db, post_id).await? else {
         return Ok(());
     };
@@ -301,7 +306,9 @@ pub async fn interrupt(state: &AppState, post_id: i64, cutoff: i64) -> Result<()
     let Some(upload) = db::uploads::latest_for_post(&state.db, post_id).await? else {
         return end_without_media(state, post_id, Ending::Interrupted).await;
     };
-    let _writer = state.locks.lock(&locks::upload_key(&upload.id)).await;
+    let Some(_writer) = state.locks.try_lock(&locks::upload_key(&upload.id)) else {
+        return Ok(());
+    };
     // Re-read under the lock: a PATCH may have landed since the sweep's query.
     let Some(upload) = db::uploads::get(&state.db, &upload.id).await? else {
         return Ok(());

@@ -43,6 +43,10 @@ impl Application {
                 interrupt_after: config.interrupt_after(),
             }),
         };
+        // Bytes written but never acknowledged before a crash are cut off before serving.
+        crate::tus::recover_all(&state)
+            .await
+            .context("recovering uploads")?;
         let router = routes::router(state.clone(), &config.www_dir, &config.cors_origins)?;
         let listener = TcpListener::bind(config.listen)
             .await

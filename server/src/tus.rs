@@ -21,6 +21,10 @@ use crate::{
 /// Bytes gathered from the body before one write to disk: few syscalls, bounded memory.
 const WRITE_BATCH: usize = 1 << 20;
 
+/// A PATCH whose body sends nothing for this long is abandoned, so it cannot hold the
+/// upload's lock forever; the client resumes with HEAD like after any network failure.
+const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// An upload the caller may act on, with its file reconciled to the committed offset.
 #[derive(Debug, Clone)]
 pub struct OpenUpload {
@@ -167,6 +171,22 @@ async fn check(
         }
     }
     Ok((id, row))
+}
+
+/// Reconciles every open upload with its file, at start-up, before any request is served.
+pub async fn recover_all(state: &AppState) -> anyhow::Result<()> {
+    for row in db::uploads::open_uploads(&state.db).await? {
+        let Ok(id) = UploadId::parse(&row.id) else {
+            continue;
+        };
+        let offset = reconcile(state, &id, &row)
+            .await
+            .map_err(|err| anyhow::anyhow!("recovering upload {id}: {err:?}"))?;
+        if to_u64(row.offset) != offset {
+            tracing::warn!(upload = %id, committed = row.offset, offset, "recovered an upload");
+        }
+    }
+    Ok(())
 }
 
 /// Makes the file and the committed offset agree, and returns that offset.
@@ -348,7 +368,13 @@ async fn stream_body(
     let mut received: u64 = 0;
     let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let next = tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next())
+            .await
+            .map_err(|_| {
+                ApiError::bad_request("body_timeout", "the body stalled; resume with HEAD")
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|err| {
             ApiError::bad_request(
                 "body_interrupted",

@@ -163,3 +163,10 @@ pub async fn close_for_post(
     .fetch_all(db)
     .await
 }
+
+/// Every upload still accepting bytes.
+pub async fn open_uploads(db: impl SqliteExecutor<'_>) -> Result<Vec<UploadRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT_UPLOAD} WHERE state = 'open'"))
+        .fetch_all(db)
+        .await
+}

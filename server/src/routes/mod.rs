@@ -5,6 +5,7 @@ mod extract;
 mod health;
 mod lives;
 mod media;
+mod openapi;
 mod posts;
 mod uploads;
 
@@ -42,6 +43,7 @@ pub fn router(state: AppState, www_dir: &Path, cors_origins: &[String]) -> anyho
         .merge(lives::router())
         .merge(posts::router())
         .merge(uploads::router(state.clone()))
+        .merge(openapi::router())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);
 

@@ -149,3 +149,81 @@ async fn every_answer_carries_a_request_id() {
         .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+    let doc = app.get_json("/api/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/auth/register",
+        "/api/auth/login",
+        "/api/posts/live/",
+        "/api/posts/live/{live_id}/stop/",
+        "/api/posts/",
+        "/api/posts/{post_id}/",
+        "/api/posts/{post_id}/chat/",
+        "/api/uploads/",
+        "/api/uploads/{upload_id}",
+        "/media/{media_id}",
+        "/healthz",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is missing");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_returns_405_json() {
+    let app = spawn_app().await;
+    let response = app
+        .request(Method::DELETE, "/api/posts/", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(response).await, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn cors_answers_only_the_configured_origins() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.cors_origins = vec!["http://allowed.test".to_owned()];
+    })
+    .await;
+    for (origin, allowed) in [("http://allowed.test", true), ("http://evil.test", false)] {
+        let response = app
+            .request(Method::OPTIONS, "/api/uploads/", None)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "PATCH")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,upload-offset,tus-resumable",
+            )
+            .send()
+            .await
+            .unwrap();
+        let allow_origin = response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned());
+        if allowed {
+            assert_eq!(allow_origin.as_deref(), Some(origin));
+        } else {
+            assert_eq!(allow_origin, None);
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_cors_origins_no_cross_origin_header_is_sent() {
+    let app = spawn_app().await;
+    let response = app
+        .request(Method::GET, "/api/posts/", None)
+        .header("Origin", "http://elsewhere.test")
+        .send()
+        .await
+        .unwrap();
+    assert!(!response
+        .headers()
+        .contains_key("access-control-allow-origin"));
+}

@@ -528,3 +528,29 @@ async fn a_second_patch_while_one_is_streaming_gets_423_and_bytes_never_interlea
     expected.extend_from_slice(&[0x43; 1000]);
     assert_eq!(std::fs::read(&file).unwrap(), expected);
 }
+
+#[tokio::test]
+async fn bytes_never_acknowledged_are_cut_off_when_the_server_starts() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "recover").await;
+    let bytes = fixture();
+    app.patch(&user.token, &live.upload_url, 0, &bytes[..1000])
+        .await;
+    let file = app.upload_file(&live.upload_url);
+    let data_dir = app.shutdown().await;
+    // As if the process died after writing bytes but before committing their offset.
+    let mut torn = bytes[..1000].to_vec();
+    torn.extend_from_slice(&bytes[1000..1500]);
+    std::fs::write(&file, &torn).unwrap();
+
+    let app = crate::helpers::spawn_app_in(data_dir, |_| {}).await;
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 1000);
+    let head = app.head(&user.token, &live.upload_url).await;
+    assert_eq!(head.headers()["upload-offset"], "1000");
+    let response = app
+        .patch(&user.token, &live.upload_url, 1000, &bytes[1000..])
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+}
