@@ -116,6 +116,14 @@ pub struct LiveRecorder {
     session: Rc<Session>,
 }
 
+impl Drop for LiveRecorder {
+    /// `free()` (or garbage collection) before `stop()` abandons the live; its journal stays
+    /// for `resumePending`.
+    fn drop(&mut self) {
+        self.session.abandon();
+    }
+}
+
 #[wasm_bindgen]
 impl LiveRecorder {
     /// Checks the options; throws an `Error` with `code = "invalid_options"` on a bad one.

@@ -42,6 +42,9 @@ pub enum RecorderError {
     /// The browser's MediaRecorder failed.
     #[error("recording failed: {0}")]
     Recording(String),
+    /// The page freed the recorder before it stopped; the journal keeps the recording.
+    #[error("the recorder was freed before it stopped; the local journal keeps the recording")]
+    Closed,
     /// The local journal (OPFS) could not be used.
     #[error("local journal: {0}")]
     Journal(String),
@@ -64,6 +67,7 @@ impl RecorderError {
             Self::Timeout => "timeout".into(),
             Self::Protocol(_) => "upload_protocol".into(),
             Self::Recording(_) => "recording_failed".into(),
+            Self::Closed => "closed".into(),
             Self::Journal(_) => "journal".into(),
         }
     }
@@ -145,6 +149,7 @@ mod tests {
             RecorderError::Timeout,
             RecorderError::Protocol("x".into()),
             RecorderError::Recording("x".into()),
+            RecorderError::Closed,
             RecorderError::Journal("x".into()),
         ];
         let codes: Vec<String> = all.iter().map(RecorderError::code).collect();
@@ -160,6 +165,7 @@ mod tests {
                 "timeout",
                 "upload_protocol",
                 "recording_failed",
+                "closed",
                 "journal"
             ]
         );

@@ -167,14 +167,41 @@ impl Session {
                 return;
             }
             inner.state = state;
-            if state.is_final() {
-                // Let other tabs resume this live's journal if anything is left in it.
-                inner.lock = None;
-            }
         }
+        self.release_lock_when_idle();
         call(&self.callbacks.on_state_change, state.as_str().into());
         self.emit_progress();
         self.changed.notify();
+    }
+
+    /// Once the session is over and the journal writer idle, lets another page (or
+    /// `resumePending` in this one) take over whatever the journal still holds.
+    fn release_lock_when_idle(&self) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.state.is_final() && !inner.journaling {
+            inner.lock = None;
+        }
+    }
+
+    /// The page freed the recorder: stop recording and uploading, but let the last chunk
+    /// reach the journal so `resumePending` can finish the live later.
+    pub fn abandon(self: &Rc<Self>) {
+        let stopped = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.state.is_final() {
+                return;
+            }
+            inner.failure.get_or_insert(RecorderError::Closed);
+            inner.recorder.as_ref().map(Recorder::stop)
+        };
+        self.changed.notify();
+        let session = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Some(stopped) = stopped {
+                let _ = stopped.await;
+            }
+            session.set_state(RecorderState::Failed);
+        });
     }
 
     fn emit_progress(&self) {
@@ -343,6 +370,9 @@ impl Session {
                         Some(op) => (op, inner.journal.clone()),
                         None => {
                             inner.journaling = false;
+                            drop(inner);
+                            session.release_lock_when_idle();
+                            session.changed.notify();
                             break;
                         }
                     }
@@ -393,6 +423,8 @@ impl Session {
                 self.inner.borrow_mut().upload_done = true;
                 self.changed.notify();
             }
+            // Abandoned by the page: `abandon` ends the session once the last chunk is journaled.
+            Err(RecorderError::Closed) => {}
             Err(err) => self.fail(err),
         }
     }
@@ -492,7 +524,12 @@ impl Session {
         })
         .await?;
         self.inner.borrow_mut().post = post;
+        // Detach the journal, let the writer finish what it holds open (OPFS refuses to remove
+        // a directory with a file being written), then delete it.
         let journal = self.inner.borrow_mut().journal.take();
+        while self.inner.borrow().journaling {
+            self.changed.notified().await;
+        }
         if let Some(journal) = journal {
             if let Err(err) = journal.remove().await {
                 self.callbacks.error(&err, false);

@@ -16,6 +16,27 @@ use web_sys::{Blob, BlobEvent, MediaStream, MediaStreamConstraints};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+thread_local! {
+    static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The runner starts async tests concurrently; these share the camera, `fetch` and OPFS,
+/// and measure durations, so each holds this guard to run alone.
+struct Serial;
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        BUSY.with(|busy| busy.set(false));
+    }
+}
+
+async fn serial() -> Serial {
+    while BUSY.with(|busy| busy.replace(true)) {
+        TimeoutFuture::new(20).await;
+    }
+    Serial
+}
+
 async fn fake_camera() -> MediaStream {
     let constraints = MediaStreamConstraints::new();
     constraints.set_video(&true.into());
@@ -88,6 +109,7 @@ fn the_picked_format_is_supported_by_this_browser() {
 
 #[wasm_bindgen_test]
 async fn an_unsupported_forced_format_is_refused_clearly() {
+    let _serial = serial().await;
     let stream = fake_camera().await;
     let config = RecordingConfig {
         mime_type: Some("video/mp4;codecs=avc1,mp4a".into()),
@@ -102,6 +124,7 @@ async fn an_unsupported_forced_format_is_refused_clearly() {
 
 #[wasm_bindgen_test]
 async fn a_two_second_recording_yields_ordered_hashed_chunks_and_its_duration() {
+    let _serial = serial().await;
     let stream = fake_camera().await;
     let config = RecordingConfig {
         timeslice_ms: 500,
@@ -163,6 +186,7 @@ async fn a_two_second_recording_yields_ordered_hashed_chunks_and_its_duration() 
 
 #[wasm_bindgen_test]
 async fn a_pause_is_excluded_from_the_duration() {
+    let _serial = serial().await;
     let stream = fake_camera().await;
     let config = RecordingConfig::default();
     let (recorder, capture) = record(&stream, &config);
@@ -190,4 +214,377 @@ async fn a_pause_is_excluded_from_the_duration() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---- LiveRecorder against an in-page fake server (tests/fake_server.js) ----
+
+use recorder_wasm::LiveRecorder;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(module = "/tests/fake_server.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = installFakeServer)]
+    fn install_fake_server(token: &str) -> JsValue;
+    #[wasm_bindgen(js_name = uninstallFakeServer)]
+    fn uninstall_fake_server(server: &JsValue);
+    #[wasm_bindgen(js_name = serverBytes)]
+    fn server_bytes(server: &JsValue, upload_id: &str) -> js_sys::Uint8Array;
+}
+
+const TOKEN: &str = "s3cret";
+const API: &str = "https://livekeep.test";
+
+fn get(object: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(object, &key.into()).expect("readable property")
+}
+
+fn set(object: &JsValue, key: &str, value: impl Into<JsValue>) {
+    js_sys::Reflect::set(object, &key.into(), &value.into()).expect("writable property");
+}
+
+fn number(object: &JsValue, key: &str) -> f64 {
+    get(object, key)
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is a number"))
+}
+
+/// The page's callbacks, recording what they were told.
+struct Observed {
+    states: Rc<RefCell<Vec<String>>>,
+    errors: Rc<RefCell<Vec<(String, bool)>>>,
+    progress_calls: Rc<RefCell<u32>>,
+    _closures: Vec<Closure<dyn FnMut(JsValue)>>,
+}
+
+fn live_options(token: &str) -> (JsValue, Observed) {
+    let options: JsValue = js_sys::Object::new().into();
+    set(&options, "token", token);
+    set(&options, "apiBase", API);
+    set(&options, "title", "Concert");
+    set(&options, "timesliceMs", 500);
+    let states = Rc::new(RefCell::new(Vec::new()));
+    let errors = Rc::new(RefCell::new(Vec::new()));
+    let progress_calls = Rc::new(RefCell::new(0));
+    let on_state = {
+        let states = states.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |s: JsValue| {
+            states
+                .borrow_mut()
+                .push(s.as_string().expect("a state string"))
+        })
+    };
+    let on_error = {
+        let errors = errors.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            let code = get(&e, "code").as_string().expect("a code");
+            wasm_bindgen_test::console_log!("onError: {:?}", get(&e, "message"));
+            errors
+                .borrow_mut()
+                .push((code, get(&e, "fatal").is_truthy()));
+        })
+    };
+    let on_progress = {
+        let calls = progress_calls.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |p: JsValue| {
+            assert!(
+                get(&p, "bytesRecorded").as_f64().is_some(),
+                "progress carries numbers"
+            );
+            *calls.borrow_mut() += 1;
+        })
+    };
+    set(&options, "onStateChange", on_state.as_ref().clone());
+    set(&options, "onError", on_error.as_ref().clone());
+    set(&options, "onProgress", on_progress.as_ref().clone());
+    (
+        options,
+        Observed {
+            states,
+            errors,
+            progress_calls,
+            _closures: vec![on_state, on_error, on_progress],
+        },
+    )
+}
+
+async fn clear_journals() {
+    let storage = web_sys::window().expect("a window").navigator().storage();
+    let root: web_sys::FileSystemDirectoryHandle = JsFuture::from(storage.get_directory())
+        .await
+        .expect("OPFS")
+        .unchecked_into();
+    let options = web_sys::FileSystemRemoveOptions::new();
+    options.set_recursive(true);
+    // Absent on a fresh profile: nothing to clear then.
+    let _ = JsFuture::from(root.remove_entry_with_options("livekeep-journal", &options)).await;
+}
+
+async fn journal_lives() -> Vec<String> {
+    recorder_wasm::opfs::journal_names()
+        .await
+        .expect("the journal directory")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn error_code(err: &JsValue) -> String {
+    get(err, "code").as_string().expect("errors carry a code")
+}
+
+#[wasm_bindgen_test]
+async fn a_live_is_uploaded_while_recording_and_stopped_with_matching_video_data() {
+    let _serial = serial().await;
+    clear_journals().await;
+    let server = install_fake_server(TOKEN);
+    let stream = fake_camera().await;
+    let (options, observed) = live_options(TOKEN);
+    let recorder = LiveRecorder::new(options).expect("valid options");
+    JsFuture::from(recorder.start(stream.clone()))
+        .await
+        .expect("started");
+    assert_eq!(recorder.state(), "recording");
+    assert_eq!(recorder.live_id(), Some(1.0));
+    TimeoutFuture::new(2_500).await;
+    assert!(
+        recorder.uploaded_bytes() > 0.0,
+        "bytes reach the server while the live runs"
+    );
+    assert!(recorder.chunks() > 0);
+    assert_eq!(
+        journal_lives().await,
+        ["1"],
+        "the live has a journal while it runs"
+    );
+
+    let video_data = JsFuture::from(recorder.stop()).await.expect("stopped");
+    let bytes = server_bytes(&server, "1abc").to_vec();
+    assert!(!bytes.is_empty());
+    assert_eq!(number(&video_data, "size"), bytes.len() as f64);
+    assert_eq!(
+        get(&video_data, "sha256").as_string(),
+        Some(sha256_hex(&bytes))
+    );
+    assert_eq!(
+        get(&video_data, "upload_url").as_string().as_deref(),
+        Some("https://livekeep.test/api/uploads/1abc")
+    );
+    assert_eq!(
+        get(&video_data, "upload_id").as_string().as_deref(),
+        Some("1abc")
+    );
+    assert_eq!(
+        get(&video_data, "mime_type").as_string().as_deref(),
+        Some("video/webm")
+    );
+    assert_eq!(
+        get(&video_data, "title").as_string().as_deref(),
+        Some("Concert")
+    );
+    assert_eq!(number(&video_data, "live_id"), 1.0);
+    assert!((2.0..4.5).contains(&number(&video_data, "duration")));
+    assert_eq!(
+        get(&server, "stops")
+            .unchecked_into::<js_sys::Array>()
+            .length(),
+        1
+    );
+    assert_eq!(number(&server, "conflicts"), 0.0, "never a wrong offset");
+
+    assert_eq!(recorder.state(), "saved");
+    assert_eq!(recorder.uploaded_bytes(), recorder.bytes_recorded());
+    assert_eq!(recorder.buffered_bytes(), 0.0, "nothing left in memory");
+    assert_eq!(
+        get(&recorder.post(), "live_status").as_string().as_deref(),
+        Some("ended")
+    );
+    assert_eq!(
+        *observed.states.borrow(),
+        ["starting", "recording", "stopping", "saved"]
+    );
+    assert!(*observed.progress_calls.borrow() as f64 >= recorder.chunks() as f64);
+    assert!(
+        observed.errors.borrow().is_empty(),
+        "{:?}",
+        observed.errors.borrow()
+    );
+    assert!(
+        journal_lives().await.is_empty(),
+        "the journal is deleted once the live is saved"
+    );
+    stop_tracks(&stream);
+    uninstall_fake_server(&server);
+}
+
+#[wasm_bindgen_test]
+async fn an_outage_and_lost_answers_are_ridden_out_without_a_byte_twice() {
+    let _serial = serial().await;
+    clear_journals().await;
+    let server = install_fake_server(TOKEN);
+    let stream = fake_camera().await;
+    let (options, observed) = live_options(TOKEN);
+    let recorder = LiveRecorder::new(options).expect("valid options");
+    JsFuture::from(recorder.start(stream.clone()))
+        .await
+        .expect("started");
+    TimeoutFuture::new(1_000).await;
+    set(&server, "offline", true);
+    TimeoutFuture::new(2_000).await;
+    assert!(
+        recorder.buffered_bytes() > 0.0,
+        "unsent bytes wait in memory"
+    );
+    set(&server, "offline", false);
+    set(&server, "failPatches", 2);
+    set(&server, "loseAnswers", 2);
+    TimeoutFuture::new(1_000).await;
+    let video_data = JsFuture::from(recorder.stop())
+        .await
+        .expect("stopped despite the outage");
+
+    let bytes = server_bytes(&server, "1abc").to_vec();
+    assert_eq!(
+        number(&video_data, "size"),
+        bytes.len() as f64,
+        "no byte skipped, none twice"
+    );
+    assert_eq!(
+        get(&video_data, "sha256").as_string(),
+        Some(sha256_hex(&bytes))
+    );
+    assert_eq!(
+        number(&server, "conflicts"),
+        0.0,
+        "a HEAD settles every doubt before the next PATCH"
+    );
+    assert!(number(&server, "heads") >= 1.0);
+    let errors = observed.errors.borrow();
+    assert!(
+        errors
+            .iter()
+            .any(|(code, fatal)| code == "network" && !fatal),
+        "{errors:?}"
+    );
+    assert!(errors.iter().all(|(_, fatal)| !fatal), "{errors:?}");
+    assert_eq!(recorder.state(), "saved");
+    stop_tracks(&stream);
+    uninstall_fake_server(&server);
+}
+
+#[wasm_bindgen_test]
+async fn a_rejected_token_fails_the_start_with_its_status_code() {
+    let _serial = serial().await;
+    clear_journals().await;
+    let server = install_fake_server(TOKEN);
+    let stream = fake_camera().await;
+    let (options, observed) = live_options("wrong");
+    let recorder = LiveRecorder::new(options).expect("valid options");
+    let err = JsFuture::from(recorder.start(stream.clone()))
+        .await
+        .expect_err("unauthenticated");
+    assert_eq!(error_code(&err), "http_401");
+    assert!(get(&err, "message")
+        .as_string()
+        .expect("a message")
+        .contains("valid token"));
+    assert_eq!(recorder.state(), "failed");
+    assert_eq!(*observed.errors.borrow(), [("http_401".to_owned(), true)]);
+    let err = recorder.pause().expect_err("nothing to pause");
+    assert_eq!(error_code(&err), "invalid_state");
+    stop_tracks(&stream);
+    uninstall_fake_server(&server);
+}
+
+#[wasm_bindgen_test]
+fn bad_options_throw_a_clear_error() {
+    let options: JsValue = js_sys::Object::new().into();
+    let err = LiveRecorder::new(options.clone()).err().expect("no token");
+    assert_eq!(error_code(&err), "invalid_options");
+    assert!(get(&err, "message")
+        .as_string()
+        .expect("a message")
+        .contains("token"));
+    set(&options, "token", "t");
+    set(&options, "timesliceMs", "fast");
+    let err = LiveRecorder::new(options)
+        .err()
+        .expect("a string for a number");
+    assert!(get(&err, "message")
+        .as_string()
+        .expect("a message")
+        .contains("timesliceMs"));
+    assert!(LiveRecorder::new(JsValue::NULL).is_err());
+}
+
+#[wasm_bindgen_test]
+async fn a_live_abandoned_offline_is_finished_by_resume_pending() {
+    let _serial = serial().await;
+    clear_journals().await;
+    let server = install_fake_server(TOKEN);
+    let stream = fake_camera().await;
+    let (options, _observed) = live_options(TOKEN);
+    let recorder = LiveRecorder::new(options).expect("valid options");
+    JsFuture::from(recorder.start(stream.clone()))
+        .await
+        .expect("started");
+    set(&server, "offline", true);
+    TimeoutFuture::new(2_000).await;
+    let recorded = recorder.bytes_recorded();
+    drop(recorder); // the page goes away without stopping, while offline
+    stop_tracks(&stream);
+
+    // Wait (bounded) until the abandoned session has journaled its tail and let go of the live.
+    let mut settled = false;
+    for _ in 0..100 {
+        let pending = recorder_wasm::opfs::OpfsJournal::pending()
+            .await
+            .expect("journals");
+        let finished = pending.iter().any(|(_, m)| m.finished);
+        if finished
+            && recorder_wasm::locks::try_lock(&recorder_wasm::locks::lock_name(1))
+                .await
+                .is_some()
+        {
+            settled = true;
+            break;
+        }
+        TimeoutFuture::new(100).await;
+    }
+    assert!(settled, "the abandoned live's journal settles");
+
+    set(&server, "offline", false);
+    let options: JsValue = js_sys::Object::new().into();
+    set(&options, "token", TOKEN);
+    set(&options, "apiBase", API);
+    let resumed = JsFuture::from(LiveRecorder::resume_pending(options))
+        .await
+        .expect("resumed");
+    let resumed: js_sys::Array = resumed.unchecked_into();
+    assert_eq!(resumed.length(), 1);
+    let video_data = resumed.get(0);
+    let bytes = server_bytes(&server, "1abc").to_vec();
+    assert!(
+        bytes.len() as f64 >= recorded,
+        "every byte recorded before the page went away"
+    );
+    assert_eq!(number(&video_data, "size"), bytes.len() as f64);
+    assert_eq!(
+        get(&video_data, "sha256").as_string(),
+        Some(sha256_hex(&bytes)),
+        "the hash spans all bytes"
+    );
+    assert_eq!(&bytes[..4], &[0x1a, 0x45, 0xdf, 0xa3]);
+    assert_eq!(
+        get(&server, "stops")
+            .unchecked_into::<js_sys::Array>()
+            .length(),
+        1,
+        "the live was stopped"
+    );
+    assert!(
+        journal_lives().await.is_empty(),
+        "the journal is gone once the live is stopped"
+    );
+    uninstall_fake_server(&server);
 }
