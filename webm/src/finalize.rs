@@ -377,7 +377,6 @@ impl ClusterScan<'_> {
         let mut cluster_ts: Option<i64> = None;
         let mut blocks = 0usize;
         let mut kept = 0u64;
-        let cues_before = self.cues.points.len();
         let end = loop {
             let child = match walker.next(src)? {
                 ClusterStep::Child(child) => child,
@@ -405,6 +404,7 @@ impl ClusterScan<'_> {
                         .unwrap_or(0)
                         .saturating_add(i64::from(block.header.relative_ts));
                     self.timeline.add(ts, &block);
+                    // The synthesized Timestamp goes first, before every kept child.
                     let relative = if plan.zero_timestamp {
                         ZERO_TIMESTAMP.len() as u64 + kept
                     } else {
@@ -435,16 +435,16 @@ impl ClusterScan<'_> {
         plan.data_end = match end {
             ClusterEnd::Cleanly(at) | ClusterEnd::Broken(at) => at,
         };
+        // Cue points come only from blocks, so a cluster without blocks added none.
         if blocks == 0 {
-            self.cues.points.truncate(cues_before);
             return Ok((None, end));
         }
-        plan.out_len = kept
-            + if plan.zero_timestamp {
-                ZERO_TIMESTAMP.len() as u64
-            } else {
-                0
-            };
+        let zero_timestamp_len = if plan.zero_timestamp {
+            ZERO_TIMESTAMP.len()
+        } else {
+            0
+        };
+        plan.out_len = kept + zero_timestamp_len as u64;
         Ok((Some(plan), end))
     }
 }
