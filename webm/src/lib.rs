@@ -49,6 +49,9 @@ pub enum Error {
 }
 
 /// Recognises the container from the first bytes (EBML magic with DocType webm; `ftyp` box at offset 4).
+///
+/// The DocType sits inside the EBML header, so pass the whole header: 64 bytes
+/// cover what browsers and ffmpeg write, 4 KiB covers anything sane.
 pub fn sniff(first_bytes: &[u8]) -> Option<Container> {
     if first_bytes.get(4..8) == Some(b"ftyp") {
         return Some(Container::Mp4);
