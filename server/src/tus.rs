@@ -21,6 +21,9 @@ use crate::{
 /// Bytes gathered from the body before one write to disk: few syscalls, bounded memory.
 const WRITE_BATCH: usize = 1 << 20;
 
+/// How long a PATCH waits for another one on the same upload before answering 423.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A PATCH whose body sends nothing for this long is abandoned, so it cannot hold the
 /// upload's lock forever; the client resumes with HEAD like after any network failure.
 const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -261,10 +264,11 @@ pub async fn append(
     body: Body,
 ) -> Result<(u64, i64), ApiError> {
     let id = UploadId::parse(raw_id).map_err(|_| ApiError::NotFound)?;
-    let _guard = state
-        .locks
-        .try_lock(&locks::upload_key(id.as_str()))
-        .ok_or(ApiError::Locked)?;
+    // A client that just lost a connection may resume before the server has noticed the old
+    // PATCH is dead: wait a little for its rollback rather than fail at once.
+    let _guard = tokio::time::timeout(LOCK_WAIT, state.locks.lock(&locks::upload_key(id.as_str())))
+        .await
+        .map_err(|_| ApiError::Locked)?;
     let upload = open(state, user, raw_id).await?;
     let start = upload.offset;
     if patch.offset != start {

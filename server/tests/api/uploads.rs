@@ -491,7 +491,7 @@ async fn an_expired_upload_answers_410_and_its_bytes_are_cleaned_up() {
 }
 
 #[tokio::test]
-async fn a_second_patch_while_one_is_streaming_gets_423_and_bytes_never_interleave() {
+async fn a_second_patch_waits_then_gets_423_while_one_is_streaming_and_bytes_never_interleave() {
     let app = spawn_app().await;
     let user = app.user().await;
     let live = app.start_live(&user, "race").await;
