@@ -82,6 +82,12 @@ impl RecorderError {
             _ => false,
         }
     }
+
+    /// The server refused for good (gone, forbidden, not found, conflicting, too large):
+    /// asking again can never succeed. A 401 is not final: the user can log in again.
+    pub fn is_final_refusal(&self) -> bool {
+        matches!(self, Self::Http { status, .. } if (400..500).contains(status) && *status != 401 && !self.is_retryable())
+    }
 }
 
 /// Formats a status code without pulling `format!` machinery into the wasm module.
@@ -189,6 +195,22 @@ mod tests {
             );
         }
         assert!(!RecorderError::NoSupportedFormat.is_retryable());
+    }
+
+    #[test]
+    fn only_client_errors_other_than_401_are_final_refusals() {
+        let http = |status| RecorderError::Http {
+            status,
+            message: String::new(),
+        };
+        for status in [400, 403, 404, 409, 410, 413] {
+            assert!(http(status).is_final_refusal(), "{status}");
+        }
+        for status in [401, 423, 429, 460, 500, 503] {
+            assert!(!http(status).is_final_refusal(), "{status}");
+        }
+        assert!(!RecorderError::Network("offline".into()).is_final_refusal());
+        assert!(!RecorderError::Protocol("x".into()).is_final_refusal());
     }
 
     #[test]

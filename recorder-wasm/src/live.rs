@@ -628,7 +628,7 @@ impl UploadOwner for ResumedUpload {
 /// Finishes every unfinished journal of `api_base`: uploads what the server lacks, stops the
 /// live, deletes the journal. Journals another tab is recording are left alone; one that
 /// fails is reported through `on_error` and kept for the next attempt, unless the server
-/// refused it for good (gone, forbidden, not found), in which case it is deleted.
+/// refused it for good (any 4xx but 401 and the retryable ones), in which case it is deleted.
 pub async fn resume_pending(
     api_base: &str,
     token: &str,
@@ -652,11 +652,7 @@ pub async fn resume_pending(
             }
             Err(err) => {
                 on_error(&err);
-                if let RecorderError::Http {
-                    status: 403 | 404 | 410,
-                    ..
-                } = err
-                {
+                if err.is_final_refusal() {
                     let _ = journal.remove().await;
                 }
             }

@@ -11,6 +11,8 @@ use crate::tus::{PatchPlan, UploadQueue};
 
 /// Largest PATCH body: after a long outage the backlog goes out in pieces of this size.
 pub const MAX_PATCH_BODY: usize = 8 * 1024 * 1024;
+/// Smallest PATCH body the loop shrinks to when big ones time out or exceed the server's limit.
+pub const MIN_PATCH_BODY: usize = 64 * 1024;
 
 /// What a HEAD says about the upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,9 @@ pub async fn upload<T: TusTransport, O: UploadOwner>(
     // After a conflict, an error or a timeout we do not know what the server holds: ask.
     let mut in_doubt = false;
     let mut conflicts = 0u32;
+    // A slow uplink cannot push 8 MiB within the request timeout, and a server may cap a
+    // PATCH body (413): halve the body after either, grow it back after each success.
+    let mut max_body = MAX_PATCH_BODY;
     loop {
         if let Some(err) = owner.failure() {
             return Err(err);
@@ -94,7 +99,7 @@ pub async fn upload<T: TusTransport, O: UploadOwner>(
             if queue.is_complete() {
                 return Ok(());
             }
-            queue.next_patch(MAX_PATCH_BODY)
+            queue.next_patch(max_body)
         };
         let Some(plan) = plan else {
             owner.changed().notified().await;
@@ -105,6 +110,7 @@ pub async fn upload<T: TusTransport, O: UploadOwner>(
                 owner.queue().borrow_mut().accepted(&plan, offset)?;
                 backoff.reset();
                 conflicts = 0;
+                max_body = max_body.saturating_mul(2).min(MAX_PATCH_BODY);
                 owner.acknowledged();
             }
             Ok(PatchReply::Conflict) => {
@@ -122,7 +128,13 @@ pub async fn upload<T: TusTransport, O: UploadOwner>(
                         .await;
                 }
             }
+            Err(RecorderError::Http { status: 413, .. }) if plan.body.len() > MIN_PATCH_BODY => {
+                max_body = (plan.body.len() / 2).max(MIN_PATCH_BODY);
+            }
             Err(err) => {
+                if err == RecorderError::Timeout {
+                    max_body = (plan.body.len() / 2).max(MIN_PATCH_BODY);
+                }
                 wait_or_give_up(transport, owner, &mut backoff, err).await?;
                 in_doubt = true;
             }
@@ -165,6 +177,8 @@ mod tests {
         script: RefCell<VecDeque<Option<Injected>>>,
         requests: RefCell<Vec<String>>,
         slept: RefCell<Vec<f64>>,
+        /// Bodies larger than this get 413, as from a server with a PATCH size limit.
+        body_limit: Cell<Option<usize>>,
     }
 
     #[derive(Clone, Copy)]
@@ -173,6 +187,8 @@ mod tests {
         Lost(u16),
         /// The server applies the PATCH but the answer is lost (a timeout).
         AnswerLost,
+        /// The request times out before reaching the server.
+        TimedOut,
         /// The server's offset jumps back (it lost data).
         Rewind(u64),
     }
@@ -217,6 +233,16 @@ mod tests {
             self.requests
                 .borrow_mut()
                 .push(format!("PATCH {} +{}", plan.offset, plan.body.len()));
+            if self
+                .body_limit
+                .get()
+                .is_some_and(|limit| plan.body.len() > limit)
+            {
+                return Err(RecorderError::Http {
+                    status: 413,
+                    message: String::new(),
+                });
+            }
             match self.next_injection() {
                 Some(Injected::Lost(0)) => Err(RecorderError::Network("offline".into())),
                 Some(Injected::Lost(status)) => Err(RecorderError::Http {
@@ -227,6 +253,7 @@ mod tests {
                     self.apply(plan);
                     Err(RecorderError::Timeout)
                 }
+                Some(Injected::TimedOut) => Err(RecorderError::Timeout),
                 Some(Injected::Rewind(_)) | None => Ok(self.apply(plan)),
             }
         }
@@ -367,6 +394,51 @@ mod tests {
             server.slept.borrow().is_empty(),
             "a single conflict is resolved at once"
         );
+    }
+
+    #[test]
+    fn a_body_over_the_server_limit_is_split_until_it_fits() {
+        let server = server_with(&[]);
+        server.body_limit.set(Some(300_000));
+        let backlog = vec![7u8; 1_000_000];
+        let owner = Owner::finished_with(&[&backlog], u32::MAX);
+        run(upload(&server, &owner)).expect("uploaded in smaller PATCHes");
+        assert_eq!(server.data.borrow().as_slice(), backlog.as_slice());
+        let requests = server.requests.borrow();
+        assert_eq!(
+            requests[..3],
+            ["PATCH 0 +1000000", "PATCH 0 +500000", "PATCH 0 +250000"]
+        );
+        assert!(server.slept.borrow().is_empty(), "a 413 is not an outage");
+        assert_eq!(owner.retries.get(), 0);
+    }
+
+    #[test]
+    fn a_timed_out_body_is_resent_smaller_from_the_server_offset() {
+        // The first PATCH times out before reaching the server; the next one is half as big.
+        let server = server_with(&[Some(Injected::TimedOut)]);
+        let backlog = vec![1u8; 200_000];
+        let owner = Owner::finished_with(&[&backlog], u32::MAX);
+        run(upload(&server, &owner)).expect("uploaded");
+        assert_eq!(server.data.borrow().as_slice(), backlog.as_slice());
+        assert_eq!(
+            *server.requests.borrow(),
+            [
+                "PATCH 0 +200000",
+                "HEAD",
+                "PATCH 0 +100000",
+                "PATCH 100000 +100000"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_small_body_refused_as_too_large_is_fatal() {
+        let server = server_with(&[]);
+        server.body_limit.set(Some(10));
+        let owner = Owner::finished_with(&[b"0123456789abcdef"], u32::MAX);
+        let err = run(upload(&server, &owner)).expect_err("cannot shrink below the minimum");
+        assert_eq!(err.code(), "http_413");
     }
 
     #[test]
