@@ -105,6 +105,20 @@ fn itoa(mut n: u16) -> String {
     digits[i..].iter().map(|&d| d as char).collect()
 }
 
+/// The message of a thrown JS value (an `Error`, a `DOMException` or anything else).
+#[cfg(target_arch = "wasm32")]
+pub fn js_message(value: &wasm_bindgen::JsValue) -> String {
+    use wasm_bindgen::JsCast;
+    if let Some(err) = value.dyn_ref::<js_sys::Error>() {
+        return String::from(err.message());
+    }
+    js_sys::Reflect::get(value, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| "unknown error".into())
+}
+
 #[cfg(target_arch = "wasm32")]
 impl From<RecorderError> for wasm_bindgen::JsValue {
     /// A JS `Error` whose `message` is human-readable and whose `code` property is stable.

@@ -10,9 +10,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Headers, RequestInit, Response};
 
-use crate::error::RecorderError;
+use crate::error::{js_message, RecorderError};
 use crate::model::VideoData;
-use crate::recorder::js_message;
 use crate::tus::{self, PatchPlan, StatusClass, PATCH_CONTENT_TYPE, TUS_VERSION};
 use crate::upload::{PatchReply, ServerOffset, TusTransport};
 

@@ -242,6 +242,12 @@ impl Session {
         let result = self.clone().start_inner(stream).await;
         if let Err(err) = &result {
             self.fail(err.clone());
+            // Nothing was recorded: a journal would only make `resumePending` stop an empty live.
+            let journal = self.inner.borrow_mut().journal.take();
+            let recorded = self.queue.borrow().end();
+            if let (Some(journal), 0) = (journal, recorded) {
+                let _ = journal.remove().await;
+            }
         }
         result
     }
@@ -282,7 +288,7 @@ impl Session {
                 session.on_recorder_event(event);
             }
         })?;
-        recorder.start(config.timeslice_ms)?;
+        recorder.start()?;
         let started = recorder.started();
         self.inner.borrow_mut().recorder = Some(recorder);
         wasm_bindgen_futures::spawn_local(self.clone().run_upload(live.upload_url));
@@ -395,9 +401,14 @@ impl Session {
                     (JournalOp::Checkpoint, None) => Ok(()),
                 };
                 if let Err(err) = result {
-                    // Keep recording and uploading without the journal rather than stop the live.
-                    session.inner.borrow_mut().journal = None;
+                    // Keep recording and uploading without the journal rather than stop the
+                    // live, and delete it: a journal that stopped following the upload would
+                    // mislead `resumePending`.
+                    let journal = session.inner.borrow_mut().journal.take();
                     session.callbacks.error(&err, false);
+                    if let Some(journal) = journal {
+                        let _ = journal.remove().await;
+                    }
                 }
             }
         });

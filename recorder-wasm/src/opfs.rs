@@ -15,11 +15,10 @@ use web_sys::{
     FileSystemGetFileOptions, FileSystemRemoveOptions, FileSystemWritableFileStream,
 };
 
-use crate::error::RecorderError;
+use crate::error::{js_message, RecorderError};
 use crate::journal::{
     chunk_file_name, parse_chunk_file_name, Manifest, JOURNAL_DIR, MANIFEST_FILE,
 };
-use crate::recorder::js_message;
 
 fn journal_error(err: JsValue) -> RecorderError {
     RecorderError::Journal(js_message(&err))

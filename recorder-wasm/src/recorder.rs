@@ -11,14 +11,14 @@ use std::rc::Rc;
 
 use gloo_events::EventListener;
 use js_sys::Uint8Array;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Blob, BlobEvent, Event, MediaRecorder, MediaRecorderOptions, MediaStream, RecordingState,
 };
 
 use crate::clock::DurationClock;
-use crate::error::RecorderError;
+use crate::error::{js_message, RecorderError};
 use crate::hash::ResumableSha256;
 use crate::mime;
 pub use crate::options::RecordingConfig;
@@ -91,6 +91,7 @@ pub struct Recorder {
     changed: Rc<Signal>,
     media_recorder: MediaRecorder,
     mime_type: String,
+    timeslice_ms: u32,
     _listeners: [EventListener; 6],
 }
 
@@ -198,13 +199,14 @@ impl Recorder {
             changed,
             media_recorder,
             mime_type,
+            timeslice_ms: config.timeslice_ms,
             _listeners: [started, paused, resumed, data, stopped, failed],
         })
     }
 
     /// Starts MediaRecorder with the configured timeslice.
-    pub fn start(&self, timeslice_ms: u32) -> Result<(), RecorderError> {
-        let slice = i32::try_from(timeslice_ms.max(1)).unwrap_or(i32::MAX);
+    pub fn start(&self) -> Result<(), RecorderError> {
+        let slice = i32::try_from(self.timeslice_ms.max(1)).unwrap_or(i32::MAX);
         self.media_recorder
             .start_with_time_slice(slice)
             .map_err(|e| RecorderError::Recording(js_message(&e)))
@@ -358,16 +360,4 @@ fn event_time(event: &Event) -> f64 {
     } else {
         now_ms()
     }
-}
-
-/// The message of a thrown JS value (an `Error`, a `DOMException` or anything else).
-pub fn js_message(value: &JsValue) -> String {
-    if let Some(err) = value.dyn_ref::<js_sys::Error>() {
-        return String::from(err.message());
-    }
-    js_sys::Reflect::get(value, &"message".into())
-        .ok()
-        .and_then(|m| m.as_string())
-        .or_else(|| value.as_string())
-        .unwrap_or_else(|| "unknown error".into())
 }
