@@ -32,6 +32,8 @@ export interface RecorderOptions {
   /** Keyframe interval in ms (MediaRecorder videoKeyFrameIntervalDuration); default 1000. */
   keyframeIntervalMs?: number;
   videoBitsPerSecond?: number;
+  /** Where unsent chunks are kept: "auto" (default: OPFS, else IndexedDB), "opfs", "indexeddb" or "off". */
+  journal?: "auto" | "opfs" | "indexeddb" | "off";
   onStateChange?: (state: RecorderState) => void;
   onProgress?: (p: RecorderProgress) => void;
   /** Non-fatal (retrying) and fatal errors. */
@@ -142,6 +144,7 @@ impl LiveRecorder {
             timeslice_ms: number_field(&options, "timesliceMs")?,
             keyframe_interval_ms: number_field(&options, "keyframeIntervalMs")?,
             video_bits_per_second: number_field(&options, "videoBitsPerSecond")?,
+            journal: string_field(&options, "journal")?,
         };
         let callbacks = Callbacks {
             on_state_change: function_field(&options, "onStateChange")?,

@@ -26,6 +26,12 @@ pub mod http;
 pub mod opfs;
 
 #[cfg(target_arch = "wasm32")]
+pub mod idb;
+
+#[cfg(target_arch = "wasm32")]
+pub mod journal_store;
+
+#[cfg(target_arch = "wasm32")]
 pub mod locks;
 
 #[cfg(target_arch = "wasm32")]

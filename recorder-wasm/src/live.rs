@@ -18,10 +18,10 @@ use crate::error::RecorderError;
 use crate::hash::ResumableSha256;
 use crate::http::{ApiClient, TusUpload};
 use crate::journal::{rebuild_queue, Manifest};
+use crate::journal_store::JournalStore;
 use crate::locks::{lock_name, try_lock, LiveLock};
 use crate::mime;
 use crate::model::{seconds, ErrorInfo, Progress, VideoData};
-use crate::opfs::OpfsJournal;
 use crate::options::LiveOptions;
 use crate::recorder::{self, Recorder, RecorderEvent};
 use crate::signal::Signal;
@@ -79,7 +79,7 @@ struct Inner {
     post: JsValue,
     failure: Option<RecorderError>,
     upload_done: bool,
-    journal: Option<Rc<OpfsJournal>>,
+    journal: Option<Rc<JournalStore>>,
     journal_ops: VecDeque<JournalOp>,
     journaling: bool,
     lock: Option<LiveLock>,
@@ -275,8 +275,8 @@ impl Session {
         };
         self.inner.borrow_mut().live = Some(live.clone());
         self.inner.borrow_mut().lock = try_lock(&lock_name(live.id)).await;
-        match OpfsJournal::create(&self.manifest(&live, &mime_type)).await {
-            Ok(journal) => self.inner.borrow_mut().journal = Some(Rc::new(journal)),
+        match JournalStore::create(self.options.journal, &self.manifest(&live, &mime_type)).await {
+            Ok(journal) => self.inner.borrow_mut().journal = journal.map(Rc::new),
             Err(err) => self.callbacks.error(&err, false),
         }
 
@@ -414,7 +414,7 @@ impl Session {
         });
     }
 
-    async fn checkpoint(&self, journal: &OpfsJournal) -> Result<(), RecorderError> {
+    async fn checkpoint(&self, journal: &JournalStore) -> Result<(), RecorderError> {
         let (live, mime_type) = {
             let inner = self.inner.borrow();
             match (&inner.live, &inner.mime_type) {
@@ -647,7 +647,7 @@ pub async fn resume_pending(
 ) -> Result<Vec<VideoData>, RecorderError> {
     let client = ApiClient::new(api_base, token);
     let mut resumed = Vec::new();
-    for (journal, manifest) in OpfsJournal::pending().await? {
+    for (journal, manifest) in JournalStore::pending().await {
         if manifest.api_base.trim_end_matches('/') != client.api_base() {
             continue;
         }
@@ -674,7 +674,7 @@ pub async fn resume_pending(
 
 async fn resume_one(
     client: &ApiClient,
-    journal: &OpfsJournal,
+    journal: &JournalStore,
     manifest: &Manifest,
 ) -> Result<VideoData, RecorderError> {
     let acked_hash = ResumableSha256::restore(&manifest.hash_state)

@@ -26,6 +26,33 @@ impl Default for RecordingConfig {
     }
 }
 
+/// Where to keep the local journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JournalKind {
+    /// OPFS if the page can write files there, else IndexedDB.
+    #[default]
+    Auto,
+    /// OPFS only.
+    Opfs,
+    /// IndexedDB only.
+    IndexedDb,
+    /// No journal: a closed tab loses what the server did not acknowledge.
+    Off,
+}
+
+impl JournalKind {
+    /// Parses the `journal` option (`"auto"`, `"opfs"`, `"indexeddb"`, `"off"`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "auto" => Some(Self::Auto),
+            "opfs" => Some(Self::Opfs),
+            "indexeddb" => Some(Self::IndexedDb),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
 /// An existing live to record into (its Post id and tus upload URL).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExistingLive {
@@ -48,6 +75,8 @@ pub struct LiveOptions {
     pub existing: Option<ExistingLive>,
     /// MediaRecorder settings.
     pub recording: RecordingConfig,
+    /// Where to keep the local journal.
+    pub journal: JournalKind,
 }
 
 /// The options as read from JS, before validation (numbers are JS numbers).
@@ -71,6 +100,8 @@ pub struct RawOptions {
     pub keyframe_interval_ms: Option<f64>,
     /// `videoBitsPerSecond`
     pub video_bits_per_second: Option<f64>,
+    /// `journal`
+    pub journal: Option<String>,
 }
 
 fn invalid(message: &str) -> RecorderError {
@@ -149,6 +180,12 @@ impl RawOptions {
             }
             other => other,
         };
+        let journal = match self.journal.as_deref() {
+            None => JournalKind::Auto,
+            Some(text) => JournalKind::parse(text).ok_or_else(|| {
+                invalid("`journal` must be \"auto\", \"opfs\", \"indexeddb\" or \"off\"")
+            })?,
+        };
         Ok(LiveOptions {
             token,
             api_base,
@@ -160,6 +197,7 @@ impl RawOptions {
                 keyframe_interval_ms,
                 video_bits_per_second,
             },
+            journal,
         })
     }
 }
@@ -183,6 +221,31 @@ mod tests {
         assert_eq!(options.recording, RecordingConfig::default());
         assert_eq!(options.recording.timeslice_ms, 1_000);
         assert_eq!(options.recording.keyframe_interval_ms, Some(1_000));
+    }
+
+    #[test]
+    fn the_journal_store_is_chosen_by_name() {
+        assert_eq!(
+            with_token().validate().expect("valid").journal,
+            JournalKind::Auto
+        );
+        let idb = RawOptions {
+            journal: Some("indexeddb".into()),
+            ..with_token()
+        };
+        assert_eq!(
+            idb.validate().expect("valid").journal,
+            JournalKind::IndexedDb
+        );
+        let bad = RawOptions {
+            journal: Some("disk".into()),
+            ..with_token()
+        };
+        assert!(bad
+            .validate()
+            .expect_err("refused")
+            .to_string()
+            .contains("journal"));
     }
 
     #[test]

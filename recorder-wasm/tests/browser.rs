@@ -218,6 +218,7 @@ fn hex(bytes: &[u8]) -> String {
 
 // ---- LiveRecorder against an in-page fake server (tests/fake_server.js) ----
 
+use recorder_wasm::journal_store::JournalStore;
 use recorder_wasm::LiveRecorder;
 use wasm_bindgen::prelude::*;
 
@@ -307,22 +308,16 @@ fn live_options(token: &str) -> (JsValue, Observed) {
     )
 }
 
+/// Removes every journal an earlier test left, in both stores.
 async fn clear_journals() {
-    let storage = web_sys::window().expect("a window").navigator().storage();
-    let root: web_sys::FileSystemDirectoryHandle = JsFuture::from(storage.get_directory())
-        .await
-        .expect("OPFS")
-        .unchecked_into();
-    let options = web_sys::FileSystemRemoveOptions::new();
-    options.set_recursive(true);
-    // Absent on a fresh profile: nothing to clear then.
-    let _ = JsFuture::from(root.remove_entry_with_options("livekeep-journal", &options)).await;
+    for (journal, _) in JournalStore::pending().await {
+        journal.remove().await.expect("a removable journal");
+    }
 }
 
-async fn journal_lives() -> Vec<String> {
-    recorder_wasm::opfs::journal_names()
-        .await
-        .expect("the journal directory")
+/// How many journals exist, in both stores.
+async fn journal_count() -> usize {
+    JournalStore::pending().await.len()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -360,8 +355,8 @@ async fn a_live_is_uploaded_while_recording_and_stopped_with_matching_video_data
     );
     assert!(recorder.chunks() > 0);
     assert_eq!(
-        journal_lives().await,
-        ["1"],
+        journal_count().await,
+        1,
         "the live has a journal while it runs"
     );
 
@@ -428,7 +423,7 @@ async fn a_live_is_uploaded_while_recording_and_stopped_with_matching_video_data
         observed.errors.borrow()
     );
     assert!(
-        journal_lives().await.is_empty(),
+        journal_count().await == 0,
         "the journal is deleted once the live is saved"
     );
     stop_tracks(&stream);
@@ -454,9 +449,7 @@ async fn an_outage_and_lost_answers_are_ridden_out_without_a_byte_twice() {
         "unsent bytes wait in memory"
     );
     // No acknowledgement while offline, so the journal writer deletes nothing: safe to read.
-    let pending = recorder_wasm::opfs::OpfsJournal::pending()
-        .await
-        .expect("journals");
+    let pending = JournalStore::pending().await;
     let [(journal, manifest)] = pending.as_slice() else {
         panic!("one journal, not {}", pending.len())
     };
@@ -561,10 +554,23 @@ fn bad_options_throw_a_clear_error() {
 #[wasm_bindgen_test]
 async fn a_live_abandoned_offline_is_finished_by_resume_pending() {
     let _serial = serial().await;
+    abandon_offline_then_resume("opfs").await;
+}
+
+#[wasm_bindgen_test]
+async fn a_live_journaled_in_indexeddb_is_finished_by_resume_pending() {
+    let _serial = serial().await;
+    abandon_offline_then_resume("indexeddb").await;
+}
+
+/// Records 2 s offline with the journal in `store`, abandons the live (the page goes away),
+/// then lets `resumePending` finish it once the network is back.
+async fn abandon_offline_then_resume(store: &str) {
     clear_journals().await;
     let server = install_fake_server(TOKEN);
     let stream = fake_camera().await;
     let (options, _observed) = live_options(TOKEN);
+    set(&options, "journal", store);
     let recorder = LiveRecorder::new(options).expect("valid options");
     JsFuture::from(recorder.start(stream.clone()))
         .await
@@ -578,9 +584,12 @@ async fn a_live_abandoned_offline_is_finished_by_resume_pending() {
     // Wait (bounded) until the abandoned session has journaled its tail and let go of the live.
     let mut settled = false;
     for _ in 0..100 {
-        let pending = recorder_wasm::opfs::OpfsJournal::pending()
-            .await
-            .expect("journals");
+        let pending = JournalStore::pending().await;
+        let in_store = pending.iter().all(|(j, _)| match j {
+            JournalStore::Opfs(_) => store == "opfs",
+            JournalStore::IndexedDb(_) => store == "indexeddb",
+        });
+        assert!(in_store, "the journal is kept where the options say");
         let finished = pending.iter().any(|(_, m)| m.finished);
         if finished
             && recorder_wasm::locks::try_lock(&recorder_wasm::locks::lock_name(1))
@@ -624,7 +633,7 @@ async fn a_live_abandoned_offline_is_finished_by_resume_pending() {
         "the live was stopped"
     );
     assert!(
-        journal_lives().await.is_empty(),
+        journal_count().await == 0,
         "the journal is gone once the live is stopped"
     );
     uninstall_fake_server(&server);
