@@ -3,9 +3,6 @@
 //! `chunks` keyed by `[live_id, offset]` so one key range holds a live's chunks in order.
 //! Every write waits for its transaction's `complete`, the point where IndexedDB has it.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-
 use gloo_events::EventListener;
 use js_sys::{Array, Uint8Array, JSON};
 use wasm_bindgen::{JsCast, JsValue};
@@ -121,8 +118,6 @@ fn live_range(live_id: u64) -> Result<IdbKeyRange, RecorderError> {
 pub struct IdbJournal {
     db: IdbDatabase,
     live_id: u64,
-    /// Chunks written by this page and not deleted yet: (offset, length), in order.
-    written: RefCell<VecDeque<(u64, u64)>>,
 }
 
 impl IdbJournal {
@@ -131,7 +126,6 @@ impl IdbJournal {
         let journal = Self {
             db: open_db().await?,
             live_id: manifest.live_id,
-            written: RefCell::new(VecDeque::new()),
         };
         journal.write_manifest(manifest).await?;
         Ok(journal)
@@ -155,7 +149,6 @@ impl IdbJournal {
                 let journal = Self {
                     db: db.clone(),
                     live_id: manifest.live_id,
-                    written: RefCell::new(VecDeque::new()),
                 };
                 found.push((journal, manifest));
             }
@@ -170,9 +163,6 @@ impl IdbJournal {
             .put_with_key(&Uint8Array::from(bytes), &chunk_key(self.live_id, offset))
             .map_err(journal_error)?;
         committed(&tx).await?;
-        self.written
-            .borrow_mut()
-            .push_back((offset, bytes.len() as u64));
         Ok(())
     }
 
@@ -191,20 +181,6 @@ impl IdbJournal {
             .put_with_key(&text, &(self.live_id as f64).into())
             .map_err(journal_error)?;
         committed(&tx).await
-    }
-
-    /// Deletes the chunks this page wrote that end at or below `acked`.
-    pub async fn forget_below(&self, acked: u64) -> Result<(), RecorderError> {
-        loop {
-            let front = self.written.borrow().front().copied();
-            match front {
-                Some((offset, len)) if offset + len <= acked => {
-                    self.delete_chunk(offset).await?;
-                    self.written.borrow_mut().pop_front();
-                }
-                _ => return Ok(()),
-            }
-        }
     }
 
     /// Deletes the chunk starting at `offset`.

@@ -1,5 +1,8 @@
 //! Where the journal lives: OPFS when the page can write files there, IndexedDB otherwise.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
 use crate::error::RecorderError;
 use crate::idb::IdbJournal;
 use crate::journal::Manifest;
@@ -7,18 +10,22 @@ use crate::opfs::OpfsJournal;
 use crate::options::JournalKind;
 
 /// The journal of one live, in one of the two stores.
-pub enum JournalStore {
-    /// Origin Private File System.
+pub struct JournalStore {
+    backend: Backend,
+    /// Chunks written by this page and not deleted yet: (offset, length), in order.
+    written: RefCell<VecDeque<(u64, u64)>>,
+}
+
+enum Backend {
     Opfs(OpfsJournal),
-    /// IndexedDB.
     IndexedDb(IdbJournal),
 }
 
 macro_rules! each {
     ($self:ident, $journal:ident => $call:expr) => {
-        match $self {
-            JournalStore::Opfs($journal) => $call,
-            JournalStore::IndexedDb($journal) => $call,
+        match &$self.backend {
+            Backend::Opfs($journal) => $call,
+            Backend::IndexedDb($journal) => $call,
         }
     };
 }
@@ -30,16 +37,22 @@ impl JournalStore {
         kind: JournalKind,
         manifest: &Manifest,
     ) -> Result<Option<Self>, RecorderError> {
-        match kind {
-            JournalKind::Off => Ok(None),
-            JournalKind::Opfs => Ok(Some(Self::Opfs(OpfsJournal::create(manifest).await?))),
-            JournalKind::IndexedDb => {
-                Ok(Some(Self::IndexedDb(IdbJournal::create(manifest).await?)))
-            }
+        let backend = match kind {
+            JournalKind::Off => return Ok(None),
+            JournalKind::Opfs => Backend::Opfs(OpfsJournal::create(manifest).await?),
+            JournalKind::IndexedDb => Backend::IndexedDb(IdbJournal::create(manifest).await?),
             JournalKind::Auto => match OpfsJournal::create(manifest).await {
-                Ok(journal) => Ok(Some(Self::Opfs(journal))),
-                Err(_) => Ok(Some(Self::IndexedDb(IdbJournal::create(manifest).await?))),
+                Ok(journal) => Backend::Opfs(journal),
+                Err(_) => Backend::IndexedDb(IdbJournal::create(manifest).await?),
             },
+        };
+        Ok(Some(Self::over(backend)))
+    }
+
+    fn over(backend: Backend) -> Self {
+        Self {
+            backend,
+            written: RefCell::new(VecDeque::new()),
         }
     }
 
@@ -47,17 +60,37 @@ impl JournalStore {
     pub async fn pending() -> Vec<(Self, Manifest)> {
         let mut found: Vec<(Self, Manifest)> = Vec::new();
         if let Ok(journals) = OpfsJournal::pending().await {
-            found.extend(journals.into_iter().map(|(j, m)| (Self::Opfs(j), m)));
+            found.extend(
+                journals
+                    .into_iter()
+                    .map(|(j, m)| (Self::over(Backend::Opfs(j)), m)),
+            );
         }
         if let Ok(journals) = IdbJournal::pending().await {
-            found.extend(journals.into_iter().map(|(j, m)| (Self::IndexedDb(j), m)));
+            found.extend(
+                journals
+                    .into_iter()
+                    .map(|(j, m)| (Self::over(Backend::IndexedDb(j)), m)),
+            );
         }
         found
     }
 
+    /// Which store holds this journal.
+    pub fn kind(&self) -> JournalKind {
+        match self.backend {
+            Backend::Opfs(_) => JournalKind::Opfs,
+            Backend::IndexedDb(_) => JournalKind::IndexedDb,
+        }
+    }
+
     /// Writes the chunk starting at `offset`.
     pub async fn write_chunk(&self, offset: u64, bytes: &[u8]) -> Result<(), RecorderError> {
-        each!(self, j => j.write_chunk(offset, bytes).await)
+        each!(self, j => j.write_chunk(offset, bytes).await)?;
+        self.written
+            .borrow_mut()
+            .push_back((offset, bytes.len() as u64));
+        Ok(())
     }
 
     /// Replaces the manifest.
@@ -65,9 +98,19 @@ impl JournalStore {
         each!(self, j => j.write_manifest(manifest).await)
     }
 
-    /// Deletes the chunks this page wrote that end at or below `acked`.
+    /// Deletes the chunks this page wrote that end at or below `acked` (call it only after
+    /// a manifest with that `acked` is written).
     pub async fn forget_below(&self, acked: u64) -> Result<(), RecorderError> {
-        each!(self, j => j.forget_below(acked).await)
+        loop {
+            let front = self.written.borrow().front().copied();
+            match front {
+                Some((offset, len)) if offset + len <= acked => {
+                    self.delete_chunk(offset).await?;
+                    self.written.borrow_mut().pop_front();
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Deletes the chunk starting at `offset`.

@@ -27,7 +27,7 @@ use crate::recorder::{self, Recorder, RecorderEvent};
 use crate::signal::Signal;
 use crate::state::RecorderState;
 use crate::tus::{upload_id_from_url, UploadQueue};
-use crate::upload::{upload, UploadOwner};
+use crate::upload::{upload, FinishedUpload, UploadOwner};
 
 /// The page's callbacks (each optional).
 #[derive(Default)]
@@ -604,37 +604,9 @@ impl UploadOwner for LiveUpload<'_> {
     }
 }
 
-/// A resumed journal as the upload loop's owner: a few retries, then leave it for next time.
-struct ResumedUpload {
-    queue: RefCell<UploadQueue>,
-    changed: Signal,
-}
-
 /// How many failures in a row a resumed upload tolerates before leaving the journal for
 /// the next page load.
 const RESUME_MAX_FAILURES: u32 = 5;
-
-impl UploadOwner for ResumedUpload {
-    fn queue(&self) -> &RefCell<UploadQueue> {
-        &self.queue
-    }
-
-    fn changed(&self) -> &Signal {
-        &self.changed
-    }
-
-    fn failure(&self) -> Option<RecorderError> {
-        None
-    }
-
-    fn keep_retrying(&self, failures: u32) -> bool {
-        failures <= RESUME_MAX_FAILURES
-    }
-
-    fn retrying(&self, _err: &RecorderError) {}
-
-    fn acknowledged(&self) {}
-}
 
 /// Finishes every unfinished journal of `api_base`: uploads what the server lacks, stops the
 /// live, deletes the journal. Journals another tab is recording are left alone; one that
@@ -684,12 +656,9 @@ async fn resume_one(
     for offset in stale {
         journal.delete_chunk(offset).await?;
     }
-    let owner = ResumedUpload {
-        queue: RefCell::new(queue),
-        changed: Signal::new(),
-    };
+    let owner = FinishedUpload::new(queue, RESUME_MAX_FAILURES);
     upload(&TusUpload::new(client, &manifest.upload_url), &owner).await?;
-    let queue = owner.queue.into_inner();
+    let queue = owner.into_queue();
     let video_data = VideoData {
         upload_id: upload_id_from_url(&manifest.upload_url).to_owned(),
         upload_url: manifest.upload_url.clone(),

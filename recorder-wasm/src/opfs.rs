@@ -4,9 +4,6 @@
 //! web-sys would throw past Rust, and an insecure context or an old browser simply has no
 //! journal (the recorder then uploads without one and says so through `onError`).
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-
 use js_sys::{Uint8Array, JSON};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -111,8 +108,6 @@ async fn entry_names(dir: &FileSystemDirectoryHandle) -> Result<Vec<String>, Rec
 pub struct OpfsJournal {
     dir: FileSystemDirectoryHandle,
     name: String,
-    /// Chunk files written by this page and not deleted yet: (offset, length), in order.
-    written: RefCell<VecDeque<(u64, u64)>>,
 }
 
 impl OpfsJournal {
@@ -125,11 +120,7 @@ impl OpfsJournal {
         let dir = resolve(root.get_directory_handle_with_options(&name, &options))
             .await?
             .unchecked_into();
-        let journal = Self {
-            dir,
-            name,
-            written: RefCell::new(VecDeque::new()),
-        };
+        let journal = Self { dir, name };
         journal.write_manifest(manifest).await?;
         Ok(journal)
     }
@@ -152,14 +143,7 @@ impl OpfsJournal {
                 .and_then(|json| serde_wasm_bindgen::from_value::<Manifest>(json).ok())
                 .filter(|m| m.version == Manifest::VERSION);
             if let Some(manifest) = manifest {
-                found.push((
-                    Self {
-                        dir,
-                        name,
-                        written: RefCell::new(VecDeque::new()),
-                    },
-                    manifest,
-                ));
+                found.push((Self { dir, name }, manifest));
             }
         }
         Ok(found)
@@ -168,9 +152,6 @@ impl OpfsJournal {
     /// Writes the chunk starting at `offset`.
     pub async fn write_chunk(&self, offset: u64, bytes: &[u8]) -> Result<(), RecorderError> {
         write_file(&self.dir, &chunk_file_name(offset), bytes).await?;
-        self.written
-            .borrow_mut()
-            .push_back((offset, bytes.len() as u64));
         Ok(())
     }
 
@@ -180,20 +161,6 @@ impl OpfsJournal {
             .map_err(|e| RecorderError::Journal(e.to_string()))?;
         let text: String = JSON::stringify(&value).map_err(journal_error)?.into();
         write_file(&self.dir, MANIFEST_FILE, text.as_bytes()).await
-    }
-
-    /// Deletes the chunk files this page wrote that end at or below `acked`.
-    pub async fn forget_below(&self, acked: u64) -> Result<(), RecorderError> {
-        loop {
-            let front = self.written.borrow().front().copied();
-            match front {
-                Some((offset, len)) if offset + len <= acked => {
-                    self.delete_chunk(offset).await?;
-                    self.written.borrow_mut().pop_front();
-                }
-                _ => return Ok(()),
-            }
-        }
     }
 
     /// Deletes the chunk file starting at `offset`.

@@ -2,7 +2,7 @@
 //! byte. Transport (fetch) and owner (the live session, or a resumed journal) are traits,
 //! so the loop's decisions are tested natively against a scripted server.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::backoff::Backoff;
 use crate::error::RecorderError;
@@ -158,6 +158,73 @@ async fn wait_or_give_up<T: TusTransport, O: UploadOwner>(
     Ok(())
 }
 
+/// An upload whose bytes are all known (a resumed journal): no live session behind it, a
+/// bounded number of retries, and counters of what happened.
+#[derive(Debug)]
+pub struct FinishedUpload {
+    queue: RefCell<UploadQueue>,
+    changed: Signal,
+    max_failures: u32,
+    retries: Cell<u32>,
+    acks: Cell<u32>,
+}
+
+impl FinishedUpload {
+    /// Uploads the rest of `queue` (which is finished here), giving up after `max_failures`
+    /// failures in a row.
+    pub fn new(mut queue: UploadQueue, max_failures: u32) -> Self {
+        queue.finish();
+        Self {
+            queue: RefCell::new(queue),
+            changed: Signal::new(),
+            max_failures,
+            retries: Cell::new(0),
+            acks: Cell::new(0),
+        }
+    }
+
+    /// The queue, to read the final size and hash once uploaded.
+    pub fn into_queue(self) -> UploadQueue {
+        self.queue.into_inner()
+    }
+
+    /// Retryable errors met so far.
+    pub fn retries(&self) -> u32 {
+        self.retries.get()
+    }
+
+    /// Acknowledgements received so far.
+    pub fn acks(&self) -> u32 {
+        self.acks.get()
+    }
+}
+
+impl UploadOwner for FinishedUpload {
+    fn queue(&self) -> &RefCell<UploadQueue> {
+        &self.queue
+    }
+
+    fn changed(&self) -> &Signal {
+        &self.changed
+    }
+
+    fn failure(&self) -> Option<RecorderError> {
+        None
+    }
+
+    fn keep_retrying(&self, failures: u32) -> bool {
+        failures <= self.max_failures
+    }
+
+    fn retrying(&self, _err: &RecorderError) {
+        self.retries.set(self.retries.get() + 1);
+    }
+
+    fn acknowledged(&self) {
+        self.acks.set(self.acks.get() + 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,50 +332,12 @@ mod tests {
         }
     }
 
-    struct Owner {
-        queue: RefCell<UploadQueue>,
-        changed: Signal,
-        retry_limit: u32,
-        retries: Cell<u32>,
-        acks: Cell<u32>,
-    }
-
-    impl Owner {
-        fn finished_with(chunks: &[&[u8]], retry_limit: u32) -> Self {
-            let mut queue = UploadQueue::new();
-            for chunk in chunks {
-                queue.push_ready(chunk.to_vec());
-            }
-            queue.finish();
-            Self {
-                queue: RefCell::new(queue),
-                changed: Signal::new(),
-                retry_limit,
-                retries: Cell::new(0),
-                acks: Cell::new(0),
-            }
+    fn finished_with(chunks: &[&[u8]], max_failures: u32) -> FinishedUpload {
+        let mut queue = UploadQueue::new();
+        for chunk in chunks {
+            queue.push_ready(chunk.to_vec());
         }
-    }
-
-    impl UploadOwner for Owner {
-        fn queue(&self) -> &RefCell<UploadQueue> {
-            &self.queue
-        }
-        fn changed(&self) -> &Signal {
-            &self.changed
-        }
-        fn failure(&self) -> Option<RecorderError> {
-            None
-        }
-        fn keep_retrying(&self, failures: u32) -> bool {
-            failures <= self.retry_limit
-        }
-        fn retrying(&self, _err: &RecorderError) {
-            self.retries.set(self.retries.get() + 1);
-        }
-        fn acknowledged(&self) {
-            self.acks.set(self.acks.get() + 1);
-        }
+        FinishedUpload::new(queue, max_failures)
     }
 
     /// Runs a future whose every await is immediately ready (the fake server never blocks).
@@ -332,12 +361,12 @@ mod tests {
     #[test]
     fn a_clean_upload_sends_everything_once_with_its_length() {
         let server = server_with(&[]);
-        let owner = Owner::finished_with(&[b"abc", b"def"], u32::MAX);
+        let owner = finished_with(&[b"abc", b"def"], u32::MAX);
         run(upload(&server, &owner)).expect("uploaded");
         assert_eq!(server.data.borrow().as_slice(), b"abcdef");
         assert_eq!(server.length.get(), Some(6));
         assert_eq!(*server.requests.borrow(), ["PATCH 0 +6"]);
-        assert_eq!(owner.acks.get(), 1);
+        assert_eq!(owner.acks(), 1);
     }
 
     #[test]
@@ -348,10 +377,10 @@ mod tests {
             Some(Injected::Lost(503)),
             None,
         ]);
-        let owner = Owner::finished_with(&[b"abc"], u32::MAX);
+        let owner = finished_with(&[b"abc"], u32::MAX);
         run(upload(&server, &owner)).expect("uploaded after the outage");
         assert_eq!(server.data.borrow().as_slice(), b"abc");
-        assert_eq!(owner.retries.get(), 3);
+        assert_eq!(owner.retries(), 3);
         let slept = server.slept.borrow();
         assert_eq!(slept.len(), 3);
         assert!(
@@ -364,7 +393,7 @@ mod tests {
     fn a_lost_answer_is_resolved_by_head_without_sending_a_byte_twice() {
         // The first PATCH lands but its answer times out; the HEAD tells the truth.
         let server = server_with(&[Some(Injected::AnswerLost)]);
-        let owner = Owner::finished_with(&[b"abc"], u32::MAX);
+        let owner = finished_with(&[b"abc"], u32::MAX);
         run(upload(&server, &owner)).expect("uploaded");
         assert_eq!(server.data.borrow().as_slice(), b"abc", "no byte twice");
         assert_eq!(
@@ -379,7 +408,7 @@ mod tests {
     fn a_conflict_resends_from_the_server_offset() {
         let server = server_with(&[]);
         server.data.borrow_mut().extend_from_slice(b"ab"); // an earlier PATCH we never heard of
-        let owner = Owner::finished_with(&[b"abcdef"], u32::MAX);
+        let owner = finished_with(&[b"abcdef"], u32::MAX);
         run(upload(&server, &owner)).expect("uploaded");
         assert_eq!(
             server.data.borrow().as_slice(),
@@ -401,7 +430,7 @@ mod tests {
         let server = server_with(&[]);
         server.body_limit.set(Some(300_000));
         let backlog = vec![7u8; 1_000_000];
-        let owner = Owner::finished_with(&[&backlog], u32::MAX);
+        let owner = finished_with(&[&backlog], u32::MAX);
         run(upload(&server, &owner)).expect("uploaded in smaller PATCHes");
         assert_eq!(server.data.borrow().as_slice(), backlog.as_slice());
         let requests = server.requests.borrow();
@@ -410,7 +439,7 @@ mod tests {
             ["PATCH 0 +1000000", "PATCH 0 +500000", "PATCH 0 +250000"]
         );
         assert!(server.slept.borrow().is_empty(), "a 413 is not an outage");
-        assert_eq!(owner.retries.get(), 0);
+        assert_eq!(owner.retries(), 0);
     }
 
     #[test]
@@ -418,7 +447,7 @@ mod tests {
         // The first PATCH times out before reaching the server; the next one is half as big.
         let server = server_with(&[Some(Injected::TimedOut)]);
         let backlog = vec![1u8; 200_000];
-        let owner = Owner::finished_with(&[&backlog], u32::MAX);
+        let owner = finished_with(&[&backlog], u32::MAX);
         run(upload(&server, &owner)).expect("uploaded");
         assert_eq!(server.data.borrow().as_slice(), backlog.as_slice());
         assert_eq!(
@@ -436,7 +465,7 @@ mod tests {
     fn a_small_body_refused_as_too_large_is_fatal() {
         let server = server_with(&[]);
         server.body_limit.set(Some(10));
-        let owner = Owner::finished_with(&[b"0123456789abcdef"], u32::MAX);
+        let owner = finished_with(&[b"0123456789abcdef"], u32::MAX);
         let err = run(upload(&server, &owner)).expect_err("cannot shrink below the minimum");
         assert_eq!(err.code(), "http_413");
     }
@@ -444,10 +473,10 @@ mod tests {
     #[test]
     fn client_errors_are_fatal_at_once() {
         let server = server_with(&[Some(Injected::Lost(403))]);
-        let owner = Owner::finished_with(&[b"abc"], u32::MAX);
+        let owner = finished_with(&[b"abc"], u32::MAX);
         let err = run(upload(&server, &owner)).expect_err("forbidden");
         assert_eq!(err.code(), "http_403");
-        assert_eq!(owner.retries.get(), 0);
+        assert_eq!(owner.retries(), 0);
     }
 
     #[test]
@@ -460,8 +489,7 @@ mod tests {
         let mut queue = UploadQueue::resuming(acked);
         queue.push_ready(b"def".to_vec());
         queue.finish();
-        let owner = Owner::finished_with(&[], u32::MAX);
-        *owner.queue.borrow_mut() = queue;
+        let owner = FinishedUpload::new(queue, u32::MAX);
         let err = run(upload(&server, &owner)).expect_err("rewound");
         assert_eq!(err.code(), "upload_protocol");
         assert_eq!(*server.requests.borrow(), ["PATCH 3 +3", "HEAD"]);
@@ -470,9 +498,9 @@ mod tests {
     #[test]
     fn a_bounded_owner_gives_up_after_its_retry_limit() {
         let server = server_with(&[Some(Injected::Lost(0)); 10]);
-        let owner = Owner::finished_with(&[b"abc"], 3);
+        let owner = finished_with(&[b"abc"], 3);
         let err = run(upload(&server, &owner)).expect_err("gave up");
         assert_eq!(err.code(), "network");
-        assert_eq!(owner.retries.get(), 3);
+        assert_eq!(owner.retries(), 3);
     }
 }

@@ -219,6 +219,7 @@ fn hex(bytes: &[u8]) -> String {
 // ---- LiveRecorder against an in-page fake server (tests/fake_server.js) ----
 
 use recorder_wasm::journal_store::JournalStore;
+use recorder_wasm::options::JournalKind;
 use recorder_wasm::LiveRecorder;
 use wasm_bindgen::prelude::*;
 
@@ -566,6 +567,7 @@ async fn a_live_journaled_in_indexeddb_is_finished_by_resume_pending() {
 /// Records 2 s offline with the journal in `store`, abandons the live (the page goes away),
 /// then lets `resumePending` finish it once the network is back.
 async fn abandon_offline_then_resume(store: &str) {
+    let kind = JournalKind::parse(store).expect("a store name");
     clear_journals().await;
     let server = install_fake_server(TOKEN);
     let stream = fake_camera().await;
@@ -585,10 +587,7 @@ async fn abandon_offline_then_resume(store: &str) {
     let mut settled = false;
     for _ in 0..100 {
         let pending = JournalStore::pending().await;
-        let in_store = pending.iter().all(|(j, _)| match j {
-            JournalStore::Opfs(_) => store == "opfs",
-            JournalStore::IndexedDb(_) => store == "indexeddb",
-        });
+        let in_store = pending.iter().all(|(journal, _)| journal.kind() == kind);
         assert!(in_store, "the journal is kept where the options say");
         let finished = pending.iter().any(|(_, m)| m.finished);
         if finished
