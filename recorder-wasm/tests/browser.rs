@@ -325,6 +325,36 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// A fresh fake server, the fake camera and a `LiveRecorder` on them (options from
+/// `live_options`, adjusted by `adjust`), not started yet.
+struct Live {
+    server: JsValue,
+    stream: MediaStream,
+    recorder: LiveRecorder,
+    observed: Observed,
+}
+
+async fn prepare_live(token: &str, adjust: impl FnOnce(&JsValue)) -> Live {
+    clear_journals().await;
+    let server = install_fake_server(TOKEN);
+    let stream = fake_camera().await;
+    let (options, observed) = live_options(token);
+    adjust(&options);
+    let recorder = LiveRecorder::new(options).expect("valid options");
+    Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    }
+}
+
+async fn start(live: &Live) {
+    JsFuture::from(live.recorder.start(live.stream.clone()))
+        .await
+        .expect("started");
+}
+
 fn error_code(err: &JsValue) -> String {
     get(err, "code").as_string().expect("errors carry a code")
 }
@@ -332,14 +362,14 @@ fn error_code(err: &JsValue) -> String {
 #[wasm_bindgen_test]
 async fn a_live_is_uploaded_while_recording_and_stopped_with_matching_video_data() {
     let _serial = serial().await;
-    clear_journals().await;
-    let server = install_fake_server(TOKEN);
-    let stream = fake_camera().await;
-    let (options, observed) = live_options(TOKEN);
-    let recorder = LiveRecorder::new(options).expect("valid options");
-    JsFuture::from(recorder.start(stream.clone()))
-        .await
-        .expect("started");
+    let live = prepare_live(TOKEN, |_| {}).await;
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    } = live;
     assert_eq!(recorder.state(), "recording");
     assert_eq!(recorder.live_id(), Some(1.0));
     let mime = recorder.mime_type().expect("chosen at start");
@@ -434,14 +464,14 @@ async fn a_live_is_uploaded_while_recording_and_stopped_with_matching_video_data
 #[wasm_bindgen_test]
 async fn an_outage_and_lost_answers_are_ridden_out_without_a_byte_twice() {
     let _serial = serial().await;
-    clear_journals().await;
-    let server = install_fake_server(TOKEN);
-    let stream = fake_camera().await;
-    let (options, observed) = live_options(TOKEN);
-    let recorder = LiveRecorder::new(options).expect("valid options");
-    JsFuture::from(recorder.start(stream.clone()))
-        .await
-        .expect("started");
+    let live = prepare_live(TOKEN, |_| {}).await;
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    } = live;
     TimeoutFuture::new(1_000).await;
     set(&server, "offline", true);
     TimeoutFuture::new(2_000).await;
@@ -510,11 +540,12 @@ async fn an_outage_and_lost_answers_are_ridden_out_without_a_byte_twice() {
 #[wasm_bindgen_test]
 async fn a_rejected_token_fails_the_start_with_its_status_code() {
     let _serial = serial().await;
-    clear_journals().await;
-    let server = install_fake_server(TOKEN);
-    let stream = fake_camera().await;
-    let (options, observed) = live_options("wrong");
-    let recorder = LiveRecorder::new(options).expect("valid options");
+    let Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    } = prepare_live("wrong", |_| {}).await;
     let err = JsFuture::from(recorder.start(stream.clone()))
         .await
         .expect_err("unauthenticated");
@@ -568,15 +599,14 @@ async fn a_live_journaled_in_indexeddb_is_finished_by_resume_pending() {
 /// then lets `resumePending` finish it once the network is back.
 async fn abandon_offline_then_resume(store: &str) {
     let kind = JournalKind::parse(store).expect("a store name");
-    clear_journals().await;
-    let server = install_fake_server(TOKEN);
-    let stream = fake_camera().await;
-    let (options, _observed) = live_options(TOKEN);
-    set(&options, "journal", store);
-    let recorder = LiveRecorder::new(options).expect("valid options");
-    JsFuture::from(recorder.start(stream.clone()))
-        .await
-        .expect("started");
+    let live = prepare_live(TOKEN, |options| set(options, "journal", store)).await;
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        ..
+    } = live;
     set(&server, "offline", true);
     TimeoutFuture::new(2_000).await;
     let recorded = recorder.bytes_recorded();
