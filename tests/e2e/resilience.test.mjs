@@ -149,7 +149,9 @@ test("a tab closed while offline resumes from its local journal when the page is
   await again.getByTestId("recovered").waitFor({ timeout: 60_000 });
   const { post, media } = await assertStoredExactly(server, liveId, network.bytes());
   assert.equal(post.live_status, "ended");
-  assert.ok(media.duration > 3, `the recovered recording lasts ${media.duration} s`);
+  // Offline from the first second on: whatever lasts beyond it came from the journal. The last
+  // partial timeslice is lost with the page (no final dataavailable on close).
+  assert.ok(media.duration >= 2.5, `the recovered recording lasts ${media.duration} s`);
   await context.close();
   await server.dispose();
 });
