@@ -1,5 +1,5 @@
 # The two commands of the README; each installs what is missing first.
-.PHONY: run test build
+.PHONY: run test build bench
 
 run:
 	scripts/run.sh
@@ -10,3 +10,6 @@ test:
 build:
 	scripts/bootstrap.sh
 	scripts/build.sh
+
+bench:
+	scripts/bench.sh
