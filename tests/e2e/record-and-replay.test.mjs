@@ -6,6 +6,7 @@ import {
   Server,
   captureAcknowledgedPatches,
   launchBrowser,
+  probeDuration,
   sha256,
   signUp,
   uniqueName,
@@ -72,6 +73,8 @@ test("a live recorded in the browser is in the feed after the tab is gone, plays
   const rawFrames = videoFrameMd5s(sentBytes, `raw.${ext}`);
   assert.ok(rawFrames.length >= 20, `only ${rawFrames.length} frames decoded from the upload`);
   assert.deepEqual(videoFrameMd5s(served, `served.${ext}`), rawFrames);
+  const probed = probeDuration(served, `served.${ext}`);
+  assert.ok(Math.abs(probed - media.duration) < 0.05, `ffprobe says ${probed} s, the Media ${media.duration} s`);
 
   // A new browser context: nothing of the broadcaster's tab is left.
   const viewer = await browser.newContext({ locale: "fr-FR", timezoneId: "Europe/Paris" });
@@ -96,6 +99,33 @@ test("a live recorded in the browser is in the feed after the tab is gone, plays
     liveId,
     { timeout: 15_000 },
   );
+
+  // Finalized: the player knows the duration at once and seeks to 70 %, showing another frame.
+  const seek = await video.evaluate(async (v) => {
+    v.pause();
+    const frame = () => {
+      const canvas = document.createElement("canvas");
+      canvas.width = 64;
+      canvas.height = 48;
+      const ctx = canvas.getContext("2d");
+      ctx.drawImage(v, 0, 0, 64, 48);
+      return Array.from(ctx.getImageData(0, 0, 64, 48).data).join(",");
+    };
+    const seekTo = (t) =>
+      new Promise((resolve) => {
+        v.addEventListener("seeked", () => resolve(), { once: true });
+        v.currentTime = t;
+      });
+    await seekTo(0);
+    const first = frame();
+    const target = v.duration * 0.7;
+    await seekTo(target);
+    return { duration: v.duration, target, landed: v.currentTime, changed: frame() !== first };
+  });
+  assert.ok(Number.isFinite(seek.duration), `video.duration is ${seek.duration}`);
+  assert.ok(Math.abs(seek.duration - media.duration) < 0.25, `player ${seek.duration} s vs media ${media.duration} s`);
+  assert.ok(Math.abs(seek.landed - seek.target) < 0.1, `asked ${seek.target}, landed at ${seek.landed}`);
+  assert.ok(seek.changed, "the frame after seeking should differ from the first frame");
   await viewer.close();
 });
 
