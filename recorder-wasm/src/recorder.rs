@@ -79,11 +79,17 @@ struct Core {
     blobs: VecDeque<Blob>,
     reading: bool,
     stop_seen: bool,
+    /// `stop()` was called and no `dataavailable` has come since: the final chunk is due.
+    final_chunk_due: bool,
     finished: bool,
     failure: Option<RecorderError>,
 }
 
 type Handler = Rc<dyn Fn(RecorderEvent)>;
+
+/// How long (steps × step) to wait after `stop` for a final `dataavailable` that is late.
+const FINAL_CHUNK_GRACE_STEPS: u32 = 25;
+const FINAL_CHUNK_GRACE_STEP_MS: u32 = 20;
 
 /// A running MediaRecorder. Dropping it detaches every listener (the page owns the stream).
 pub struct Recorder {
@@ -122,6 +128,7 @@ impl Recorder {
             blobs: VecDeque::new(),
             reading: false,
             stop_seen: false,
+            final_chunk_due: false,
             finished: false,
             failure: None,
         }));
@@ -146,6 +153,7 @@ impl Recorder {
             let (core, changed, handler) = (core.clone(), changed.clone(), handler.clone());
             EventListener::new(target, "dataavailable", move |e| {
                 let blob = e.dyn_ref::<BlobEvent>().and_then(BlobEvent::data);
+                core.borrow_mut().final_chunk_due = false;
                 if let Some(blob) = blob.filter(|b| b.size() > 0.0) {
                     core.borrow_mut().blobs.push_back(blob);
                     read_blobs(core.clone(), changed.clone(), handler.clone());
@@ -162,9 +170,14 @@ impl Recorder {
                 }
                 let (core, changed, handler) = (core.clone(), changed.clone(), handler.clone());
                 wasm_bindgen_futures::spawn_local(async move {
-                    // Some browsers fire the last `dataavailable` after `stop`: give it one
-                    // macrotask to arrive, then wait until every Blob has been read.
-                    gloo_timers::future::TimeoutFuture::new(0).await;
+                    // The spec fires the last `dataavailable` before `stop`, but some browsers
+                    // fire it after: if it has not come yet, give it a bounded grace period.
+                    for _ in 0..FINAL_CHUNK_GRACE_STEPS {
+                        if !core.borrow().final_chunk_due {
+                            break;
+                        }
+                        gloo_timers::future::TimeoutFuture::new(FINAL_CHUNK_GRACE_STEP_MS).await;
+                    }
                     loop {
                         let drained = {
                             let core = core.borrow();
@@ -250,6 +263,7 @@ impl Recorder {
         let requested = if self.media_recorder.state() == RecordingState::Inactive {
             Ok(())
         } else {
+            self.core.borrow_mut().final_chunk_due = true;
             self.media_recorder
                 .stop()
                 .map_err(|e| RecorderError::Recording(js_message(&e)))
