@@ -343,6 +343,14 @@ impl Session {
                 self.emit_progress();
             }
             RecorderEvent::Stopped => {
+                if self.state().is_capturing() {
+                    // Not our stop(): the stream ended (camera unplugged, track stopped). The
+                    // bytes so far are safe; the page should call stop() to end the live.
+                    let err = RecorderError::Recording(
+                        "the media stream ended; call stop() to save the live".into(),
+                    );
+                    self.callbacks.error(&err, false);
+                }
                 self.queue.borrow_mut().finish();
                 self.journal(JournalOp::Checkpoint);
                 self.changed.notify();
