@@ -5,7 +5,7 @@
 //! transaction creates the Media, links it and ends the live; if that transaction fails the
 //! file is deleted. The raw upload is deleted only after the commit.
 
-use std::{fs::File, io::Read, path::PathBuf};
+use std::{fs::File, io::Read, path::Path};
 
 use anyhow::Context;
 use rand_core::{OsRng, RngCore};
@@ -66,7 +66,7 @@ pub fn default_description(content: &str) -> String {
 }
 
 /// SHA-256 of a whole file, streamed (blocking).
-fn file_sha256(path: &PathBuf) -> std::io::Result<[u8; 32]> {
+fn file_sha256(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -200,14 +200,17 @@ pub async fn finalize_live(
     let (from, to) = (key.clone(), stored_key.clone());
     state
         .with_storage(move |s| {
-            std::fs::rename(s.media_staging_path(&from), s.media_staging_path(&to))
-                .context("naming the staged media")?;
-            Ok(s.commit_media(&to)?)
+            let committed = std::fs::rename(s.media_staging_path(&from), s.media_staging_path(&to))
+                .context("naming the staged media")
+                .and_then(|()| Ok(s.commit_media(&to)?));
+            if committed.is_err() {
+                // Best effort: the error being returned matters more than this cleanup's.
+                let _ = s.delete_media(&from);
+                let _ = s.delete_media(&to);
+            }
+            committed
         })
-        .await
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(state.storage.media_staging_path(&key));
-        })?;
+        .await?;
 
     let title = claims
         .title

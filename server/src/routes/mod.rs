@@ -42,7 +42,7 @@ pub fn router(state: AppState, www_dir: &Path, cors_origins: &[String]) -> anyho
         .merge(auth::router())
         .merge(lives::router())
         .merge(posts::router())
-        .merge(uploads::router(state.clone()))
+        .merge(uploads::router())
         .merge(openapi::router())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -26,7 +26,7 @@ const TUS_VERSION: &str = "1.0.0";
 const TUS_EXTENSIONS: &str = "creation,creation-defer-length,termination,checksum,expiration";
 
 /// The upload routes, with the tus version check and `Tus-Resumable` on every answer.
-pub fn router(state: AppState) -> Router<AppState> {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/uploads", post(create).options(options))
         .route(
@@ -36,11 +36,11 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .delete(terminate)
                 .options(options),
         )
-        .layer(middleware::from_fn_with_state(state, tus_protocol))
+        .layer(middleware::from_fn(tus_protocol))
 }
 
 /// Rejects requests of another tus version (412) and stamps `Tus-Resumable` on answers.
-async fn tus_protocol(State(_state): State<AppState>, request: Request, next: Next) -> Response {
+async fn tus_protocol(request: Request, next: Next) -> Response {
     let version_ok = request.method() == Method::OPTIONS
         || request
             .headers()

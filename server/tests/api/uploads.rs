@@ -515,7 +515,12 @@ async fn a_second_patch_waits_then_gets_423_while_one_is_streaming_and_bytes_nev
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(std::fs::metadata(&file).unwrap().len() > 0);
+    let streamed = std::fs::metadata(&file).unwrap().len();
+    assert!(streamed > 0);
+    // HEAD meanwhile reports the committed offset and leaves the writer's bytes alone.
+    let head = app.head(&user.token, &live.upload_url).await;
+    assert_eq!(head.headers()["upload-offset"], "0");
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), streamed);
     let second = app
         .patch(&user.token, &live.upload_url, 0, &fixture())
         .await;
