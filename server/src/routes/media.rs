@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
 async fn serve(
     State(state): State<AppState>,
     Path(media_id): Path<i64>,
-    request: Request,
+    mut request: Request,
 ) -> Result<Response, ApiError> {
     let media = db::media::get(&state.db, media_id)
         .await?
@@ -38,6 +38,15 @@ async fn serve(
         .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     if not_modified {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    // If-Range: resume a partial download only if it is of this very file. Only our strong
+    // ETag validates; a date cannot be trusted to be strong, so it yields the whole file.
+    let range_still_valid = request
+        .headers()
+        .get(header::IF_RANGE)
+        .map(|validator| validator == etag);
+    if range_still_valid == Some(false) {
+        request.headers_mut().remove(header::RANGE);
     }
     let path = state.storage.media_path(&media.storage_key);
     let mut response = ServeFile::new(path)
@@ -60,7 +69,8 @@ async fn serve(
     headers.insert(header::ETAG, etag);
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
+        // The key is random per file and files are never rewritten: cache for good.
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     Ok(response)
 }

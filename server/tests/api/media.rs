@@ -98,3 +98,54 @@ async fn a_matching_if_none_match_returns_304() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
 }
+
+#[tokio::test]
+async fn if_range_with_the_etag_keeps_the_range_and_anything_else_gets_the_whole_file() {
+    let app = spawn_app().await;
+    let (id, size) = stored_media(&app).await;
+    let path = format!("/media/{id}");
+    let etag = app
+        .request(Method::GET, &path, None)
+        .send()
+        .await
+        .unwrap()
+        .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let ranged = |validator: String| {
+        app.request(Method::GET, &path, None)
+            .header("Range", "bytes=0-9")
+            .header("If-Range", validator)
+            .send()
+    };
+    let same = ranged(etag).await.unwrap();
+    assert_eq!(same.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(same.bytes().await.unwrap().len(), 10);
+    for other in [
+        "\"someone-else\"".to_owned(),
+        "Tue, 14 Nov 2023 22:13:20 GMT".to_owned(),
+    ] {
+        let whole = ranged(other.clone()).await.unwrap();
+        assert_eq!(whole.status(), StatusCode::OK, "{other}");
+        assert_eq!(whole.bytes().await.unwrap().len() as i64, size, "{other}");
+    }
+}
+
+#[tokio::test]
+async fn head_on_a_media_gives_its_length_without_a_body() {
+    let app = spawn_app().await;
+    let (id, size) = stored_media(&app).await;
+    let response = app
+        .request(Method::HEAD, &format!("/media/{id}"), None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-length"],
+        size.to_string().as_str()
+    );
+    assert_eq!(response.headers()["accept-ranges"], "bytes");
+    assert!(response.bytes().await.unwrap().is_empty());
+}
