@@ -4,6 +4,9 @@ import { AuthPanel } from "./AuthPanel";
 import { Feed } from "./Feed";
 import { GoLive } from "./GoLive";
 import { t } from "./i18n";
+import { LiveView } from "./LiveView";
+import { Replay } from "./Replay";
+import { useRoute } from "./route";
 
 const SESSION_KEY = "livekeep.session";
 
@@ -29,12 +32,13 @@ export function App() {
     setSession(undefined);
   }, []);
   const refreshFeed = useCallback(() => setFeedVersion((v) => v + 1), []);
+  const route = useRoute();
 
   return (
     <>
       <header className="top">
         <h1>
-          Livekeep <small>{t.appTagline}</small>
+          <a href="#/">Livekeep</a> <small>{t.appTagline}</small>
         </h1>
         {session && (
           <div className="who">
@@ -46,8 +50,19 @@ export function App() {
         )}
       </header>
       <main>
-        {session ? <GoLive session={session} onSaved={refreshFeed} /> : <AuthPanel onSession={signIn} />}
-        <Feed version={feedVersion} />
+        {route.page !== "home" && (
+          <a className="back" href="#/">
+            {t.back}
+          </a>
+        )}
+        {route.page === "live" && <LiveView key={route.id} liveId={route.id} session={session} />}
+        {route.page === "post" && <Replay key={route.id} postId={route.id} />}
+        {route.page === "home" && (
+          <>
+            {session ? <GoLive session={session} onSaved={refreshFeed} /> : <AuthPanel onSession={signIn} />}
+            <Feed version={feedVersion} />
+          </>
+        )}
       </main>
     </>
   );

@@ -2,6 +2,16 @@ import { useCallback, useEffect, useState } from "react";
 import { api, ApiError, type Post } from "./api";
 import { errorMessage, locale, t } from "./i18n";
 import { formatDuration, splitDateTime } from "./format";
+import { hrefFor } from "./route";
+
+/** Viewers and chat messages of a live, as counted when it ended. */
+export function PostCardDetails({ post }: { post: Post }) {
+  return (
+    <p className="stats" data-testid="stats">
+      👥 {t.viewers(post.viewer_count)} · 💬 {t.messages(post.chat_message_count)}
+    </p>
+  );
+}
 
 /** One post of the feed: the recording with its live information. */
 export function PostCard({ post }: { post: Post }) {
@@ -21,7 +31,9 @@ export function PostCard({ post }: { post: Post }) {
             aria-label={media.title}
           />
         ) : (
-          <div className="placeholder">{live ? t.liveNow : "—"}</div>
+          <a className="placeholder" href={hrefFor({ page: "live", id: post.id })}>
+            {live ? `▶ ${t.watch}` : "—"}
+          </a>
         )}
         {(media?.is_live_recording || live) && (
           <span className={`badge ${live ? "pulse" : ""}`} data-testid="live-badge">
@@ -35,7 +47,9 @@ export function PostCard({ post }: { post: Post }) {
         )}
       </div>
       <div className="body">
-        <h3 id={`post-${post.id}-title`}>{post.content}</h3>
+        <h3 id={`post-${post.id}-title`}>
+          <a href={hrefFor({ page: live ? "live" : "post", id: post.id })}>{post.content}</a>
+        </h3>
         <p className="meta">
           <span className="author">@{post.author.username}</span>
           {" · "}
@@ -44,9 +58,7 @@ export function PostCard({ post }: { post: Post }) {
           </time>
           {post.live_status === "interrupted" && <span className="tag"> · {t.interrupted}</span>}
         </p>
-        <p className="stats" data-testid="stats">
-          👥 {t.viewers(post.viewer_count)} · 💬 {t.messages(post.chat_message_count)}
-        </p>
+        <PostCardDetails post={post} />
       </div>
     </article>
   );

@@ -39,6 +39,21 @@ export interface Post {
   created_at: string;
 }
 
+export interface ChatMessage {
+  id: number;
+  post: number;
+  author: User;
+  body: string;
+  created_at: string;
+  /** Seconds since the recording started. */
+  offset: number;
+}
+
+export interface ViewerCounts {
+  viewers: number;
+  peak_viewers: number;
+}
+
 export interface Session {
   user: User;
   token: string;
@@ -103,4 +118,17 @@ export const api = {
     return request<FeedPage>("GET", `/api/posts/?${query}`);
   },
   post: (id: number) => request<Post>("GET", `/api/posts/${id}/`),
+  chat: (postId: number) => request<{ results: ChatMessage[] }>("GET", `/api/posts/${postId}/chat/`),
+  sendChat: (liveId: number, body: string, token: string) =>
+    request<ChatMessage>("POST", `/api/posts/live/${liveId}/chat/`, { body }, token),
 };
+
+/** The progressive WebM of a live in progress, starting near the live edge. */
+export const liveStreamUrl = (liveId: number) => `/api/posts/live/${liveId}/stream`;
+
+/** Server-Sent Events of a live: viewer counts, chat messages, and its end. */
+export function liveEventsUrl(liveId: number, viewerId: string, asBroadcaster: boolean): string {
+  const query = new URLSearchParams({ viewer_id: viewerId });
+  if (asBroadcaster) query.set("as", "broadcaster");
+  return `/api/posts/live/${liveId}/events?${query}`;
+}
