@@ -5,7 +5,7 @@
 //! transaction creates the Media, links it and ends the live; if that transaction fails the
 //! file is deleted. The raw upload is deleted only after the commit.
 
-use std::{fs::File, io::Read, path::Path};
+use std::{fs::File, path::Path};
 
 use anyhow::Context;
 use rand_core::{OsRng, RngCore};
@@ -67,16 +67,9 @@ pub fn default_description(content: &str) -> String {
 
 /// SHA-256 of a whole file, streamed (blocking).
 fn file_sha256(path: &Path) -> std::io::Result<[u8; 32]> {
-    let mut file = File::open(path)?;
+    let mut file = std::io::BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    std::io::copy(&mut file, &mut hasher)?;
     Ok(hasher.finalize().into())
 }
 

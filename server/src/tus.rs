@@ -222,19 +222,19 @@ pub async fn reconcile(state: &AppState, id: &UploadId, row: &UploadRow) -> Resu
     Ok(file_len)
 }
 
+/// Cuts the file back to the committed offset after a failed PATCH.
 async fn rollback_to(state: &AppState, id: &UploadId, offset: u64) {
     let storage_id = id.clone();
-    {
-        let result = state
-            .with_storage(move |s| Ok(s.truncate_upload(&storage_id, offset)?))
-            .await;
-        if let Err(err) = result {
-            // The next access reconciles the file with the committed offset again.
-            tracing::error!(upload = %id, error = ?err, "could not roll back a failed PATCH");
-        }
+    let result = state
+        .with_storage(move |s| Ok(s.truncate_upload(&storage_id, offset)?))
+        .await;
+    if let Err(err) = result {
+        // Not fatal: the next access reconciles the file with the committed offset again.
+        tracing::error!(upload = %id, error = ?err, "could not roll back a failed PATCH");
     }
 }
 
+/// Appends a batch (and optionally syncs) off the async workers, handing the writer back.
 async fn write_batch(
     writer: Box<dyn UploadWriter>,
     batch: Vec<u8>,
