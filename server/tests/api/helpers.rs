@@ -52,6 +52,12 @@ pub fn fixture() -> Vec<u8> {
     std::fs::read(path).expect("the fixture is checked in")
 }
 
+/// The checked-in fragmented MP4 fixture (2 s, VP9 + Opus).
+pub fn mp4_fixture() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live.mp4");
+    std::fs::read(path).expect("the fixture is checked in")
+}
+
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

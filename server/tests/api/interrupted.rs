@@ -78,3 +78,20 @@ async fn a_live_left_open_by_a_stopped_server_is_finalized_at_the_next_start() {
         sha256_hex(&bytes).as_str()
     );
 }
+
+#[tokio::test]
+async fn a_live_cut_off_mid_block_keeps_every_complete_block() {
+    let app = spawn_app_with(|c| c.interrupt_after = 1).await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "torn").await;
+    let bytes = fixture();
+    // The browser died in the middle of writing the last block.
+    let torn = &bytes[..bytes.len() - 700];
+    app.upload_all(&user, &live, torn).await;
+    let post = wait_until_not_live(&app, live.id).await;
+    assert_eq!(post["live_status"], "interrupted");
+    let media = &post["media_files"][0];
+    assert_eq!(media["original_sha256"], sha256_hex(torn).as_str());
+    let duration = media["duration"].as_f64().unwrap();
+    assert!(duration > 2.0 && duration <= 3.1, "duration {duration}");
+}

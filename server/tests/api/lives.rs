@@ -1,7 +1,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, fixture, sha256_hex, spawn_app, TestApp};
+use crate::helpers::{error_code, fixture, mp4_fixture, sha256_hex, spawn_app, TestApp};
 
 #[tokio::test]
 async fn starting_a_live_creates_a_live_post_and_its_deferred_length_upload() {
@@ -350,4 +350,32 @@ async fn bytes_that_are_not_a_video_fail_clearly_and_keep_the_upload() {
         std::fs::read(app.upload_file(&live.upload_url)).unwrap(),
         bytes
     );
+}
+
+#[tokio::test]
+async fn an_mp4_recording_is_stored_as_is_with_its_duration() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "Safari").await;
+    let bytes = mp4_fixture();
+    app.upload_all(&user, &live, &bytes).await;
+    let mut data = TestApp::video_data(&live, &bytes);
+    data["mime_type"] = json!("video/mp4");
+    let response = app.stop(&user.token, live.id, data).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let post: Value = response.json().await.unwrap();
+    let media = &post["media_files"][0];
+    assert_eq!(media["mime_type"], "video/mp4");
+    assert_eq!(media["size"], bytes.len());
+    let duration = media["duration"].as_f64().unwrap();
+    assert!((duration - 2.0).abs() < 0.2, "duration {duration}");
+    let served = app
+        .request(Method::GET, media["file_url"].as_str().unwrap(), None)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(served.as_ref(), bytes.as_slice());
 }
