@@ -48,6 +48,9 @@ pub enum RecorderError {
     /// The local journal (OPFS) could not be used.
     #[error("local journal: {0}")]
     Journal(String),
+    /// The poster image could not be taken or uploaded (never fatal: the recording is safe).
+    #[error("poster: {0}")]
+    Poster(String),
 }
 
 impl RecorderError {
@@ -69,6 +72,7 @@ impl RecorderError {
             Self::Recording(_) => "recording_failed".into(),
             Self::Closed => "closed".into(),
             Self::Journal(_) => "journal".into(),
+            Self::Poster(_) => "poster".into(),
         }
     }
 
@@ -171,6 +175,7 @@ mod tests {
             RecorderError::Recording("x".into()),
             RecorderError::Closed,
             RecorderError::Journal("x".into()),
+            RecorderError::Poster("x".into()),
         ];
         let codes: Vec<String> = all.iter().map(RecorderError::code).collect();
         assert_eq!(
@@ -186,7 +191,8 @@ mod tests {
                 "upload_protocol",
                 "recording_failed",
                 "closed",
-                "journal"
+                "journal",
+                "poster"
             ]
         );
     }

@@ -18,6 +18,9 @@ use crate::upload::{PatchReply, ServerOffset, TusTransport};
 /// Per-request timeout: a PATCH of a few seconds of video must not take longer than this.
 pub const REQUEST_TIMEOUT_MS: u32 = 20_000;
 
+/// A poster is a few dozen KB and optional: it must never hold the stop for long.
+pub const POSTER_TIMEOUT_MS: u32 = 5_000;
+
 /// A live just created by `POST /api/posts/live/`.
 #[derive(Debug, Clone)]
 pub struct CreatedLive {
@@ -105,13 +108,27 @@ impl ApiClient {
         url
     }
 
-    /// Sends one request and reads the whole answer, or fails with `Network` / `Timeout`.
+    /// Sends one request and reads the whole answer, or fails with `Network` / `Timeout`
+    /// after [`REQUEST_TIMEOUT_MS`].
     pub async fn send(
         &self,
         method: &str,
         url: &str,
         headers: &[(&str, &str)],
         body: Option<&JsValue>,
+    ) -> Result<Reply, RecorderError> {
+        self.send_within(method, url, headers, body, REQUEST_TIMEOUT_MS)
+            .await
+    }
+
+    /// [`send`](Self::send) with its own timeout in milliseconds.
+    pub async fn send_within(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&JsValue>,
+        timeout_ms: u32,
     ) -> Result<Reply, RecorderError> {
         let window = web_sys::window().ok_or_else(|| RecorderError::Network("no window".into()))?;
         let request_headers = Headers::new().map_err(|e| RecorderError::Network(js_message(&e)))?;
@@ -138,7 +155,7 @@ impl ApiClient {
         let timed_out = Rc::new(Cell::new(false));
         let _timer = {
             let timed_out = timed_out.clone();
-            gloo_timers::callback::Timeout::new(REQUEST_TIMEOUT_MS, move || {
+            gloo_timers::callback::Timeout::new(timeout_ms, move || {
                 timed_out.set(true);
                 controller.abort();
             })
@@ -219,6 +236,33 @@ impl ApiClient {
         path.push_str(&video_data.live_id.to_string());
         path.push_str("/stop/");
         self.json("PUT", &path, &body).await
+    }
+}
+
+impl ApiClient {
+    /// `PUT /api/posts/live/{id}/poster/` with a JPEG; the server answers 204.
+    pub async fn put_poster(
+        &self,
+        live_id: u64,
+        jpeg: &web_sys::Blob,
+    ) -> Result<(), RecorderError> {
+        let mut path = String::from("/api/posts/live/");
+        path.push_str(&live_id.to_string());
+        path.push_str("/poster/");
+        let reply = self
+            .send_within(
+                "PUT",
+                &self.endpoint(&path),
+                &[("Content-Type", "image/jpeg")],
+                Some(jpeg.as_ref()),
+                POSTER_TIMEOUT_MS,
+            )
+            .await?;
+        if (200..300).contains(&reply.status) {
+            Ok(())
+        } else {
+            Err(reply.error())
+        }
     }
 }
 

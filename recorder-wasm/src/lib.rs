@@ -11,6 +11,7 @@ pub mod journal;
 pub mod mime;
 pub mod model;
 pub mod options;
+pub mod poster;
 pub mod signal;
 pub mod state;
 pub mod tus;

@@ -5,6 +5,10 @@
 //! PATCHes it → the server's acknowledgement drops it from memory, and a journal checkpoint
 //! (manifest first, then deletion) drops it from disk. `stop()` waits for the last chunk,
 //! declares the length, waits for every acknowledgement, then stops the live.
+//!
+//! Beside the bytes, a poster task takes one frame about a second into the live and PUTs it
+//! as the live's poster at once; `stop()` retries it if that failed. A poster failure is
+//! reported (non-fatal, code `poster`) and never fails the stop.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -23,11 +27,17 @@ use crate::locks::{lock_name, try_lock, LiveLock};
 use crate::mime;
 use crate::model::{seconds, ErrorInfo, Progress, VideoData};
 use crate::options::LiveOptions;
+use crate::poster::{self, grab_poster};
 use crate::recorder::{self, Recorder, RecorderEvent};
 use crate::signal::Signal;
 use crate::state::RecorderState;
 use crate::tus::{upload_id_from_url, UploadQueue};
 use crate::upload::{upload, FinishedUpload, UploadOwner};
+
+/// How long `stop()` waits (steps of [`POSTER_STEP_MS`]) for a poster still being taken or
+/// sent before it stops the live without it.
+const POSTER_WAIT_STEPS: u32 = 50;
+const POSTER_STEP_MS: u32 = 100;
 
 /// The page's callbacks (each optional).
 #[derive(Default)]
@@ -71,6 +81,18 @@ enum JournalOp {
     Checkpoint,
 }
 
+/// Where the live's poster is.
+enum PosterState {
+    /// No poster task (the live never started).
+    None,
+    /// The poster task is waiting, grabbing or uploading.
+    Busy,
+    /// Taken, but the upload failed: `stop()` tries once more.
+    Unsent(web_sys::Blob),
+    /// Uploaded, or nothing left to try.
+    Done,
+}
+
 struct Inner {
     state: RecorderState,
     recorder: Option<Recorder>,
@@ -83,6 +105,7 @@ struct Inner {
     journal_ops: VecDeque<JournalOp>,
     journaling: bool,
     lock: Option<LiveLock>,
+    poster: PosterState,
 }
 
 /// The state behind one `LiveRecorder`.
@@ -117,6 +140,7 @@ impl Session {
                 journal_ops: VecDeque::new(),
                 journaling: false,
                 lock: None,
+                poster: PosterState::None,
             }),
         })
     }
@@ -292,7 +316,73 @@ impl Session {
         let started = recorder.started();
         self.inner.borrow_mut().recorder = Some(recorder);
         wasm_bindgen_futures::spawn_local(self.clone().run_upload(live.upload_url));
-        started.await
+        started.await?;
+        self.inner.borrow_mut().poster = PosterState::Busy;
+        wasm_bindgen_futures::spawn_local(self.clone().run_poster(stream, live.id));
+        Ok(())
+    }
+
+    /// Takes the poster about a second into the live (sooner if the page stops first) and
+    /// uploads it at once; a failed upload leaves it for `stop()` to retry.
+    async fn run_poster(self: Rc<Self>, stream: MediaStream, live_id: u64) {
+        let mut waited = 0;
+        while waited < poster::GRAB_AFTER_MS && self.state().is_capturing() {
+            gloo_timers::future::TimeoutFuture::new(POSTER_STEP_MS).await;
+            waited += POSTER_STEP_MS;
+        }
+        let outcome = if self.state().is_final() {
+            PosterState::Done
+        } else {
+            match grab_poster(&stream).await {
+                Ok(jpeg) => match self.client.put_poster(live_id, &jpeg).await {
+                    Ok(()) => PosterState::Done,
+                    Err(err) => {
+                        self.poster_failed(&err);
+                        PosterState::Unsent(jpeg)
+                    }
+                },
+                Err(err) => {
+                    self.poster_failed(&err);
+                    PosterState::Done
+                }
+            }
+        };
+        self.inner.borrow_mut().poster = outcome;
+        self.changed.notify();
+    }
+
+    /// Reports a poster problem as the non-fatal `poster` error, whatever caused it.
+    fn poster_failed(&self, err: &RecorderError) {
+        let err = match err {
+            RecorderError::Poster(_) => err.clone(),
+            other => RecorderError::Poster(other.to_string()),
+        };
+        self.callbacks.error(&err, false);
+    }
+
+    /// At stop: waits a bounded time for the poster task, then retries an unsent poster once.
+    async fn finish_poster(&self, live_id: u64) {
+        for _ in 0..POSTER_WAIT_STEPS {
+            if !matches!(self.inner.borrow().poster, PosterState::Busy) {
+                break;
+            }
+            gloo_timers::future::TimeoutFuture::new(POSTER_STEP_MS).await;
+        }
+        let unsent = {
+            let mut inner = self.inner.borrow_mut();
+            match std::mem::replace(&mut inner.poster, PosterState::Done) {
+                PosterState::Unsent(jpeg) => Some(jpeg),
+                other => {
+                    inner.poster = other;
+                    None
+                }
+            }
+        };
+        if let Some(jpeg) = unsent {
+            if let Err(err) = self.client.put_poster(live_id, &jpeg).await {
+                self.poster_failed(&err);
+            }
+        }
     }
 
     fn manifest(&self, live: &Live, mime_type: &str) -> Manifest {
@@ -528,6 +618,8 @@ impl Session {
                 state: self.state(),
             });
         };
+        // Before the stop, so the server has the poster when it creates the Media.
+        self.finish_poster(live.id).await;
         let video_data = VideoData {
             upload_id: upload_id_from_url(&live.upload_url).to_owned(),
             upload_url: live.upload_url.clone(),

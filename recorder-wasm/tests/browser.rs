@@ -233,6 +233,34 @@ extern "C" {
     fn server_bytes(server: &JsValue, upload_id: &str) -> js_sys::Uint8Array;
 }
 
+#[wasm_bindgen(module = "/tests/canvas_stream.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = canvasStream)]
+    fn canvas_stream(width: u32, height: u32) -> MediaStream;
+    #[wasm_bindgen(js_name = imageSize)]
+    async fn image_size(image: &JsValue) -> JsValue;
+}
+
+/// The poster the fake server holds for `live_id`: its bytes and whether it came after the stop.
+fn poster_of(server: &JsValue, live_id: u32) -> Option<(Vec<u8>, bool)> {
+    let posters: js_sys::Map = get(server, "posters").unchecked_into();
+    let poster = posters.get(&live_id.into());
+    if poster.is_undefined() {
+        return None;
+    }
+    let bytes: js_sys::Uint8Array = get(&poster, "bytes").unchecked_into();
+    Some((bytes.to_vec(), get(&poster, "stopped").is_truthy()))
+}
+
+/// `(width, height)` of an encoded image.
+async fn size_of(image: &JsValue) -> (u32, u32) {
+    let size: js_sys::Array = image_size(image).await.unchecked_into();
+    let dim = |i| size.get(i).as_f64().expect("a dimension") as u32;
+    (dim(0), dim(1))
+}
+
+const JPEG_MAGIC: [u8; 3] = [0xff, 0xd8, 0xff];
+
 const TOKEN: &str = "s3cret";
 const API: &str = "https://livekeep.test";
 
@@ -457,8 +485,117 @@ async fn a_live_is_uploaded_while_recording_and_stopped_with_matching_video_data
         journal_count().await == 0,
         "the journal is deleted once the live is saved"
     );
+    let (poster, after_stop) = poster_of(&server, 1).expect("the live has a poster");
+    assert_eq!(poster[..3], JPEG_MAGIC, "the poster is a JPEG");
+    assert!(!after_stop, "the poster was sent during the live");
+    assert_eq!(
+        size_of(&js_sys::Uint8Array::from(poster.as_slice()).into()).await,
+        (640, 480),
+        "the fake camera's frame, not scaled"
+    );
+    assert_eq!(number(&server, "posterAttempts"), 1.0);
     stop_tracks(&stream);
     uninstall_fake_server(&server);
+}
+
+#[wasm_bindgen_test]
+async fn a_poster_upload_that_failed_is_retried_at_stop_before_the_live_is_stopped() {
+    let _serial = serial().await;
+    let live = prepare_live(TOKEN, |_| {}).await;
+    set(&live.server, "failPosters", 1);
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    } = live;
+    TimeoutFuture::new(2_000).await;
+    assert_eq!(number(&server, "posterAttempts"), 1.0, "tried a second in");
+    assert!(poster_of(&server, 1).is_none());
+    assert_eq!(
+        *observed.errors.borrow(),
+        [("poster".to_owned(), false)],
+        "a non-fatal poster error"
+    );
+    assert_eq!(recorder.state(), "recording", "recording goes on");
+    JsFuture::from(recorder.stop()).await.expect("stopped");
+    let (poster, after_stop) = poster_of(&server, 1).expect("sent again at stop");
+    assert_eq!(poster[..3], JPEG_MAGIC);
+    assert!(!after_stop, "the retry comes before the stop request");
+    assert_eq!(number(&server, "posterAttempts"), 2.0);
+    assert_eq!(recorder.state(), "saved");
+    stop_tracks(&stream);
+    uninstall_fake_server(&server);
+}
+
+#[wasm_bindgen_test]
+async fn a_poster_the_server_keeps_refusing_never_fails_the_stop() {
+    let _serial = serial().await;
+    let live = prepare_live(TOKEN, |_| {}).await;
+    set(&live.server, "failPosters", 100);
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    } = live;
+    TimeoutFuture::new(1_500).await;
+    let video_data = JsFuture::from(recorder.stop())
+        .await
+        .expect("stopped without a poster");
+    assert!(number(&video_data, "size") > 0.0);
+    assert_eq!(recorder.state(), "saved");
+    assert!(poster_of(&server, 1).is_none());
+    assert_eq!(
+        number(&server, "posterAttempts"),
+        2.0,
+        "once live, once at stop"
+    );
+    assert_eq!(
+        *observed.errors.borrow(),
+        [("poster".to_owned(), false), ("poster".to_owned(), false)]
+    );
+    stop_tracks(&stream);
+    uninstall_fake_server(&server);
+}
+
+#[wasm_bindgen_test]
+async fn a_wide_frame_becomes_a_640_px_jpeg_through_image_capture_and_through_a_video() {
+    let _serial = serial().await;
+    let stream = canvas_stream(1280, 720);
+    TimeoutFuture::new(200).await;
+    for (how, grabbed) in [
+        (
+            "ImageCapture",
+            recorder_wasm::poster::grab_with_image_capture(&stream).await,
+        ),
+        (
+            "<video>",
+            recorder_wasm::poster::grab_with_video(&stream).await,
+        ),
+        ("either", recorder_wasm::poster::grab_poster(&stream).await),
+    ] {
+        let jpeg = grabbed.unwrap_or_else(|e| panic!("{how}: {e}"));
+        assert_eq!(jpeg.type_(), "image/jpeg", "{how}");
+        assert_eq!(size_of(&jpeg.into()).await, (640, 360), "{how}");
+    }
+    js_sys::Reflect::get(&stream, &"stopDrawing".into())
+        .expect("stopDrawing")
+        .unchecked_into::<js_sys::Function>()
+        .call0(&stream)
+        .expect("stopped");
+}
+
+#[wasm_bindgen_test]
+async fn a_stream_without_video_gives_a_poster_error() {
+    let _serial = serial().await;
+    let stream = MediaStream::new().expect("an empty stream");
+    let err = recorder_wasm::poster::grab_poster(&stream)
+        .await
+        .expect_err("no video track");
+    assert_eq!(err.code(), "poster");
 }
 
 #[wasm_bindgen_test]

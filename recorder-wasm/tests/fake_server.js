@@ -1,7 +1,8 @@
 // A Livekeep server inside the test page: it replaces `fetch` and speaks just enough of
 // the API contract (create live, tus HEAD/PATCH with checksums and deferred length, stop
-// with size and SHA-256 checks) for the recorder's browser tests. Knobs let a test cut the
-// network, fail PATCHes with 503, or apply a PATCH and lose its answer.
+// with size and SHA-256 checks, the live's poster) for the recorder's browser tests. Knobs let a
+// test cut the network, fail PATCHes with 503, apply a PATCH and lose its answer, or fail
+// poster uploads with 503.
 
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 const b64 = (buffer) => btoa(String.fromCharCode(...new Uint8Array(buffer)));
@@ -15,6 +16,11 @@ export function installFakeServer(token) {
     offline: false,
     failPatches: 0,
     loseAnswers: 0,
+    failPosters: 0,
+    posterAttempts: 0,
+    // live id -> { type, bytes, stopped }: the last poster accepted, and whether the live had
+    // been stopped when it came.
+    posters: new Map(),
     patches: 0,
     conflicts: 0,
     heads: 0,
@@ -77,6 +83,21 @@ export function installFakeServer(token) {
         throw new TypeError("Failed to fetch");
       }
       return new Response(null, { status: 204, headers: { "Tus-Resumable": "1.0.0", "Upload-Offset": String(upload.offset) } });
+    }
+    const poster = url.pathname.match(/^\/api\/posts\/live\/(\d+)\/poster\/$/);
+    if (poster && method === "PUT") {
+      if (server.offline) throw new TypeError("Failed to fetch");
+      server.posterAttempts += 1;
+      if (server.failPosters > 0) {
+        server.failPosters -= 1;
+        return error(503, "unavailable", "try again");
+      }
+      if (headers.get("Content-Type") !== "image/jpeg") return error(415, "type", "a JPEG is expected");
+      const liveId = Number(poster[1]);
+      const bytes = new Uint8Array(await new Response(init.body).arrayBuffer());
+      const stopped = server.stops.some((s) => s.live_id === liveId);
+      server.posters.set(liveId, { type: headers.get("Content-Type"), bytes, stopped });
+      return new Response(null, { status: 204 });
     }
     const stop = url.pathname.match(/^\/api\/posts\/live\/(\d+)\/stop\/$/);
     if (stop && method === "PUT") {
