@@ -1,11 +1,22 @@
 import { defineConfig } from "vite";
 import { fileURLToPath } from "node:url";
 
-// The recorder is the wasm-bindgen ES module built into recorder-wasm/pkg by scripts/build.sh.
-const recorder = fileURLToPath(new URL("../recorder-wasm/pkg/recorder_wasm.js", import.meta.url));
+// The page uses the recorder's npm package as an app would, from recorder-wasm/pkg (built by
+// scripts/build.sh) through aliases, so `npm ci` needs no package that does not exist yet.
+const pkg = (file: string) => fileURLToPath(new URL(`../recorder-wasm/pkg/${file}`, import.meta.url));
 
 export default defineConfig({
-  resolve: { alias: { "livekeep-recorder": recorder } },
+  resolve: {
+    // Regexes: a plain "@livekeep/recorder" would also rewrite "@livekeep/recorder/react".
+    alias: [
+      { find: /^@livekeep\/recorder\/react$/, replacement: pkg("react.js") },
+      { find: /^@livekeep\/recorder$/, replacement: pkg("index.js") },
+      // The name the page used before the package; kept until every import says @livekeep/recorder.
+      { find: /^livekeep-recorder$/, replacement: pkg("index.js") },
+    ],
+    // The hook lives outside www: its `import "react"` must find www's one copy of React.
+    dedupe: ["react", "react-dom"],
+  },
   server: {
     fs: { allow: [".."] },
     proxy: { "/api": "http://127.0.0.1:8080", "/media": "http://127.0.0.1:8080" },
