@@ -14,6 +14,9 @@ wasm-bindgen --target web --out-dir "$pkg" \
 # ("invalid code after misc prefix"), and opt-level "z" keeps the module under budget.
 
 echo "==> packaging @livekeep/recorder" >&2
+# The generated classes declare `[Symbol.dispose]`, whose type lives in TypeScript's
+# esnext.disposable lib: reference it so an app's type-check needs no `lib` change.
+sed -i '1i /// <reference lib="esnext.disposable" />' "$pkg/recorder_wasm.d.ts"
 # The entry point (lazy wasm loading) and the React hook, compiled next to wasm-bindgen's
 # output with www's TypeScript; then the package.json (version from Cargo) and the README.
 www/node_modules/.bin/tsc -p recorder-wasm/js/tsconfig.json
