@@ -59,7 +59,7 @@ export function App() {
         {route.page === "post" && <Replay key={route.id} postId={route.id} />}
         {route.page === "home" && (
           <>
-            {session ? <GoLive session={session} onSaved={refreshFeed} /> : <AuthPanel onSession={signIn} />}
+            {session ? <GoLive session={session} onSaved={refreshFeed} onStarted={refreshFeed} /> : <AuthPanel onSession={signIn} />}
             <Feed version={feedVersion} />
           </>
         )}

@@ -76,6 +76,8 @@ function Skeleton() {
   );
 }
 
+const PAGE_SIZE = 20;
+
 /** The feed, newest first, loaded page by page. `version` changes reload it. */
 export function Feed({ version }: { version: number }) {
   const [posts, setPosts] = useState<Post[] | undefined>();
@@ -87,7 +89,7 @@ export function Feed({ version }: { version: number }) {
     setLoading(true);
     setError(undefined);
     try {
-      const page = await api.feed(from);
+      const page = await api.feed(from, PAGE_SIZE);
       setPosts((previous) => (from && previous ? [...previous, ...page.results] : page.results));
       setCursor(page.next_cursor);
     } catch (e) {
@@ -100,6 +102,17 @@ export function Feed({ version }: { version: number }) {
   useEffect(() => {
     void load(null);
   }, [load, version]);
+
+  // Lives start and end while the page is open: refresh the first page now and then, unless the
+  // person has loaded more pages (a refresh would drop them).
+  const onFirstPage = (posts?.length ?? 0) <= PAGE_SIZE;
+  useEffect(() => {
+    if (!onFirstPage) return;
+    const timer = setInterval(() => {
+      if (document.visibilityState === "visible") void load(null);
+    }, 15_000);
+    return () => clearInterval(timer);
+  }, [load, onFirstPage]);
 
   return (
     <section className="feed" aria-labelledby="feed-heading" aria-busy={loading}>

@@ -13,8 +13,21 @@ function cameraErrorCode(error: unknown): string {
   return "generic";
 }
 
+/** Upload trouble the recorder rides out by itself; other warnings (poster, journal) are not the person's concern. */
+function isConnectionTrouble(code: string): boolean {
+  return code === "network" || code === "timeout" || /^http_5\d\d$/.test(code);
+}
+
 /** Camera preview, title, and the live's controls: go live, pause, resume, stop. */
-export function GoLive({ session, onSaved }: { session: Session; onSaved: (data: VideoData) => void }) {
+export function GoLive({
+  session,
+  onSaved,
+  onStarted,
+}: {
+  session: Session;
+  onSaved: (data: VideoData) => void;
+  onStarted: () => void;
+}) {
   const recorder = useLiveRecorder({ token: session.token });
   const [title, setTitle] = useState("");
   const [stream, setStream] = useState<MediaStream | undefined>();
@@ -80,6 +93,7 @@ export function GoLive({ session, onSaved }: { session: Session; onSaved: (data:
     setStream(media);
     try {
       await recorder.start(media, title.trim() || t.goLiveHeading);
+      onStarted();
     } catch (e) {
       media.getTracks().forEach((track) => track.stop());
       setStream(undefined);
@@ -157,9 +171,9 @@ export function GoLive({ session, onSaved }: { session: Session; onSaved: (data:
       {state === "stopping" && recorded > 0 && (
         <progress className="upload" max={recorded} value={uploaded} aria-label={t.saving} />
       )}
-      {recorder.warning && !recorder.error && (
-        <p className="warning" role="status">
-          {errorMessage(recorder.warning.code === "network" ? "unreachable" : recorder.warning.code, recorder.warning.message)}
+      {recorder.warning && !recorder.error && isConnectionTrouble(recorder.warning.code) && (
+        <p className="warning" role="status" data-testid="retrying">
+          {t.retrying}
         </p>
       )}
       {(problem || recorder.error) && (

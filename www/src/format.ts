@@ -3,7 +3,8 @@
 /** `01:30` under an hour, `1:02:03` from an hour on; `--:--` when unknown. */
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds == null || !Number.isFinite(seconds) || seconds < 0) return "--:--";
-  const total = Math.round(seconds);
+  // Whole seconds elapsed, as video players count them.
+  const total = Math.floor(seconds);
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
   const s = total % 60;
