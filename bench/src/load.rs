@@ -1,0 +1,427 @@
+//! `load`: N simulated recorders, each PATCHing one chunk per second like the browser does.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use tokio::{
+    sync::Semaphore,
+    task::JoinSet,
+    time::{interval_at, Instant, MissedTickBehavior},
+};
+
+use crate::{
+    proc_stat,
+    server::{first_chunk, noise, Api, Live, Scratch, Server},
+    stats::{self, cell, percentile},
+    Common,
+};
+
+/// Options of `load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Recorder counts measured `--runs` times each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
+    pub recorders: Vec<usize>,
+    /// Runs of each recorder count; figures are the median with min and max.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Seconds each simulated live records (one PATCH per second).
+    #[arg(long, default_value_t = 20)]
+    pub duration: u32,
+    /// Bits per second of each recording.
+    #[arg(long, default_value_t = 2_500_000)]
+    pub bitrate: u64,
+    /// Lives per registered user: registration hashes a password (argon2), so fewer users keep
+    /// the set-up short; the server authenticates every PATCH the same way whatever the user.
+    #[arg(long, default_value_t = 4)]
+    pub recorders_per_user: usize,
+    /// Search for the largest N with PATCH p99 below `--search-p99-ms` (0 = no search).
+    #[arg(long, default_value_t = 1024)]
+    pub search_max: usize,
+    /// The p99 the search must stay below, in milliseconds.
+    #[arg(long, default_value_t = 250.0)]
+    pub search_p99_ms: f64,
+    /// Bisection steps after the doubling steps of the search found a failing N.
+    #[arg(long, default_value_t = 2)]
+    pub search_refine: u32,
+}
+
+/// What one recorder saw.
+#[derive(Default)]
+struct RecorderOutcome {
+    latencies_ms: Vec<f64>,
+    errors: u64,
+    first_error: Option<String>,
+    acked: u64,
+}
+
+/// One step: N recorders for the duration.
+struct Step {
+    recorders: usize,
+    latencies_ms: Vec<f64>,
+    errors: u64,
+    first_error: Option<String>,
+    acked: u64,
+    durable: u64,
+    server_cpu: f64,
+}
+
+impl Step {
+    fn p(&self, p: f64) -> f64 {
+        percentile(&self.latencies_ms, p).unwrap_or(f64::NAN)
+    }
+
+    fn passes(&self, p99_ms: f64) -> bool {
+        self.errors == 0 && self.acked == self.durable && self.p(99.0) < p99_ms
+    }
+}
+
+struct Bench {
+    api: Api,
+    tokens: Vec<String>,
+    args: LoadArgs,
+    header: Bytes,
+    body: Bytes,
+    server_pid: Option<u32>,
+}
+
+/// Runs the load benchmark and prints its markdown section.
+pub async fn run(common: &Common, args: LoadArgs) -> Result<()> {
+    let scratch = Scratch::new(&common.work_dir, "load")?;
+    let data_dir = scratch.path().join("data");
+    // A long interrupt window: the sweeper must not finalize earlier steps' lives during later ones.
+    let server = Server::start(
+        &common.server_bin,
+        &data_dir,
+        &["--interrupt-after", "3600"],
+    )
+    .await?;
+    let fixture = std::fs::read(&common.fixture)
+        .with_context(|| format!("reading {}", common.fixture.display()))?;
+    let chunk_len = usize::try_from(args.bitrate / 8).context("bitrate")?;
+    let body = noise(chunk_len);
+    let mut bench = Bench {
+        api: Api::new(&server.base, Duration::from_secs(30))?,
+        tokens: Vec::new(),
+        header: first_chunk(&fixture, &body, chunk_len),
+        body,
+        server_pid: server.pid(),
+        args,
+    };
+
+    let counts = bench.args.recorders.clone();
+    let mut fixed: Vec<Vec<Step>> = Vec::new();
+    for &n in &counts {
+        let mut runs = Vec::new();
+        for run in 0..bench.args.runs {
+            let step = bench.step(n).await?;
+            eprintln!(
+                "load: {n} recorders, run {}: p50 {:.1} ms p99 {:.1} ms max {:.1} ms errors {}",
+                run + 1,
+                step.p(50.0),
+                step.p(99.0),
+                step.p(100.0),
+                step.errors
+            );
+            runs.push(step);
+        }
+        fixed.push(runs);
+    }
+    let search = if bench.args.search_max > 0 {
+        bench.search().await?
+    } else {
+        Vec::new()
+    };
+    server.stop().await;
+    print_report(&bench.args, &fixed, &search);
+    Ok(())
+}
+
+impl Bench {
+    async fn ensure_users(&mut self, recorders: usize) -> Result<()> {
+        let want = recorders.div_ceil(self.args.recorders_per_user.max(1));
+        while self.tokens.len() < want {
+            let name = format!("bench{}", self.tokens.len());
+            self.tokens.push(self.api.register(&name).await?);
+        }
+        Ok(())
+    }
+
+    /// Starts `n` lives, runs `n` recorders for the duration, verifies by HEAD, terminates.
+    async fn step(&mut self, n: usize) -> Result<Step> {
+        self.ensure_users(n).await?;
+        let per_user = self.args.recorders_per_user.max(1);
+        let gate = Arc::new(Semaphore::new(16));
+        let mut starts = JoinSet::new();
+        for i in 0..n {
+            let api = self.api.clone();
+            let token = self.tokens[i / per_user].clone();
+            let gate = gate.clone();
+            starts.spawn(async move {
+                let _permit = gate.acquire_owned().await?;
+                let live = api.start_live(&token, &format!("load {i}")).await?;
+                Ok::<_, anyhow::Error>((i, token, live))
+            });
+        }
+        let mut lives: Vec<(usize, String, Live)> = Vec::with_capacity(n);
+        while let Some(started) = starts.join_next().await {
+            lives.push(started??);
+        }
+        lives.sort_by_key(|(i, _, _)| *i);
+
+        let cpu_before = self.server_pid.and_then(proc_stat::cpu_seconds);
+        let began = Instant::now();
+        let mut recorders = JoinSet::new();
+        for (i, token, live) in &lives {
+            // Spread the recorders' seconds evenly: real ones never start in the same millisecond.
+            let start = began + Duration::from_secs_f64(*i as f64 / n as f64);
+            recorders.spawn(record(
+                self.api.clone(),
+                token.clone(),
+                live.upload_url.clone(),
+                start,
+                self.args.duration,
+                self.header.clone(),
+                self.body.clone(),
+            ));
+        }
+        let mut step = Step {
+            recorders: n,
+            latencies_ms: Vec::new(),
+            errors: 0,
+            first_error: None,
+            acked: 0,
+            durable: 0,
+            server_cpu: 0.0,
+        };
+        while let Some(outcome) = recorders.join_next().await {
+            let outcome = outcome?;
+            step.latencies_ms.extend(outcome.latencies_ms);
+            step.errors += outcome.errors;
+            step.acked += outcome.acked;
+            if step.first_error.is_none() {
+                step.first_error = outcome.first_error;
+            }
+        }
+        let elapsed = began.elapsed().as_secs_f64();
+        if let (Some(before), Some(after)) =
+            (cpu_before, self.server_pid.and_then(proc_stat::cpu_seconds))
+        {
+            step.server_cpu = (after - before) / elapsed;
+        }
+        stats::sort(&mut step.latencies_ms);
+        if let Some(err) = &step.first_error {
+            eprintln!("load: {n} recorders, first error: {err}");
+        }
+
+        // Bytes durable: what the server says it holds, after every recorder finished.
+        for (_, token, live) in &lives {
+            match self.api.head(token, &live.upload_url).await {
+                Ok(offset) => step.durable += offset,
+                Err(err) => {
+                    step.errors += 1;
+                    step.first_error.get_or_insert(err.to_string());
+                }
+            }
+        }
+        for (_, token, live) in &lives {
+            self.api.terminate(token, &live.upload_url).await?;
+        }
+        Ok(step)
+    }
+
+    /// Doubles N until p99 fails (bounded by `search_max`), then bisects a few times.
+    async fn search(&mut self) -> Result<Vec<Step>> {
+        let limit = self.args.search_p99_ms;
+        let mut steps = Vec::new();
+        let mut good = 0usize;
+        let mut bad = None;
+        let mut n = self.args.recorders.first().copied().unwrap_or(64).max(1);
+        while n <= self.args.search_max {
+            let step = self.step(n).await?;
+            eprintln!(
+                "load search: {n} recorders: p99 {:.1} ms, errors {}",
+                step.p(99.0),
+                step.errors
+            );
+            let ok = step.passes(limit);
+            steps.push(step);
+            if ok {
+                good = n;
+                n *= 2;
+            } else {
+                bad = Some(n);
+                break;
+            }
+        }
+        if let Some(mut high) = bad {
+            let mut low = good;
+            for _ in 0..self.args.search_refine {
+                let mid = (low + high) / 2;
+                if mid <= low || mid >= high {
+                    break;
+                }
+                let step = self.step(mid).await?;
+                eprintln!(
+                    "load search: {mid} recorders: p99 {:.1} ms, errors {}",
+                    step.p(99.0),
+                    step.errors
+                );
+                if step.passes(limit) {
+                    low = mid;
+                } else {
+                    high = mid;
+                }
+                steps.push(step);
+            }
+        }
+        Ok(steps)
+    }
+}
+
+/// One simulated recorder: a chunk becomes available every second and is PATCHed as soon as
+/// the previous PATCH was acknowledged (chunks queue up behind a slow one, as in the browser).
+async fn record(
+    api: Api,
+    token: String,
+    url: String,
+    start: Instant,
+    chunks: u32,
+    header: Bytes,
+    body: Bytes,
+) -> RecorderOutcome {
+    let mut outcome = RecorderOutcome::default();
+    let mut ticker = interval_at(start, Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut offset = 0u64;
+    for _ in 0..chunks {
+        ticker.tick().await;
+        let chunk = if offset == 0 {
+            header.clone()
+        } else {
+            body.clone()
+        };
+        let sent = Instant::now();
+        match api.patch(&token, &url, offset, chunk).await {
+            Ok(new_offset) => {
+                outcome
+                    .latencies_ms
+                    .push(sent.elapsed().as_secs_f64() * 1e3);
+                offset = new_offset;
+            }
+            Err(err) => {
+                outcome.errors += 1;
+                outcome.first_error.get_or_insert(format!("{err:#}"));
+                // Like the recorder: ask the server where to resume.
+                if let Ok(held) = api.head(&token, &url).await {
+                    offset = held;
+                }
+            }
+        }
+    }
+    outcome.acked = offset;
+    outcome
+}
+
+fn print_report(args: &LoadArgs, fixed: &[Vec<Step>], search: &[Step]) {
+    let chunk_kib = args.bitrate as f64 / 8.0 / 1024.0;
+    println!("## Load: simulated recorders\n");
+    println!(
+        "Each recorder owns a live (`POST /api/posts/live/`) and PATCHes a {chunk_kib:.0} KiB chunk \
+         every second ({:.1} Mbit/s) for {} s; the first chunk starts with a real Chromium WebM \
+         header. Recorders start spread evenly over the first second. Latency is from sending a \
+         PATCH to its `204` (the server fsyncs before answering). At the end every upload is \
+         checked with `HEAD` (`Upload-Offset`). {} recorders share a user. No baseline exists \
+         for this figure (the issue sets absolute goals); each cell is the median of {} runs \
+         with min–max.\n",
+        args.bitrate as f64 / 1e6,
+        args.duration,
+        args.recorders_per_user,
+        args.runs
+    );
+    println!("| recorders | PATCH ack p50 (ms) | p99 (ms) | max (ms) | errors | durable by HEAD / acknowledged | server CPU (cores) | goal |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for runs in fixed {
+        let Some(first) = runs.first() else { continue };
+        let n = first.recorders;
+        let col = |f: &dyn Fn(&Step) -> f64, d| cell(&runs.iter().map(f).collect::<Vec<_>>(), d);
+        let p99 = runs.iter().map(|s| s.p(99.0)).collect::<Vec<_>>();
+        let errors: u64 = runs.iter().map(|s| s.errors).sum();
+        let durable_ok = runs.iter().all(|s| s.durable == s.acked);
+        let durable: u64 = runs.iter().map(|s| s.durable).sum();
+        let acked: u64 = runs.iter().map(|s| s.acked).sum();
+        let goal = match n {
+            64 => {
+                let m = stats::Spread::of(&p99).map_or(f64::NAN, |s| s.median);
+                format!(
+                    "p99 < 50 ms: {}",
+                    if m < 50.0 { "**met**" } else { "**not met**" }
+                )
+            }
+            256 => format!(
+                "zero errors: {}",
+                if errors == 0 {
+                    "**met**"
+                } else {
+                    "**not met**"
+                }
+            ),
+            _ => "—".to_owned(),
+        };
+        println!(
+            "| {n} | {} | {} | {} | {} (all runs) | {:.1} / {:.1} MiB{} | {} | {goal} |",
+            col(&|s| s.p(50.0), 1),
+            col(&|s| s.p(99.0), 1),
+            col(&|s| s.p(100.0), 1),
+            errors,
+            durable as f64 / 1048576.0,
+            acked as f64 / 1048576.0,
+            if durable_ok { "" } else { " **mismatch**" },
+            col(&|s| s.server_cpu, 2),
+        );
+    }
+    if let Some(err) = fixed.iter().flatten().find_map(|s| s.first_error.clone()) {
+        println!("\nFirst error seen: `{}`", err.replace('`', "'"));
+    }
+    if search.is_empty() {
+        return;
+    }
+    println!(
+        "\n### Largest N with p99 < {} ms\n\nOne run per step: doubling, then {} bisection steps, \
+         at most {} recorders.\n",
+        args.search_p99_ms, args.search_refine, args.search_max
+    );
+    println!("| recorders | p50 (ms) | p99 (ms) | max (ms) | errors | server CPU (cores) | p99 < {} ms and no error |", args.search_p99_ms);
+    println!("|---|---|---|---|---|---|---|");
+    for s in search {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {} |",
+            s.recorders,
+            s.p(50.0),
+            s.p(99.0),
+            s.p(100.0),
+            s.errors,
+            s.server_cpu,
+            if s.passes(args.search_p99_ms) {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    let best = search
+        .iter()
+        .filter(|s| s.passes(args.search_p99_ms))
+        .map(|s| s.recorders)
+        .max();
+    let capped = search.iter().all(|s| s.passes(args.search_p99_ms));
+    match best {
+        Some(n) if capped => println!(
+            "\n**Largest N found: ≥ {n}** (every step passed; the search stops at --search-max {}).",
+            args.search_max
+        ),
+        Some(n) => println!("\n**Largest N found: {n}** (between it and the next failing step)."),
+        None => println!("\n**No N passed** (the first step already failed)."),
+    }
+}
