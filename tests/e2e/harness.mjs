@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { after, before } from "node:test";
 import { chromium } from "playwright-core";
 
 export const root = resolve(import.meta.dirname, "../..");
@@ -214,4 +215,22 @@ export async function eventually(check, { timeout = 30_000, interval = 250, what
     await new Promise((r) => setTimeout(r, interval));
   }
   throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+/**
+ * One server and one browser for a whole test file, started before its tests and stopped after.
+ * Read them as `env.server` and `env.browser` inside tests.
+ */
+export function serverAndBrowser(serverOptions) {
+  const env = {};
+  before(async () => {
+    env.server = new Server(serverOptions);
+    await env.server.start();
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.dispose();
+  });
+  return env;
 }

@@ -1,25 +1,15 @@
 // Issue 5: viewers watch a live while it records, chat, are counted, and replay it with its chat.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Server, eventually, goLive, launchBrowser, signUp, stopLive, uniqueName, waitForClock } from "./harness.mjs";
+import { eventually, goLive, serverAndBrowser, signUp, stopLive, uniqueName, waitForClock } from "./harness.mjs";
 
-let server;
-let browser;
-before(async () => {
-  server = new Server();
-  await server.start();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
 
 /** A signed-in person on their own browser context. */
 async function person(prefix) {
-  const context = await browser.newContext({ locale: "fr-FR" });
+  const context = await env.browser.newContext({ locale: "fr-FR" });
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   await signUp(page, uniqueName(prefix));
   return { context, page };
 }
@@ -34,7 +24,7 @@ test("two viewers watch a live, chat, are counted, and the replay shows the chat
   await waitForClock(broadcaster.page, "00:02");
   const liveId = await eventually(
     async () =>
-      (await server.api("GET", "/api/posts/?limit=5")).body.results.find(
+      (await env.server.api("GET", "/api/posts/?limit=5")).body.results.find(
         (p) => p.live_status === "live" && p.content === "Live avec chat",
       )?.id,
     { what: "the live in the feed" },
@@ -76,11 +66,11 @@ test("two viewers watch a live, chat, are counted, and the replay shows the chat
   assert.equal(stopped, liveId);
   for (const { page } of viewers) await page.getByTestId("live-ended").waitFor({ timeout: 15_000 });
 
-  const { body: post } = await server.api("GET", `/api/posts/${liveId}/`);
+  const { body: post } = await env.server.api("GET", `/api/posts/${liveId}/`);
   assert.equal(post.viewer_count, 2);
   assert.equal(post.peak_viewers, 2);
   assert.equal(post.chat_message_count, 2);
-  const { body: chat } = await server.api("GET", `/api/posts/${liveId}/chat/`);
+  const { body: chat } = await env.server.api("GET", `/api/posts/${liveId}/chat/`);
   assert.deepEqual(
     chat.results.map((m) => m.body),
     ["Bonjour tout le monde", "Salut Alice"],
@@ -90,9 +80,9 @@ test("two viewers watch a live, chat, are counted, and the replay shows the chat
   assert.ok(second < post.media_files[0].duration, "the second message lies within the recording");
 
   // The feed card carries the counts.
-  const visitor = await browser.newContext({ locale: "fr-FR" });
+  const visitor = await env.browser.newContext({ locale: "fr-FR" });
   const feed = await visitor.newPage();
-  await feed.goto(server.url);
+  await feed.goto(env.server.url);
   const stats = feed.locator(`[data-post-id="${liveId}"]`).getByTestId("stats");
   await stats.getByText("2 spectateurs").waitFor();
   assert.match(await stats.textContent(), /2 messages/);

@@ -1,24 +1,14 @@
 // The page on a phone screen (390×844): nothing overflows sideways, the controls stay reachable
 // by keyboard with labels, and screenshots of the feed and of a live land in tests/artifacts/.
-import { after, before, test } from "node:test";
+import { before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Server, goLive, launchBrowser, root, signUp, stopLive, uniqueName, waitForClock } from "./harness.mjs";
+import { goLive, root, serverAndBrowser, signUp, stopLive, uniqueName, waitForClock } from "./harness.mjs";
 
 const artifacts = join(root, "tests", "artifacts");
-let server;
-let browser;
-before(async () => {
-  mkdirSync(artifacts, { recursive: true });
-  server = new Server();
-  await server.start();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+before(() => mkdirSync(artifacts, { recursive: true }));
+const env = serverAndBrowser();
 
 async function assertNoSidewaysScroll(page, where) {
   const { scroll, width } = await page.evaluate(() => ({
@@ -29,7 +19,7 @@ async function assertNoSidewaysScroll(page, where) {
 }
 
 test("on a 390×844 phone the live and the feed fit the screen and work from the keyboard", async () => {
-  const context = await browser.newContext({
+  const context = await env.browser.newContext({
     locale: "fr-FR",
     viewport: { width: 390, height: 844 },
     deviceScaleFactor: 2,
@@ -37,7 +27,7 @@ test("on a 390×844 phone the live and the feed fit the screen and work from the
     hasTouch: true,
   });
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   await assertNoSidewaysScroll(page, "sign-up");
   await signUp(page, uniqueName("phone"));
 
@@ -63,9 +53,9 @@ test("on a 390×844 phone the live and the feed fit the screen and work from the
 });
 
 test("on a desktop screen the feed is a grid of playable recordings", async () => {
-  const context = await browser.newContext({ locale: "fr-FR", viewport: { width: 1280, height: 900 } });
+  const context = await env.browser.newContext({ locale: "fr-FR", viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   await page.locator('[data-testid="post"] video').first().waitFor();
   await page.waitForFunction(() => document.querySelector('[data-testid="post"] video')?.readyState >= 2);
   await assertNoSidewaysScroll(page, "desktop feed");

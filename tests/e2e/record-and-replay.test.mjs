@@ -1,37 +1,25 @@
 // Issue 2's slice: go live in a real browser, stop, leave, come back in a new context,
 // find the recording in the feed, play it, and check every byte made it.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   Server,
   captureAcknowledgedPatches,
-  launchBrowser,
   probeDuration,
+  serverAndBrowser,
   sha256,
   signUp,
   uniqueName,
   videoFrameMd5s,
 } from "./harness.mjs";
 
-let server;
-let browser;
-
-before(async () => {
-  server = new Server();
-  await server.start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.dispose();
-});
+const env = serverAndBrowser();
 
 test("a live recorded in the browser is in the feed after the tab is gone, plays, and is byte-exact", async () => {
-  const broadcaster = await browser.newContext({ locale: "fr-FR", timezoneId: "Europe/Paris" });
+  const broadcaster = await env.browser.newContext({ locale: "fr-FR", timezoneId: "Europe/Paris" });
   const page = await broadcaster.newPage();
   const network = captureAcknowledgedPatches(page);
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   await signUp(page, uniqueName());
 
   await page.getByLabel("Titre du live").fill("Mon premier live");
@@ -53,7 +41,7 @@ test("a live recorded in the browser is in the feed after the tab is gone, plays
   assert.match(recorderSha, /^[0-9a-f]{64}$/);
   assert.ok(sentBytes.length > 10_000, `only ${sentBytes.length} bytes were uploaded`);
   assert.equal(sha256(sentBytes), recorderSha, "the recorder's SHA-256 differs from the bytes it sent");
-  const { status, body: post } = await server.api("GET", `/api/posts/${liveId}/`);
+  const { status, body: post } = await env.server.api("GET", `/api/posts/${liveId}/`);
   assert.equal(status, 200);
   assert.equal(post.live_status, "ended");
   assert.equal(post.content, "Mon premier live");
@@ -67,7 +55,7 @@ test("a live recorded in the browser is in the feed after the tab is gone, plays
   assert.ok(media.duration > 2 && media.duration < 8, `duration ${media.duration}`);
 
   // The stored file decodes to the same frames as the bytes the browser produced.
-  const served = Buffer.from(await (await fetch(server.url + media.file_url)).arrayBuffer());
+  const served = Buffer.from(await (await fetch(env.server.url + media.file_url)).arrayBuffer());
   assert.equal(served.length, media.size);
   const ext = media.mime_type.startsWith("video/mp4") ? "mp4" : "webm";
   const rawFrames = videoFrameMd5s(sentBytes, `raw.${ext}`);
@@ -77,9 +65,9 @@ test("a live recorded in the browser is in the feed after the tab is gone, plays
   assert.ok(Math.abs(probed - media.duration) < 0.05, `ffprobe says ${probed} s, the Media ${media.duration} s`);
 
   // A new browser context: nothing of the broadcaster's tab is left.
-  const viewer = await browser.newContext({ locale: "fr-FR", timezoneId: "Europe/Paris" });
+  const viewer = await env.browser.newContext({ locale: "fr-FR", timezoneId: "Europe/Paris" });
   const feed = await viewer.newPage();
-  await feed.goto(server.url);
+  await feed.goto(env.server.url);
   const card = feed.locator(`[data-testid="post"][data-post-id="${liveId}"]`);
   await card.waitFor();
   await assert.doesNotReject(card.getByText("Mon premier live").waitFor());
@@ -130,23 +118,23 @@ test("a live recorded in the browser is in the feed after the tab is gone, plays
 });
 
 test("the page speaks English to a browser that prefers it", async () => {
-  const context = await browser.newContext({ locale: "en-US" });
+  const context = await env.browser.newContext({ locale: "en-US" });
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   await page.getByRole("heading", { name: "Sign up" }).waitFor();
   await page.getByRole("heading", { name: "Feed" }).waitFor();
   await context.close();
 });
 
 test("a person whose camera is refused is told so", async () => {
-  const context = await browser.newContext({ locale: "fr-FR" });
+  const context = await env.browser.newContext({ locale: "fr-FR" });
   // The fake-UI flag grants the camera to every page; this page refuses it as a person would.
   await context.addInitScript(() => {
     navigator.mediaDevices.getUserMedia = () =>
       Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
   });
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   await signUp(page, uniqueName("denied"));
   await page.getByRole("button", { name: "Passer en direct" }).click();
   const alert = page.getByRole("alert");
@@ -158,7 +146,7 @@ test("a person whose camera is refused is told so", async () => {
 test("a person is told when the server cannot be reached", async () => {
   const lonely = new Server();
   await lonely.start();
-  const context = await browser.newContext({ locale: "fr-FR" });
+  const context = await env.browser.newContext({ locale: "fr-FR" });
   const page = await context.newPage();
   await page.goto(lonely.url);
   await page.locator('input[name="username"]').waitFor();

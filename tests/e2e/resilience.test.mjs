@@ -39,15 +39,21 @@ async function assertStoredExactly(server, liveId, acknowledged, recorderSha) {
   return { post, media };
 }
 
-test("a 4 s network cut in the middle of a 10 s live loses nothing", async () => {
-  const server = new Server();
+/** A fresh server and a signed-in broadcaster whose acknowledged uploads are captured, live on `title`. */
+async function broadcast(title, serverOptions) {
+  const server = new Server(serverOptions);
   await server.start();
   const context = await browser.newContext({ locale: "fr-FR" });
   const network = captureAcknowledgedPatches(context);
   const page = await context.newPage();
   await page.goto(server.url);
-  await signUp(page, uniqueName("offline"));
-  await goLive(page, "Coupure réseau");
+  await signUp(page, uniqueName("resilience"));
+  await goLive(page, title);
+  return { server, context, network, page };
+}
+
+test("a 4 s network cut in the middle of a 10 s live loses nothing", async () => {
+  const { server, context, network, page } = await broadcast("Coupure réseau");
   await waitForClock(page, "00:03");
   await context.setOffline(true);
   await waitForClock(page, "00:07");
@@ -61,14 +67,7 @@ test("a 4 s network cut in the middle of a 10 s live loses nothing", async () =>
 });
 
 test("the server killed with SIGKILL and restarted during a live loses nothing", async () => {
-  const server = new Server();
-  await server.start();
-  const context = await browser.newContext({ locale: "fr-FR" });
-  const network = captureAcknowledgedPatches(context);
-  const page = await context.newPage();
-  await page.goto(server.url);
-  await signUp(page, uniqueName("crash"));
-  await goLive(page, "Crash serveur");
+  const { server, context, network, page } = await broadcast("Crash serveur");
   await waitForClock(page, "00:02");
   await server.kill();
   await new Promise((r) => setTimeout(r, 1500));
@@ -81,14 +80,7 @@ test("the server killed with SIGKILL and restarted during a live loses nothing",
 });
 
 test("a page closed without a stop becomes an interrupted recording in the feed", async () => {
-  const server = new Server({ args: ["--interrupt-after", "4"] });
-  await server.start();
-  const context = await browser.newContext({ locale: "fr-FR" });
-  const network = captureAcknowledgedPatches(context);
-  const page = await context.newPage();
-  await page.goto(server.url);
-  await signUp(page, uniqueName("gone"));
-  await goLive(page, "Onglet fermé");
+  const { server, context, network, page } = await broadcast("Onglet fermé", { args: ["--interrupt-after", "4"] });
   await waitForClock(page, "00:05");
   const liveId = await eventually(
     async () => (await server.api("GET", "/api/posts/?limit=1")).body.results.find((p) => p.live_status === "live")?.id,
@@ -125,14 +117,7 @@ test("a page closed without a stop becomes an interrupted recording in the feed"
 });
 
 test("a tab closed while offline resumes from its local journal when the page is opened again", async () => {
-  const server = new Server();
-  await server.start();
-  const context = await browser.newContext({ locale: "fr-FR" });
-  const network = captureAcknowledgedPatches(context);
-  const page = await context.newPage();
-  await page.goto(server.url);
-  await signUp(page, uniqueName("journal"));
-  await goLive(page, "Journal local");
+  const { server, context, network, page } = await broadcast("Journal local");
   await waitForClock(page, "00:01");
   await context.setOffline(true);
   await waitForClock(page, "00:04");
