@@ -36,7 +36,7 @@ export interface RecorderOptions {
   journal?: "auto" | "opfs" | "indexeddb" | "off";
   onStateChange?: (state: RecorderState) => void;
   onProgress?: (p: RecorderProgress) => void;
-  /** Non-fatal (retrying) and fatal errors. */
+  /** Non-fatal errors (retrying, no journal, no poster: `fatal: false`) and the fatal one. */
   onError?: (e: RecorderErrorInfo) => void;
 }
 export interface RecorderProgress {

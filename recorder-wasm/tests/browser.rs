@@ -530,6 +530,32 @@ async fn a_poster_upload_that_failed_is_retried_at_stop_before_the_live_is_stopp
 }
 
 #[wasm_bindgen_test]
+async fn a_live_stopped_within_its_first_second_still_gets_its_poster_before_the_stop() {
+    let _serial = serial().await;
+    let live = prepare_live(TOKEN, |_| {}).await;
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    } = live;
+    TimeoutFuture::new(300).await;
+    JsFuture::from(recorder.stop()).await.expect("stopped");
+    let (poster, after_stop) = poster_of(&server, 1).expect("a poster despite the early stop");
+    assert_eq!(poster[..3], JPEG_MAGIC);
+    assert!(!after_stop, "taken and sent before the stop request");
+    assert_eq!(number(&server, "posterAttempts"), 1.0);
+    assert!(
+        observed.errors.borrow().is_empty(),
+        "{:?}",
+        observed.errors.borrow()
+    );
+    stop_tracks(&stream);
+    uninstall_fake_server(&server);
+}
+
+#[wasm_bindgen_test]
 async fn a_poster_the_server_keeps_refusing_never_fails_the_stop() {
     let _serial = serial().await;
     let live = prepare_live(TOKEN, |_| {}).await;
