@@ -64,6 +64,9 @@ pub enum ApiError {
     /// 423: another request is writing this upload right now.
     #[error("another request is writing this upload")]
     Locked,
+    /// 429: too many requests of this kind; retry after the given number of seconds.
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
     /// 460 (tus checksum extension): the chunk does not match its `Upload-Checksum`.
     #[error("the chunk does not match its Upload-Checksum; it was discarded")]
     ChecksumMismatch,
@@ -116,6 +119,7 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Locked => StatusCode::LOCKED,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             // 460 is always in range, so this cannot fail.
             Self::ChecksumMismatch => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -137,6 +141,7 @@ impl ApiError {
             Self::TooLarge(_) => "too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Locked => "locked",
+            Self::RateLimited(_) => "rate_limited",
             Self::ChecksumMismatch => "checksum_mismatch",
             Self::Internal(_) => "internal",
         }
@@ -160,6 +165,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert("tus-version", HeaderValue::from_static("1.0.0"));
+        }
+        if let Self::RateLimited(seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if matches!(self, Self::Unauthenticated | Self::InvalidCredentials) {
             response
@@ -232,6 +242,7 @@ mod tests {
                 "unsupported_media_type",
             ),
             (ApiError::Locked, 423, "locked"),
+            (ApiError::RateLimited(3), 429, "rate_limited"),
             (ApiError::ChecksumMismatch, 460, "checksum_mismatch"),
             (
                 ApiError::Internal(anyhow::anyhow!("db down")),

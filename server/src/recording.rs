@@ -252,6 +252,7 @@ pub async fn finalize_live(
             return Err(err.context("recording a live's media").into());
         }
     };
+    crate::live::announce_end(state, post.id).await;
     let mut done = vec![upload.id.clone()];
     done.extend(others);
     delete_upload_files(state, done).await;
@@ -264,6 +265,7 @@ async fn end_without_media(state: &AppState, post_id: i64, ending: Ending) -> Re
     db::posts::finish_live(&mut *tx, post_id, ending.live_status(), now_millis()).await?;
     let closed = db::uploads::close_for_post(&mut *tx, post_id, "finalized").await?;
     tx.commit().await?;
+    crate::live::announce_end(state, post_id).await;
     delete_upload_files(state, closed).await;
     Ok(())
 }
@@ -332,6 +334,7 @@ pub async fn interrupt(state: &AppState, post_id: i64, cutoff: i64) -> Result<()
             db::posts::finish_live(&mut *tx, post_id, "interrupted", now_millis()).await?;
             db::uploads::close_for_post(&mut *tx, post_id, "failed").await?;
             tx.commit().await?;
+            crate::live::announce_end(state, post_id).await;
             Ok(())
         }
     }

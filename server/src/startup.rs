@@ -11,11 +11,18 @@ use tower_http::normalize_path::NormalizePathLayer;
 use crate::{
     config::Config,
     db,
+    live::hub::Hub,
     locks::Locks,
+    rate_limit::RateLimiter,
     routes,
     state::{AppState, Settings},
     storage, sweeper,
 };
+
+/// Chat messages a user may send per [`CHAT_WINDOW`].
+const CHAT_MESSAGES: usize = 5;
+/// The chat rate limit's window.
+const CHAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A built server: bound, migrated, not yet serving.
 pub struct Application {
@@ -36,6 +43,8 @@ impl Application {
             db,
             storage: Arc::from(storage),
             locks: Arc::new(Locks::default()),
+            hub: Arc::new(Hub::default()),
+            chat_limiter: Arc::new(RateLimiter::new(CHAT_MESSAGES, CHAT_WINDOW)),
             settings: Arc::new(Settings {
                 max_upload_size: config.max_upload_size.bytes(),
                 max_patch_size: config.max_patch_size.bytes(),

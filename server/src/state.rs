@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use sqlx::SqlitePool;
 
-use crate::{locks::Locks, storage::Storage};
+use crate::{live::hub::Hub, locks::Locks, rate_limit::RateLimiter, storage::Storage};
 
 /// Limits and windows handlers need, copied from the configuration at start.
 #[derive(Debug, Clone)]
@@ -30,6 +30,10 @@ pub struct AppState {
     pub locks: Arc<Locks>,
     /// Limits and windows.
     pub settings: Arc<Settings>,
+    /// The rooms of lives in progress: viewers, chat, stream progress.
+    pub hub: Arc<Hub>,
+    /// Chat messages per user.
+    pub chat_limiter: Arc<RateLimiter>,
 }
 
 impl AppState {

@@ -350,6 +350,8 @@ pub async fn append(
         rollback_to(state, &upload.id, start).await;
         return Err(err.into());
     }
+    // Still under the upload's lock: the live cannot have ended since.
+    crate::live::committed(state, upload.row.post_id, &upload.id, new_offset).await;
     Ok((new_offset, expires_at))
 }
 

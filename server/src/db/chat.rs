@@ -37,3 +37,62 @@ pub async fn for_post(
     .fetch_all(db)
     .await
 }
+
+/// Counts a new message of a live that is still live, returning the time its offsets are
+/// measured from (the recording's start, else the live's); `None` when it is not live.
+pub async fn count_live_message(
+    db: impl SqliteExecutor<'_>,
+    post_id: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE posts SET chat_message_count = chat_message_count + 1
+         WHERE id = ? AND live_status = 'live'
+         RETURNING COALESCE(recording_started_at, started_at, created_at)",
+    )
+    .bind(post_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Inserts a message; returns its id.
+pub async fn insert(
+    db: impl SqliteExecutor<'_>,
+    post_id: i64,
+    author_id: i64,
+    body: &str,
+    offset_secs: f64,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO chat_messages (post_id, author_id, body, offset_secs, created_at)
+         VALUES (?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(post_id)
+    .bind(author_id)
+    .bind(body)
+    .bind(offset_secs)
+    .bind(now)
+    .fetch_one(db)
+    .await
+}
+
+/// The latest `limit` messages of a post, oldest first (what a joining viewer is shown).
+pub async fn latest(
+    db: impl SqliteExecutor<'_>,
+    post_id: i64,
+    limit: i64,
+) -> Result<Vec<ChatRow>, sqlx::Error> {
+    let mut rows: Vec<ChatRow> = sqlx::query_as(
+        "SELECT chat_messages.id, chat_messages.post_id, chat_messages.author_id,
+            users.username AS author_username, chat_messages.body, chat_messages.offset_secs,
+            chat_messages.created_at
+         FROM chat_messages JOIN users ON users.id = chat_messages.author_id
+         WHERE chat_messages.post_id = ? ORDER BY chat_messages.id DESC LIMIT ?",
+    )
+    .bind(post_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.reverse();
+    Ok(rows)
+}

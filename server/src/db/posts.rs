@@ -29,11 +29,16 @@ pub struct PostRow {
     pub chat_message_count: i64,
     /// Creation time (Unix ms).
     pub created_at: i64,
+    /// When the recording's media time 0 happened (Unix ms), once bytes arrived.
+    pub recording_started_at: Option<i64>,
+    /// A poster uploaded during the live, not yet moved to its Media.
+    pub poster_key: Option<String>,
 }
 
 const SELECT_POST: &str = "SELECT posts.id, posts.author_id, users.username AS author_username,
     posts.content, posts.is_live, posts.live_status, posts.started_at, posts.ended_at,
-    posts.viewer_count, posts.peak_viewers, posts.chat_message_count, posts.created_at
+    posts.viewer_count, posts.peak_viewers, posts.chat_message_count, posts.created_at,
+    posts.recording_started_at, posts.poster_key
     FROM posts JOIN users ON users.id = posts.author_id";
 
 /// Creates a post for a live that starts now.
@@ -112,4 +117,60 @@ pub async fn silent_lives(
     .bind(cutoff)
     .fetch_all(db)
     .await
+}
+
+/// Dates the recording's media time 0, once: the first estimate is kept.
+pub async fn set_recording_start(
+    db: impl SqliteExecutor<'_>,
+    id: i64,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE posts SET recording_started_at = ? WHERE id = ? AND recording_started_at IS NULL",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records a viewer of a live; returns whether it is a new distinct viewer.
+pub async fn add_viewer(
+    tx: &mut sqlx::SqliteConnection,
+    id: i64,
+    viewer_id: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let added = sqlx::query(
+        "INSERT OR IGNORE INTO live_viewers (post_id, viewer_id, first_seen_at) VALUES (?, ?, ?)",
+    )
+    .bind(id)
+    .bind(viewer_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if added {
+        sqlx::query("UPDATE posts SET viewer_count = viewer_count + 1 WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(added)
+}
+
+/// Raises the peak of a live's viewers (never lowers it).
+pub async fn raise_peak(
+    db: impl SqliteExecutor<'_>,
+    id: i64,
+    peak: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE posts SET peak_viewers = MAX(peak_viewers, ?) WHERE id = ?")
+        .bind(peak)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
 }

@@ -7,6 +7,7 @@ mod lives;
 mod media;
 mod openapi;
 mod posts;
+mod room;
 mod uploads;
 
 use std::{path::Path, time::Duration};
@@ -42,6 +43,7 @@ pub fn router(state: AppState, www_dir: &Path, cors_origins: &[String]) -> anyho
         .merge(auth::router())
         .merge(lives::router())
         .merge(posts::router())
+        .merge(room::router())
         .merge(uploads::router())
         .merge(openapi::router())
         .fallback(api_not_found)

@@ -130,6 +130,11 @@ impl Storage for LocalStorage {
         Ok(Box::new(LocalUploadWriter { file, path }))
     }
 
+    fn open_upload(&self, id: &UploadId) -> Result<File, StorageError> {
+        let path = self.upload_path(id);
+        File::open(&path).map_err(io_err(|| format!("opening {}", path.display())))
+    }
+
     fn upload_path(&self, id: &UploadId) -> PathBuf {
         self.uploads.join(format!("{id}.part"))
     }

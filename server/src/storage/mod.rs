@@ -5,7 +5,7 @@
 
 mod local;
 
-use std::{io, path::PathBuf};
+use std::{fs::File, io, path::PathBuf};
 
 pub use local::LocalStorage;
 
@@ -49,6 +49,8 @@ pub trait Storage: Send + Sync + 'static {
         id: &UploadId,
         offset: u64,
     ) -> Result<Box<dyn UploadWriter>, StorageError>;
+    /// Opens an upload's file for reading; only bytes below the committed offset are meaningful.
+    fn open_upload(&self, id: &UploadId) -> Result<File, StorageError>;
     /// The local file holding an upload's bytes, for hashing and finalizing.
     fn upload_path(&self, id: &UploadId) -> PathBuf;
     /// Deletes an upload's file; a missing file is not an error.

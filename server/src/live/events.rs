@@ -1,0 +1,150 @@
+//! A viewer's Server-Sent Events: `viewers`, `chat` and `ended`.
+
+use std::{collections::VecDeque, convert::Infallible, sync::Arc};
+
+use axum::response::sse::Event;
+use futures_util::{stream, Stream};
+use serde::Serialize;
+use tokio::sync::broadcast::{error::RecvError, Receiver};
+
+use super::hub::{Joined, LiveEvent, Room, Seat, ViewerCounts};
+use crate::{
+    db,
+    domain::{now_millis, ViewerId},
+    error::ApiError,
+    state::AppState,
+    views::{self, ChatMessageView, PostView},
+};
+
+/// Chat messages a joining viewer receives from before it joined.
+const RECENT_CHAT: i64 = 50;
+
+fn json_event<T: Serialize>(name: &'static str, data: &T) -> Event {
+    let data = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
+    Event::default().event(name).data(data)
+}
+
+fn ended_event(post: &PostView) -> Event {
+    json_event("ended", post)
+}
+
+fn viewers_event(counts: ViewerCounts) -> Event {
+    json_event("viewers", &counts)
+}
+
+fn chat_event(message: &ChatMessageView) -> Event {
+    json_event("chat", message)
+}
+
+/// An open connection: queued events first, then the room's, until `ended`.
+struct Feed {
+    queue: VecDeque<Event>,
+    events: Option<Receiver<LiveEvent>>,
+    room: Option<Arc<Room>>,
+    /// Held for the connection's lifetime; dropping the stream (client gone) leaves the room.
+    _seat: Option<Seat>,
+}
+
+impl Feed {
+    fn ended(post: &PostView) -> Self {
+        Self {
+            queue: VecDeque::from([ended_event(post)]),
+            events: None,
+            room: None,
+            _seat: None,
+        }
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        if let Some(event) = self.queue.pop_front() {
+            return Some(event);
+        }
+        let events = self.events.as_mut()?;
+        let event = match events.recv().await {
+            Ok(LiveEvent::Viewers(counts)) => viewers_event(counts),
+            Ok(LiveEvent::Chat(message)) => chat_event(&message),
+            Ok(LiveEvent::Ended(post)) => {
+                self.events = None;
+                ended_event(&post)
+            }
+            // Too slow to follow: skip what was missed, but show the counts as they are now.
+            Err(RecvError::Lagged(_)) => viewers_event(self.room.as_ref()?.counts()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some(event)
+    }
+
+    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+        stream::unfold(self, |mut feed| async move {
+            let event = feed.next().await?;
+            Some((Ok(event), feed))
+        })
+    }
+}
+
+/// Opens the events of live `post_id` for `viewer` (`None`: the broadcaster, not counted).
+pub async fn open(
+    state: &AppState,
+    post_id: i64,
+    viewer: Option<ViewerId>,
+) -> Result<impl Stream<Item = Result<Event, Infallible>> + Send, ApiError> {
+    let post = db::posts::get(&state.db, post_id)
+        .await?
+        .filter(|post| post.is_live)
+        .ok_or(ApiError::NotFound)?;
+    if post.live_status.as_deref() != Some("live") {
+        let view = views::post(&state.db, post_id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        return Ok(Feed::ended(&view).into_stream());
+    }
+    let room = state.hub.room(post_id);
+    room.remember_peak(u64::try_from(post.peak_viewers).unwrap_or(0));
+    let (counts, new_peak, events, seat) = match room.join(viewer.clone()) {
+        Joined::Watching {
+            counts,
+            new_peak,
+            events,
+            seat,
+        } => (counts, new_peak, events, seat),
+        Joined::Ended(post) => return Ok(Feed::ended(&post).into_stream()),
+    };
+    record_viewer(state, post_id, viewer.as_ref(), new_peak.then_some(counts)).await?;
+    // The live may have ended between the first read and joining a room created meanwhile.
+    let still_live = db::posts::get(&state.db, post_id)
+        .await?
+        .is_some_and(|post| post.live_status.as_deref() == Some("live"));
+    if !still_live {
+        super::announce_end(state, post_id).await;
+    }
+    let mut queue = VecDeque::from([viewers_event(counts)]);
+    for message in db::chat::latest(&state.db, post_id, RECENT_CHAT).await? {
+        queue.push_back(chat_event(&message.into()));
+    }
+    Ok(Feed {
+        queue,
+        events: Some(events),
+        room: Some(room),
+        _seat: Some(seat),
+    }
+    .into_stream())
+}
+
+/// Persists a distinct viewer and a new peak, so the Post shows them during the live too.
+async fn record_viewer(
+    state: &AppState,
+    post_id: i64,
+    viewer: Option<&ViewerId>,
+    new_peak: Option<ViewerCounts>,
+) -> Result<(), ApiError> {
+    let mut tx = state.db.begin().await?;
+    if let Some(viewer) = viewer {
+        db::posts::add_viewer(&mut tx, post_id, viewer.as_str(), now_millis()).await?;
+    }
+    if let Some(counts) = new_peak {
+        let peak = i64::try_from(counts.peak_viewers).unwrap_or(i64::MAX);
+        db::posts::raise_peak(&mut *tx, post_id, peak).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
