@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import { tmpdir } from "node:os";
 import { extname, join, normalize } from "node:path";
 import { gzipSync } from "node:zlib";
-import { Server, launchBrowser, root, uniqueName } from "./harness.mjs";
+import { root, serverAndBrowser, uniqueName } from "./harness.mjs";
 
 const pkgDir = join(root, "recorder-wasm", "pkg");
 const wwwModules = join(root, "www", "node_modules");
@@ -195,29 +195,22 @@ async function servePage() {
 }
 
 describe("a plain page", () => {
+  // The page's origin is known once it listens; the server (started next) must allow it.
+  const serverOptions = { args: [] };
   let page;
-  let server;
-  let browser;
-
   before(async () => {
     page = await servePage();
-    server = new Server({ args: ["--cors-origin", page.origin] });
-    await server.start();
-    browser = await launchBrowser();
+    serverOptions.args.push("--cors-origin", page.origin);
   });
-
-  after(async () => {
-    await browser?.close();
-    await server?.dispose();
-    await new Promise((resolve) => page?.http.close(resolve));
-  });
+  const env = serverAndBrowser(serverOptions);
+  after(() => new Promise((resolve) => (page ? page.http.close(resolve) : resolve())));
 
   test("a plain <script type=module> page records a live with the package against the real server", async () => {
-    const { status, body } = await server.api("POST", "/api/auth/register", {
+    const { status, body } = await env.server.api("POST", "/api/auth/register", {
       json: { username: uniqueName("pkg"), password: "correct horse battery" },
     });
     assert.equal(status, 201);
-    const context = await browser.newContext();
+    const context = await env.browser.newContext();
     const tab = await context.newPage();
     const problems = [];
     const refused = [];
@@ -231,7 +224,7 @@ describe("a plain page", () => {
     await tab.waitForFunction(() => document.body.dataset.ready === "yes");
 
     const result = await tab.evaluate((args) => window.recordLive(args), {
-      apiBase: server.url,
+      apiBase: env.server.url,
       token: body.token,
       title: "Plain page live",
       ms: 2_500,
@@ -259,7 +252,7 @@ describe("a plain page", () => {
     assert.equal(page.hits.get("/recorder/recorder_wasm_bg.wasm"), 1, "the wasm module is fetched once");
     assert.deepEqual(problems, [], "the page logged no error");
 
-    const { status: postStatus, body: post } = await server.api("GET", `/api/posts/${result.videoData.live_id}/`);
+    const { status: postStatus, body: post } = await env.server.api("GET", `/api/posts/${result.videoData.live_id}/`);
     assert.equal(postStatus, 200);
     assert.equal(post.live_status, "ended");
     assert.equal(post.content, "Plain page live");
