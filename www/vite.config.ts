@@ -11,8 +11,6 @@ export default defineConfig({
     alias: [
       { find: /^@livekeep\/recorder\/react$/, replacement: pkg("react.js") },
       { find: /^@livekeep\/recorder$/, replacement: pkg("index.js") },
-      // The name the page used before the package; kept until every import says @livekeep/recorder.
-      { find: /^livekeep-recorder$/, replacement: pkg("index.js") },
     ],
     // The hook lives outside www: its `import "react"` must find www's one copy of React.
     dedupe: ["react", "react-dom"],

@@ -44,6 +44,8 @@ export interface LiveRecorderControls {
   warning: RecorderErrorInfo | undefined;
   /** What the server confirmed at the stop, once `state` is "saved". */
   videoData: VideoData | undefined;
+  /** The live (its Post id) once `start` created it, e.g. to follow its viewers and chat. */
+  liveId: number | undefined;
   /** Creates the live and starts recording `stream`; rejects with the error also put in `error`. */
   start(stream: MediaStream, title?: string): Promise<void>;
   /** Pauses (the pause is not counted in the duration). */
@@ -82,6 +84,7 @@ export function useLiveRecorder(options: UseLiveRecorderOptions): LiveRecorderCo
   const [error, setError] = useState<RecorderFailure | undefined>();
   const [warning, setWarning] = useState<RecorderErrorInfo | undefined>();
   const [videoData, setVideoData] = useState<VideoData | undefined>();
+  const [liveId, setLiveId] = useState<number | undefined>();
   const recorder = useRef<LiveRecorder | undefined>(undefined);
   const stream = useRef<MediaStream | undefined>(undefined);
   // The latest options, so the callbacks below stay stable across renders.
@@ -104,6 +107,7 @@ export function useLiveRecorder(options: UseLiveRecorderOptions): LiveRecorderCo
       setError(undefined);
       setWarning(undefined);
       setVideoData(undefined);
+      setLiveId(undefined);
       setProgress(undefined);
       setDuration(0);
       setState("starting");
@@ -134,6 +138,7 @@ export function useLiveRecorder(options: UseLiveRecorderOptions): LiveRecorderCo
         });
         recorder.current = rec;
         await rec.start(media);
+        if (recorder.current === rec) setLiveId(rec.liveId);
       } catch (e) {
         const failure = asFailure(e);
         if (!rec || recorder.current === rec) {
@@ -202,6 +207,7 @@ export function useLiveRecorder(options: UseLiveRecorderOptions): LiveRecorderCo
     error,
     warning,
     videoData,
+    liveId,
     start,
     pause,
     resume,

@@ -1,8 +1,10 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
-import { LiveRecorder, type VideoData } from "livekeep-recorder";
+import { pickMimeType, type VideoData } from "@livekeep/recorder";
+import { resumePendingRecordings, useLiveRecorder } from "@livekeep/recorder/react";
 import { errorMessage, locale, t } from "./i18n";
 import { formatBytes, formatDuration } from "./format";
-import { loadRecorder, resumePendingRecordings, useLiveRecorder } from "./useLiveRecorder";
+import { ChatPanel } from "./ChatPanel";
+import { useLiveEvents } from "./useLiveEvents";
 import type { Session } from "./api";
 
 /** Maps getUserMedia's DOMException names to our error codes. */
@@ -18,38 +20,34 @@ function isConnectionTrouble(code: string): boolean {
   return code === "network" || code === "timeout" || /^http_5\d\d$/.test(code);
 }
 
-/** Camera preview, title, and the live's controls: go live, pause, resume, stop. */
-export function GoLive({
-  session,
-  onSaved,
-  onStarted,
-}: {
+interface GoLiveProps {
   session: Session;
-  onSaved: (data: VideoData) => void;
   onStarted: () => void;
-}) {
+  onSaved: (data: VideoData) => void;
+}
+
+/** Camera preview, title, and the live's controls: go live, pause, resume, stop; its viewers and chat. */
+export function GoLive({ session, onStarted, onSaved }: GoLiveProps) {
   const recorder = useLiveRecorder({ token: session.token });
   const [title, setTitle] = useState("");
   const [stream, setStream] = useState<MediaStream | undefined>();
   const [problem, setProblem] = useState<string | undefined>();
-  const [elapsed, setElapsed] = useState(0);
-  const [saved, setSaved] = useState<VideoData | undefined>();
   const [recovered, setRecovered] = useState(0);
   const preview = useRef<HTMLVideoElement>(null);
 
-  const { state, progress } = recorder;
+  const { state } = recorder;
   const active = state === "starting" || state === "recording" || state === "paused" || state === "stopping";
+  const onAir = state === "recording" || state === "paused" || state === "stopping";
+  const room = useLiveEvents(onAir ? recorder.liveId : undefined, true);
 
   useEffect(() => {
     if (preview.current) preview.current.srcObject = stream ?? null;
   }, [stream]);
 
-  // A smooth clock: the recorder's duration excludes pauses, progress events come once per chunk.
+  // The hook turns the camera off once the live is saved or failed; drop the preview then too.
   useEffect(() => {
-    if (state !== "recording" && state !== "paused") return;
-    const timer = setInterval(() => setElapsed(recorder.duration()), 250);
-    return () => clearInterval(timer);
-  }, [state, recorder.duration]);
+    if (state === "saved" || state === "failed") setStream(undefined);
+  }, [state]);
 
   // Recordings left behind by a closed tab are finished as soon as their owner comes back.
   useEffect(() => {
@@ -63,23 +61,17 @@ export function GoLive({
       .catch(() => undefined);
   }, [session.token, onSaved]);
 
-  function release() {
-    stream?.getTracks().forEach((track) => track.stop());
-    setStream(undefined);
-  }
-
   async function goLive(event: FormEvent) {
     event.preventDefault();
     setProblem(undefined);
-    setSaved(undefined);
-    setElapsed(0);
+    let mime: string | undefined;
     try {
-      await loadRecorder();
+      mime = await pickMimeType();
     } catch {
       setProblem(errorMessage("generic"));
       return;
     }
-    if (!LiveRecorder.pickMimeType()) {
+    if (!mime) {
       setProblem(errorMessage("no_supported_format"));
       return;
     }
@@ -95,7 +87,6 @@ export function GoLive({
       await recorder.start(media, title.trim() || t.goLiveHeading);
       onStarted();
     } catch (e) {
-      media.getTracks().forEach((track) => track.stop());
       setStream(undefined);
       const code = (e as { code?: string }).code;
       setProblem(errorMessage(code === "network" ? "unreachable" : code, (e as Error).message));
@@ -104,28 +95,35 @@ export function GoLive({
 
   async function stop() {
     try {
-      const data = await recorder.stop();
-      setSaved(data);
-      onSaved(data);
+      onSaved(await recorder.stop());
     } catch (e) {
       setProblem(errorMessage((e as { code?: string }).code, (e as Error).message));
-    } finally {
-      release();
     }
   }
 
-  const uploaded = progress?.uploadedBytes ?? 0;
-  const recorded = progress?.bytesRecorded ?? 0;
+  const { uploadedBytes: uploaded, bytesRecorded: recorded, videoData: saved } = recorder;
 
   return (
     <section className="panel golive" aria-labelledby="golive-heading">
       <h2 id="golive-heading">{t.goLiveHeading}</h2>
-      <div className="preview">
-        <video ref={preview} muted autoPlay playsInline aria-label={t.goLiveHeading} />
-        {(state === "recording" || state === "paused") && (
-          <span className={`badge ${state === "recording" ? "pulse" : ""}`}>
-            {state === "recording" ? t.liveNow : t.paused}
-          </span>
+      <div className={onAir && recorder.liveId !== undefined ? "watch" : undefined}>
+        <div className="player">
+          <div className="preview">
+            <video ref={preview} muted autoPlay playsInline aria-label={t.goLiveHeading} />
+            {(state === "recording" || state === "paused") && (
+              <span className={`badge ${state === "recording" ? "pulse" : ""}`}>
+                {state === "recording" ? t.liveNow : t.paused}
+              </span>
+            )}
+          </div>
+          {onAir && (
+            <p className="stats" data-testid="broadcaster-viewers">
+              👥 {t.viewers(room.counts?.viewers ?? 0)}
+            </p>
+          )}
+        </div>
+        {onAir && recorder.liveId !== undefined && (
+          <ChatPanel messages={room.messages} send={{ liveId: recorder.liveId, token: session.token }} />
         )}
       </div>
       {!active ? (
@@ -148,7 +146,7 @@ export function GoLive({
       ) : (
         <div className="row controls">
           <span className="clock" data-testid="clock" aria-live="off">
-            {formatDuration(elapsed)}
+            {formatDuration(recorder.duration)}
           </span>
           <span className="bytes" data-testid="bytes">
             {formatBytes(recorded, locale)} {t.recorded} · {formatBytes(uploaded, locale)} {t.uploaded}
@@ -181,7 +179,7 @@ export function GoLive({
           {problem ?? errorMessage(recorder.error?.code, recorder.error?.message)}
         </p>
       )}
-      {saved && (
+      {state === "saved" && saved && (
         <p className="toast" role="status" data-testid="saved" data-live-id={saved.live_id} data-sha256={saved.sha256}>
           {t.saved}
         </p>
