@@ -7,4 +7,5 @@ mod helpers;
 mod interrupted;
 mod lives;
 mod media;
+mod room;
 mod uploads;

@@ -1,0 +1,413 @@
+//! The live room: viewers, chat and its offsets, `ended`, the progressive stream.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{
+    cluster_starts, error_code, fixture, mp4_fixture, spawn_app, TestApp, EVENT_WAIT,
+};
+
+const ALICE: &str = "viewer_id=alice-0001";
+const BOB: &str = "viewer_id=bob-00002";
+const HOST: &str = "viewer_id=host-00001&as=broadcaster";
+
+fn viewers(counts: &Value) -> (i64, i64) {
+    (
+        counts["viewers"].as_i64().unwrap(),
+        counts["peak_viewers"].as_i64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_viewer_counts_once_however_many_connections_and_the_broadcaster_not_at_all() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let live = app.start_live(&host, "counted").await;
+
+    let mut studio = app.events(live.id, HOST).await;
+    assert_eq!(viewers(&studio.expect("viewers").await), (0, 0));
+    let mut alice = app.events(live.id, ALICE).await;
+    assert_eq!(viewers(&alice.expect("viewers").await), (1, 1));
+    assert_eq!(viewers(&studio.expect("viewers").await), (1, 1));
+    let mut alice_again = app.events(live.id, ALICE).await;
+    assert_eq!(viewers(&alice_again.expect("viewers").await), (1, 1));
+    let mut bob = app.events(live.id, BOB).await;
+    assert_eq!(viewers(&bob.expect("viewers").await), (2, 2));
+    // The studio saw no change for Alice's second tab: its next event is Bob's arrival.
+    assert_eq!(viewers(&studio.expect("viewers").await), (2, 2));
+
+    drop(alice);
+    drop(bob);
+    assert_eq!(
+        viewers(&studio.wait_for("viewers", |c| c["viewers"] == 1).await),
+        (1, 2)
+    );
+    let post = app.get_json(&format!("/api/posts/{}", live.id)).await;
+    assert_eq!(
+        (post["viewer_count"].as_i64(), post["peak_viewers"].as_i64()),
+        (Some(2), Some(2))
+    );
+}
+
+/// Opens the events over a bare TCP connection, reads the first event, and returns the socket.
+async fn raw_viewer(app: &TestApp, live_id: i64, query: &str) -> tokio::net::TcpStream {
+    let address = app.address.strip_prefix("http://").unwrap();
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /api/posts/live/{live_id}/events?{query} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("event: viewers") {
+        let n = tokio::time::timeout(EVENT_WAIT, socket.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "the server closed the connection");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    socket
+}
+
+#[tokio::test]
+async fn a_viewer_whose_connection_drops_without_a_goodbye_stops_counting_within_seconds() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let live = app.start_live(&host, "dropped").await;
+    let mut studio = app.events(live.id, HOST).await;
+    studio.expect("viewers").await;
+
+    let alice = raw_viewer(&app, live.id, ALICE).await;
+    let bob = raw_viewer(&app, live.id, BOB).await;
+    studio.wait_for("viewers", |c| c["viewers"] == 2).await;
+    let dropped_at = Instant::now();
+    drop(alice);
+    drop(bob);
+    let counts = studio.wait_for("viewers", |c| c["viewers"] == 0).await;
+    assert_eq!(viewers(&counts), (0, 2));
+    assert!(
+        dropped_at.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        dropped_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn counts_and_messages_are_kept_on_the_post_when_the_live_stops_and_viewers_get_ended() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let fan = app.user().await;
+    let live = app.start_live(&host, "kept").await;
+    let bytes = fixture();
+    app.upload_all(&host, &live, &bytes).await;
+    let mut alice = app.events(live.id, ALICE).await;
+    let mut bob = app.events(live.id, BOB).await;
+    drop(app.events(live.id, "viewer_id=carol-0003").await);
+    alice.wait_for("viewers", |c| c["peak_viewers"] == 3).await;
+    for text in ["un", "deux"] {
+        assert_eq!(
+            app.chat(Some(&fan.token), live.id, text).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(bob.wait_for("chat", |_| true).await["body"], "un");
+    assert_eq!(bob.wait_for("chat", |_| true).await["body"], "deux");
+
+    let stopped = app
+        .stop(&host.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    assert_eq!(stopped.status(), StatusCode::OK);
+    let ended = bob.wait_for("ended", |_| true).await;
+    assert_eq!(ended["id"], live.id);
+    assert_eq!(ended["live_status"], "ended");
+    assert_eq!(ended["media_files"].as_array().unwrap().len(), 1);
+    assert!(
+        bob.next().await.is_none(),
+        "the stream closes after `ended`"
+    );
+    assert_eq!(alice.wait_for("ended", |_| true).await["id"], live.id);
+
+    let post = app.get_json(&format!("/api/posts/{}", live.id)).await;
+    assert_eq!(post["viewer_count"], 3);
+    assert_eq!(post["peak_viewers"], 3);
+    assert_eq!(post["chat_message_count"], 2);
+    // Joining after the end gets `ended` at once, and is not counted.
+    let mut late = app.events(live.id, "viewer_id=late-00004").await;
+    assert_eq!(late.expect("ended").await["viewer_count"], 3);
+    assert!(late.next().await.is_none());
+}
+
+#[tokio::test]
+async fn events_need_a_known_live_and_a_well_formed_viewer_id() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let live = app.start_live(&host, "ids").await;
+    let get = |path: String| app.request(Method::GET, &path, None).send();
+    let unknown = get("/api/posts/live/999999/events?viewer_id=alice-0001".into())
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_code(unknown).await, "not_found");
+    for query in [
+        "",
+        "viewer_id=short",
+        "viewer_id=../../etc/passwd",
+        "viewer_id=alice-0001&as=god",
+    ] {
+        let bad = get(format!("/api/posts/live/{}/events?{query}", live.id))
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(error_code(bad).await, "invalid_query");
+    }
+}
+
+#[tokio::test]
+async fn chat_needs_a_signed_in_user_a_running_live_and_a_sensible_body() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let fan = app.user().await;
+    let live = app.start_live(&host, "chat rules").await;
+
+    let anonymous = app.chat(None, live.id, "hello").await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(anonymous).await, "unauthenticated");
+    for bad in ["   ", &"é".repeat(501), "bell\u{7}", "rtl \u{202E}gnp.exe"] {
+        let response = app.chat(Some(&fan.token), live.id, bad).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(response).await, "invalid_chat_body");
+    }
+    let unknown = app.chat(Some(&fan.token), 999_999, "hello").await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    let ok = app
+        .chat(
+            Some(&fan.token),
+            live.id,
+            &format!("  {}  ", "é".repeat(500)),
+        )
+        .await;
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    let message: Value = ok.json().await.unwrap();
+    assert_eq!(message["post"], live.id);
+    assert_eq!(message["author"]["id"], fan.id);
+    assert_eq!(message["author"]["username"], fan.username.as_str());
+    assert_eq!(message["body"].as_str().unwrap().chars().count(), 500);
+    assert!(message["offset"].as_f64().unwrap() >= 0.0);
+    assert!(message["created_at"].as_str().is_some());
+    let listed = app.get_json(&format!("/api/posts/{}/chat/", live.id)).await;
+    assert_eq!(listed["results"], Value::Array(vec![message]));
+
+    let bytes = fixture();
+    app.upload_all(&host, &live, &bytes).await;
+    app.stop(&host.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    let ended = app.chat(Some(&fan.token), live.id, "too late").await;
+    assert_eq!(ended.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(ended).await, "live_ended");
+}
+
+#[tokio::test]
+async fn a_user_sending_too_fast_is_told_when_to_retry() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let fan = app.user().await;
+    let other = app.user().await;
+    let live = app.start_live(&host, "spam").await;
+    for i in 0..5 {
+        let response = app
+            .chat(Some(&fan.token), live.id, &format!("message {i}"))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let limited = app.chat(Some(&fan.token), live.id, "one more").await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&retry), "Retry-After {retry}");
+    assert_eq!(error_code(limited).await, "rate_limited");
+    let others = app.chat(Some(&other.token), live.id, "not me").await;
+    assert_eq!(
+        others.status(),
+        StatusCode::CREATED,
+        "the limit is per user"
+    );
+    let post = app.get_json(&format!("/api/posts/{}", live.id)).await;
+    assert_eq!(post["chat_message_count"], 6);
+}
+
+#[tokio::test]
+async fn chat_offsets_follow_the_recordings_timeline_even_when_the_recorder_starts_late() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let fan = app.user().await;
+    let live = app.start_live(&host, "timeline").await;
+    let bytes = fixture();
+    let clusters = cluster_starts(&bytes);
+    // The recorder starts 1.5 s after creating the live, then sends one cluster (1 s of
+    // media) per second, as MediaRecorder with a 1 s timeslice does.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let recording_start = Instant::now();
+    let chunks = [0, clusters[1], clusters[2], bytes.len()];
+    let mut expected = Vec::new();
+    for (i, pair) in chunks.windows(2).enumerate() {
+        let due = recording_start + Duration::from_secs(i as u64 + 1);
+        tokio::time::sleep_until(due.into()).await;
+        let sent = app
+            .patch(
+                &host.token,
+                &live.upload_url,
+                pair[0] as u64,
+                &bytes[pair[0]..pair[1]],
+            )
+            .await;
+        assert_eq!(sent.status(), StatusCode::NO_CONTENT);
+        // A message half a second after each chunk.
+        tokio::time::sleep_until((due + Duration::from_millis(500)).into()).await;
+        expected.push(recording_start.elapsed().as_secs_f64());
+        let posted = app
+            .chat(Some(&fan.token), live.id, &format!("at chunk {i}"))
+            .await;
+        assert_eq!(posted.status(), StatusCode::CREATED);
+    }
+    let chat = app.get_json(&format!("/api/posts/{}/chat", live.id)).await;
+    let offsets: Vec<f64> = chat["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].as_f64().unwrap())
+        .collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    for (offset, truth) in offsets.iter().zip(&expected) {
+        assert!(
+            (offset - truth).abs() < 0.5,
+            "offsets {offsets:?}, expected {expected:?}"
+        );
+    }
+}
+
+/// Reads a progressive body until it holds `len` bytes.
+async fn read_at_least(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
+    into: &mut Vec<u8>,
+    len: usize,
+) {
+    while into.len() < len {
+        let chunk = tokio::time::timeout(EVENT_WAIT, body.next())
+            .await
+            .expect("bytes within the wait")
+            .expect("the stream is open")
+            .unwrap();
+        into.extend_from_slice(&chunk);
+    }
+}
+
+#[tokio::test]
+async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_ends_with_the_live() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let live = app.start_live(&host, "stream").await;
+    let bytes = fixture();
+    let clusters = cluster_starts(&bytes);
+    // Two clusters and a half are durable when the viewer joins.
+    let first = clusters[2] + 100;
+    app.patch(&host.token, &live.upload_url, 0, &bytes[..first])
+        .await;
+
+    let response = app
+        .request(
+            Method::GET,
+            &format!("/api/posts/live/{}/stream", live.id),
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "video/webm");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert!(response.headers().get("content-length").is_none());
+    let mut body = Box::pin(response.bytes_stream());
+    let mut got = Vec::new();
+    // The header (EBML, Segment, Info, Tracks), then the second cluster: the latest complete
+    // one that opens on a keyframe. Not the half cluster.
+    read_at_least(&mut body, &mut got, 4).await;
+    assert_eq!(&got[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
+    let header_len = cluster_starts(&got).first().copied().unwrap_or(got.len());
+    let live_edge = clusters[2] - clusters[1];
+    read_at_least(&mut body, &mut got, header_len + live_edge).await;
+    assert_eq!(&got[header_len..], &bytes[clusters[1]..clusters[2]]);
+
+    // The rest arrives as it is committed; the stream ends when the live stops.
+    app.patch(&host.token, &live.upload_url, first as u64, &bytes[first..])
+        .await;
+    read_at_least(&mut body, &mut got, header_len + bytes.len() - clusters[1]).await;
+    assert_eq!(&got[header_len..], &bytes[clusters[1]..]);
+    app.stop(&host.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    let end = tokio::time::timeout(EVENT_WAIT, body.next())
+        .await
+        .expect("the end");
+    assert!(end.is_none(), "nothing after the live ended");
+
+    // What was sent is a WebM ffmpeg decodes without a single error.
+    let mut ffmpeg = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", "-", "-f", "null", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ffmpeg on PATH");
+    std::io::Write::write_all(ffmpeg.stdin.as_mut().unwrap(), &got).unwrap();
+    let out = ffmpeg.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let after = app
+        .request(
+            Method::GET,
+            &format!("/api/posts/live/{}/stream", live.id),
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(after).await, "live_ended");
+}
+
+#[tokio::test]
+async fn an_mp4_live_is_not_streamable_and_unknown_lives_are_404() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let live = app.start_live(&host, "mp4").await;
+    app.upload_all(&host, &live, &mp4_fixture()).await;
+    let response = app
+        .request(
+            Method::GET,
+            &format!("/api/posts/live/{}/stream", live.id),
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(response).await, "not_streamable");
+    let unknown = app
+        .request(Method::GET, "/api/posts/live/999999/stream", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
