@@ -1,8 +1,11 @@
 // Issue 5: viewers watch a live while it records, chat, are counted, and replay it with its chat.
-import { test } from "node:test";
+import { before, test } from "node:test";
 import assert from "node:assert/strict";
-import { eventually, goLive, serverAndBrowser, signUp, stopLive, uniqueName, waitForClock } from "./harness.mjs";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { eventually, goLive, root, serverAndBrowser, signUp, stopLive, uniqueName, waitForClock } from "./harness.mjs";
 
+before(() => mkdirSync(join(root, "tests", "artifacts"), { recursive: true }));
 const env = serverAndBrowser();
 
 /** A signed-in person on their own browser context. */
@@ -54,14 +57,19 @@ test("two viewers watch a live, chat, are counted, and the replay shows the chat
   const [alice, bob] = viewers;
   await alice.page.getByLabel("Votre message").fill("Bonjour tout le monde");
   await alice.page.getByRole("button", { name: "Envoyer" }).click();
-  await waitForClock(broadcaster.page, "00:06");
+  // Two seconds apart on the recording's timeline.
+  const sentAt = await broadcaster.page.getByTestId("clock").textContent();
+  const [m, sec] = sentAt.split(":").map(Number);
+  const later = m * 60 + sec + 2;
+  await waitForClock(broadcaster.page, `${String(Math.floor(later / 60)).padStart(2, "0")}:${String(later % 60).padStart(2, "0")}`);
   await bob.page.getByLabel("Votre message").fill("Salut Alice");
   await bob.page.getByRole("button", { name: "Envoyer" }).click();
   await bob.page.getByTestId("chat-messages").getByText("Bonjour tout le monde").waitFor();
   await alice.page.getByTestId("chat-messages").getByText("Salut Alice").waitFor();
   await broadcaster.page.getByTestId("chat-messages").getByText("Salut Alice").waitFor();
+  await alice.page.screenshot({ path: join(root, "tests", "artifacts", "live-room.png") });
 
-  await waitForClock(broadcaster.page, "00:08");
+  await new Promise((r) => setTimeout(r, 1500));
   const { liveId: stopped } = await stopLive(broadcaster.page);
   assert.equal(stopped, liveId);
   for (const { page } of viewers) await page.getByTestId("live-ended").waitFor({ timeout: 15_000 });
