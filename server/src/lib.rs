@@ -15,6 +15,7 @@ pub mod error;
 pub mod finalize;
 pub mod live;
 pub mod locks;
+pub mod poster;
 pub mod rate_limit;
 pub mod recording;
 pub mod routes;

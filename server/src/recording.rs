@@ -73,7 +73,8 @@ fn file_sha256(path: &Path) -> std::io::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
-fn media_key() -> String {
+/// A fresh random storage key (128 bits, hex): no user input ever names a file.
+pub fn media_key() -> String {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)
@@ -225,11 +226,14 @@ pub async fn finalize_live(
         size: i64::try_from(outcome.size).unwrap_or(i64::MAX),
         original_sha256: original_sha256.as_str(),
         live_post_id: post.id,
+        poster_key: post.poster_key.as_deref(),
         created_at: now,
     };
     let committed = async {
         let mut tx = state.db.begin().await?;
         db::media::insert_live_recording(&mut tx, &new).await?;
+        // The poster now belongs to the Media (one owner per stored file).
+        db::posts::clear_poster(&mut *tx, post.id).await?;
         if !db::posts::finish_live(&mut *tx, post.id, ending.live_status(), now).await? {
             anyhow::bail!(
                 "live {} was no longer live when its recording was committed",

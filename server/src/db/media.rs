@@ -60,6 +60,8 @@ pub struct NewMedia<'a> {
     pub original_sha256: &'a str,
     /// The live it records.
     pub live_post_id: i64,
+    /// Key of its poster image, if the live has one.
+    pub poster_key: Option<&'a str>,
     /// Creation time (Unix ms).
     pub created_at: i64,
 }
@@ -76,8 +78,9 @@ pub async fn insert_live_recording(
 ) -> Result<i64, sqlx::Error> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO media (user_id, title, description, file_type, storage_key, mime_type,
-            duration, size, original_sha256, is_live_recording, live_post_id, created_at)
-         VALUES (?, ?, ?, 'video', ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
+            duration, size, original_sha256, is_live_recording, live_post_id, poster_key,
+            created_at)
+         VALUES (?, ?, ?, 'video', ?, ?, ?, ?, ?, 1, ?, ?, ?) RETURNING id",
     )
     .bind(new.user_id)
     .bind(new.title)
@@ -88,6 +91,7 @@ pub async fn insert_live_recording(
     .bind(new.size)
     .bind(new.original_sha256)
     .bind(new.live_post_id)
+    .bind(new.poster_key)
     .bind(new.created_at)
     .fetch_one(&mut *tx)
     .await?;
@@ -130,4 +134,37 @@ pub async fn for_posts(
     }
     query.push(") ORDER BY media_files.post_id, media_files.position, media.id");
     query.build_query_as().fetch_all(db).await
+}
+
+/// The recording of a live, if it has one.
+pub async fn for_live(
+    db: impl SqliteExecutor<'_>,
+    post_id: i64,
+) -> Result<Option<MediaRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT 0 AS post_id, {MEDIA_COLUMNS} FROM media
+         JOIN users ON users.id = media.user_id WHERE media.live_post_id = ?"
+    ))
+    .bind(post_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Sets a media's poster; returns the key it replaces.
+pub async fn swap_poster(
+    tx: &mut sqlx::SqliteConnection,
+    id: i64,
+    key: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let old: Option<String> = sqlx::query_scalar("SELECT poster_key FROM media WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+    sqlx::query("UPDATE media SET poster_key = ? WHERE id = ?")
+        .bind(key)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(old)
 }

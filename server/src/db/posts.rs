@@ -174,3 +174,31 @@ pub async fn raise_peak(
         .await?;
     Ok(())
 }
+
+/// Sets the poster of a live in progress; returns the key it replaces.
+pub async fn swap_poster(
+    tx: &mut sqlx::SqliteConnection,
+    id: i64,
+    key: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let old: Option<String> = sqlx::query_scalar("SELECT poster_key FROM posts WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
+    sqlx::query("UPDATE posts SET poster_key = ? WHERE id = ?")
+        .bind(key)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(old)
+}
+
+/// Forgets a live's poster once its Media holds it.
+pub async fn clear_poster(db: impl SqliteExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE posts SET poster_key = NULL WHERE id = ?")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}

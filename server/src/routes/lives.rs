@@ -1,8 +1,9 @@
-//! `POST /api/posts/live/` and `PUT /api/posts/live/{live_id}/stop/`.
+//! `POST /api/posts/live/`, `PUT /api/posts/live/{live_id}/stop/` and `.../poster/`.
 
 use axum::{
+    body::Body,
     extract::State,
-    http::StatusCode,
+    http::{header, HeaderMap, StatusCode},
     routing::{post, put},
     Router,
 };
@@ -14,6 +15,7 @@ use crate::{
     db,
     domain::{now_millis, LiveContent, Sha256Hex, UploadId},
     error::ApiError,
+    poster::{self, MAX_POSTER_BYTES},
     recording::{self, Claims, StopRequest},
     state::AppState,
     tus,
@@ -25,6 +27,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/posts/live", post(start))
         .route("/posts/live/{live_id}/stop", put(stop))
+        .route("/posts/live/{live_id}/poster", put(put_poster))
 }
 
 #[derive(Deserialize)]
@@ -140,4 +143,28 @@ async fn stop(
     Ok(Json(
         recording::stop(&state, &user, live_id, request).await?,
     ))
+}
+
+async fn put_poster(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(live_id): Path<i64>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if content_type.as_deref() != Some("image/jpeg") {
+        return Err(ApiError::UnsupportedMediaType(
+            "a poster must be sent with Content-Type: image/jpeg".to_owned(),
+        ));
+    }
+    let jpeg = axum::body::to_bytes(body, MAX_POSTER_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge("a poster may hold at most 1 MiB".to_owned()))?;
+    poster::put(&state, &user, live_id, jpeg).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,7 @@
-//! `GET /media/{id}`: the stored file with Range, ETag and Last-Modified support.
+//! `GET /media/{id}` and `GET /media/{id}/poster`: stored files with Range, ETag and
+//! Last-Modified support.
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use axum::{
@@ -15,21 +18,55 @@ use tower_http::services::ServeFile;
 use super::extract::Path;
 use crate::{db, error::ApiError, state::AppState};
 
-/// The media route.
+/// The media routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/media/{media_id}", get(serve))
+    Router::new()
+        .route("/media/{media_id}", get(serve))
+        .route("/media/{media_id}/poster", get(serve_poster))
 }
 
 async fn serve(
     State(state): State<AppState>,
     Path(media_id): Path<i64>,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let media = db::media::get(&state.db, media_id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let path = state.storage.media_path(&media.storage_key);
+    let served = serve_stored(request, path, &media.storage_key, &media.mime_type).await?;
+    served.ok_or_else(|| {
+        tracing::error!(media = media_id, "media row without its file");
+        ApiError::NotFound
+    })
+}
+
+async fn serve_poster(
+    State(state): State<AppState>,
+    Path(media_id): Path<i64>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let key = db::media::get(&state.db, media_id)
+        .await?
+        .and_then(|media| media.poster_key)
+        .ok_or(ApiError::NotFound)?;
+    let path = state.storage.media_path(&key);
+    let served = serve_stored(request, path, &key, "image/jpeg").await?;
+    served.ok_or_else(|| {
+        tracing::error!(media = media_id, "poster key without its file");
+        ApiError::NotFound
+    })
+}
+
+/// Serves a stored file with Range, ETag and If-Range support; `None` if the file is missing.
+async fn serve_stored(
+    mut request: Request,
+    path: PathBuf,
+    key: &str,
+    content_type: &str,
+) -> Result<Option<Response>, ApiError> {
     // Stored files never change, so their random key identifies the content.
-    let stem = media.storage_key.split('.').next().unwrap_or_default();
+    let stem = key.split('.').next().unwrap_or_default();
     let etag = HeaderValue::from_str(&format!("\"{stem}\"")).context("building an ETag")?;
     let not_modified = request
         .headers()
@@ -37,7 +74,9 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     if not_modified {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+        return Ok(Some(
+            (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response(),
+        ));
     }
     // If-Range: resume a partial download only if it is of this very file. Only our strong
     // ETag validates; a date cannot be trusted to be strong, so it yields the whole file.
@@ -48,21 +87,19 @@ async fn serve(
     if range_still_valid == Some(false) {
         request.headers_mut().remove(header::RANGE);
     }
-    let path = state.storage.media_path(&media.storage_key);
     let mut response = ServeFile::new(path)
         .oneshot(request)
         .await
-        .context("serving a media file")?
+        .context("serving a stored file")?
         .map(Body::new);
     if response.status() == StatusCode::NOT_FOUND {
-        tracing::error!(media = media_id, "media row without its file");
-        return Err(ApiError::NotFound);
+        return Ok(None);
     }
     let success = response.status().is_success();
     let headers = response.headers_mut();
     // As recorded, codecs included (`video/webm;codecs=vp9,opus`), not guessed from the name.
     if success {
-        if let Ok(content_type) = HeaderValue::from_str(&media.mime_type) {
+        if let Ok(content_type) = HeaderValue::from_str(content_type) {
             headers.insert(header::CONTENT_TYPE, content_type);
         }
     }
@@ -72,5 +109,9 @@ async fn serve(
         // The key is random per file and files are never rewritten: cache for good.
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
-    Ok(response)
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(Some(response))
 }

@@ -153,6 +153,12 @@ impl Storage for LocalStorage {
         Self::key_path(&self.staging, key)
     }
 
+    fn write_media(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let staged = self.media_staging_path(key);
+        fs::write(&staged, bytes).map_err(io_err(|| format!("writing {}", staged.display())))?;
+        self.commit_media(key)
+    }
+
     fn commit_media(&self, key: &str) -> Result<(), StorageError> {
         let staged = self.media_staging_path(key);
         let target = self.media_path(key);

@@ -57,6 +57,8 @@ pub trait Storage: Send + Sync + 'static {
     fn delete_upload(&self, id: &UploadId) -> Result<(), StorageError>;
     /// A fresh local path where a finalizer may write a media file before it is committed.
     fn media_staging_path(&self, key: &str) -> PathBuf;
+    /// Stores a small file (a poster) durably under `key`, through staging like a media file.
+    fn write_media(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError>;
     /// Makes a staged media file durable under `key` (fsync, rename, fsync of the directory).
     fn commit_media(&self, key: &str) -> Result<(), StorageError>;
     /// Deletes a media file (committed or staged); a missing file is not an error.

@@ -7,5 +7,6 @@ mod helpers;
 mod interrupted;
 mod lives;
 mod media;
+mod poster;
 mod room;
 mod uploads;
