@@ -160,12 +160,17 @@ async fn the_openapi_document_describes_every_route() {
         "/api/auth/login",
         "/api/posts/live/",
         "/api/posts/live/{live_id}/stop/",
+        "/api/posts/live/{live_id}/poster/",
+        "/api/posts/live/{live_id}/chat/",
+        "/api/posts/live/{live_id}/events",
+        "/api/posts/live/{live_id}/stream",
         "/api/posts/",
         "/api/posts/{post_id}/",
         "/api/posts/{post_id}/chat/",
         "/api/uploads/",
         "/api/uploads/{upload_id}",
         "/media/{media_id}",
+        "/media/{media_id}/poster",
         "/healthz",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is missing");
