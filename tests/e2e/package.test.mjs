@@ -234,18 +234,8 @@ describe("a plain page", () => {
     assert.match(result.mime, /^video\/(webm|mp4)/);
     assert.deepEqual(result.states, ["starting", "recording", "stopping", "saved"]);
     assert.deepEqual(result.errors.filter((e) => e.fatal), [], "no fatal error");
-    // The poster (issue 4) is optional for the live: a server without its route refuses it,
-    // and the recorder only warns. Every other request succeeded.
-    assert.deepEqual(
-      result.errors.filter((e) => e.code !== "poster"),
-      [],
-      "no other warning",
-    );
-    assert.deepEqual(
-      refused.filter((line) => !/^PUT \/api\/posts\/live\/\d+\/poster\/ /.test(line)),
-      [],
-      "only the poster may be refused",
-    );
+    assert.deepEqual(result.errors, [], "no warning either (the poster went through)");
+    assert.deepEqual(refused, [], "no request was refused");
     assert.ok(result.recorded > 10_000, `only ${result.recorded} bytes recorded`);
     assert.equal(result.uploaded, result.recorded, "every byte acknowledged");
     assert.equal(result.videoData.size, result.recorded);
@@ -258,5 +248,6 @@ describe("a plain page", () => {
     assert.equal(post.content, "Plain page live");
     assert.equal(post.media_files.length, 1);
     assert.equal(post.media_files[0].original_sha256, result.videoData.sha256, "the server holds the recorder's bytes");
+    assert.match(post.media_files[0].poster_url ?? "", /^\/media\/\d+\/poster$/, "the recorder's poster is on the Media");
   });
 });

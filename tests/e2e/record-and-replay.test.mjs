@@ -54,6 +54,13 @@ test("a live recorded in the browser is in the feed after the tab is gone, plays
   assert.match(media.mime_type, /^video\/(webm|mp4)/);
   assert.ok(media.duration > 2 && media.duration < 8, `duration ${media.duration}`);
 
+  // The poster the recorder grabbed a second in is a JPEG the feed shows before playing.
+  assert.match(media.poster_url ?? "", /^\/media\/\d+\/poster$/);
+  const poster = await fetch(env.server.url + media.poster_url);
+  assert.equal(poster.status, 200);
+  assert.equal(poster.headers.get("content-type"), "image/jpeg");
+  assert.deepEqual([...Buffer.from(await poster.arrayBuffer()).subarray(0, 3)], [0xff, 0xd8, 0xff]);
+
   // The stored file decodes to the same frames as the bytes the browser produced.
   const served = Buffer.from(await (await fetch(env.server.url + media.file_url)).arrayBuffer());
   assert.equal(served.length, media.size);
@@ -78,6 +85,7 @@ test("a live recorded in the browser is in the feed after the tab is gone, plays
 
   const video = card.locator("video");
   assert.equal(await video.getAttribute("controls"), "");
+  assert.equal(await video.getAttribute("poster"), media.poster_url);
   await video.evaluate((v) => {
     v.muted = true;
     return v.play();
