@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: runs every benchmark on this machine and rewrites BENCHMARKS.md.
-#   scripts/bench.sh          the default (~15 min): 3-minute browser recording, 20 s load steps
+#   scripts/bench.sh          the default (~15 min): 3-minute browser recording, 15 s load steps
 #   scripts/bench.sh --long   a 10-minute browser recording and 60 s load steps
 # Installs what is missing first (bootstrap, nginx, wrk). Figures are medians of several runs
 # with min–max, each beside a baseline measured in the same run; bench/findings.md is copied in.
@@ -13,7 +13,7 @@ as_root() {
 }
 
 browser_seconds=180
-load_seconds=20
+load_seconds=15
 for arg in "$@"; do
   case "$arg" in
     --long) browser_seconds=600; load_seconds=60 ;;
@@ -51,16 +51,19 @@ section() {
   local name=$1 shown=$2
   shift 2
   log "$name"
+  local load_before
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   {
     "$@"
-    printf '\nReproduce: `%s`\n\n' "$shown"
+    printf '\nReproduce: `%s`. Load average before / after: %s / %s.\n\n' \
+      "$shown" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)"
   } >"$out/$name.md"
 }
 
-section ingest "livekeep-bench ingest --patch-mib 8 --patches 64 --runs 3" \
-  "${bench[@]}" ingest --patch-mib 8 --patches 64 --runs 3
-section load "livekeep-bench load --recorders 64,256 --runs 3 --duration $load_seconds --search-max 1024" \
-  "${bench[@]}" load --recorders 64,256 --runs 3 --duration "$load_seconds" --search-max 1024
+section ingest "livekeep-bench ingest --patch-mib 8 --patches 128 --runs 5" \
+  "${bench[@]}" ingest --patch-mib 8 --patches 128 --runs 5
+section load "livekeep-bench load --recorders 64,256 --runs 3 --duration $load_seconds --search-max 2048" \
+  "${bench[@]}" load --recorders 64,256 --runs 3 --duration "$load_seconds" --search-max 2048
 section range "livekeep-bench range --size-mib 256 --connections 32 --seconds 10 --runs 3" \
   "${bench[@]}" range --size-mib 256 --connections 32 --seconds 10 --runs 3 \
   --generator "$target_dir/release/finalize-bench" --nginx "$nginx_bin"
@@ -119,7 +122,8 @@ disk=$(df -hT "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $1 " (" $2 ", " $3 ")" }'
   echo "| ffmpeg | $(version ffmpeg -version) |"
   echo "| nginx | $(version "$nginx_bin" -v) |"
   echo "| wrk | $(version wrk -v) |"
-  echo "| chromium | $(version chromium --version) |"
+  # Debian's chromium wrapper prints a shell warning on stderr before the version.
+  echo "| chromium | $(chromium --version 2>/dev/null | head -n1) |"
   echo "| node | $(version node --version) |"
   echo
   for name in ingest load range feed finalize wasm browser; do

@@ -209,7 +209,7 @@ fn print_report(args: &FeedArgs, results: &[AtCount]) {
             let walk_p99 = stats::Spread::of(&large.walk_p99).map_or(f64::NAN, |s| s.median);
             println!(
                 "\nRatio {} posts / {} posts (p99): first page {}, cursor walk {}. Goal p99 < 20 ms \
-                 at {} posts: first page {}, deep pages {}.\n",
+                 at {} posts: first page {}, deep pages {}.",
                 large.posts,
                 small.posts,
                 ratio(&large.first_p99, &small.first_p99),

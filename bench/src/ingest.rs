@@ -18,10 +18,10 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 8)]
     pub patch_mib: usize,
     /// PATCHes per run (and `dd` blocks).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 128)]
     pub patches: usize,
     /// Runs of each side, alternated; figures are the median with min and max.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub runs: usize,
 }
 
@@ -106,7 +106,7 @@ pub async fn run(common: &Common, args: IngestArgs) -> Result<()> {
     let mut sorted = patch_ms.clone();
     crate::stats::sort(&mut sorted);
     println!(
-        "\nPATCH latency over all runs: p50 {:.1} ms, p99 {:.1} ms ({} PATCHes).\n",
+        "\nPATCH latency over all runs: p50 {:.1} ms, p99 {:.1} ms ({} PATCHes).",
         crate::stats::percentile(&sorted, 50.0).unwrap_or(f64::NAN),
         crate::stats::percentile(&sorted, 99.0).unwrap_or(f64::NAN),
         sorted.len()

@@ -1,6 +1,12 @@
 //! `load`: N simulated recorders, each PATCHing one chunk per second like the browser does.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use std::io::Write;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -37,7 +43,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 4)]
     pub recorders_per_user: usize,
     /// Search for the largest N with PATCH p99 below `--search-p99-ms` (0 = no search).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 2048)]
     pub search_max: usize,
     /// The p99 the search must stay below, in milliseconds.
     #[arg(long, default_value_t = 250.0)]
@@ -45,12 +51,17 @@ pub struct LoadArgs {
     /// Bisection steps after the doubling steps of the search found a failing N.
     #[arg(long, default_value_t = 2)]
     pub search_refine: u32,
+    /// Appends `recorders,chunk,sent_ms,latency_ms` per PATCH to this CSV (to see where the tail is).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
 }
 
 /// What one recorder saw.
 #[derive(Default)]
 struct RecorderOutcome {
     latencies_ms: Vec<f64>,
+    /// (chunk index, ms since the step began when sent, latency ms) of every acknowledged PATCH.
+    trace: Vec<(u32, f64, f64)>,
     errors: u64,
     first_error: Option<String>,
     acked: u64,
@@ -59,6 +70,8 @@ struct RecorderOutcome {
 /// One step: N recorders for the duration.
 struct Step {
     recorders: usize,
+    /// p99 of the same appends + `fdatasync` made straight to files by N threads (the disk alone).
+    disk_p99_ms: f64,
     latencies_ms: Vec<f64>,
     errors: u64,
     first_error: Option<String>,
@@ -84,6 +97,7 @@ struct Bench {
     header: Bytes,
     body: Bytes,
     server_pid: Option<u32>,
+    disk_dir: PathBuf,
 }
 
 /// Runs the load benchmark and prints its markdown section.
@@ -107,6 +121,7 @@ pub async fn run(common: &Common, args: LoadArgs) -> Result<()> {
         header: first_chunk(&fixture, &body, chunk_len),
         body,
         server_pid: server.pid(),
+        disk_dir: scratch.path().join("disk-baseline"),
         args,
     };
 
@@ -115,7 +130,16 @@ pub async fn run(common: &Common, args: LoadArgs) -> Result<()> {
     for &n in &counts {
         let mut runs = Vec::new();
         for run in 0..bench.args.runs {
-            let step = bench.step(n).await?;
+            let mut step = bench.step(n).await?;
+            let mut disk = disk_step(&bench.disk_dir, n, bench.args.duration, &bench.body).await?;
+            stats::sort(&mut disk);
+            step.disk_p99_ms = percentile(&disk, 99.0).unwrap_or(f64::NAN);
+            eprintln!(
+                "load: {n} writers straight to disk, run {}: p50 {:.1} ms p99 {:.1} ms",
+                run + 1,
+                percentile(&disk, 50.0).unwrap_or(f64::NAN),
+                step.disk_p99_ms
+            );
             eprintln!(
                 "load: {n} recorders, run {}: p50 {:.1} ms p99 {:.1} ms max {:.1} ms errors {}",
                 run + 1,
@@ -180,7 +204,7 @@ impl Bench {
                 self.api.clone(),
                 token.clone(),
                 live.upload_url.clone(),
-                start,
+                (began, start),
                 self.args.duration,
                 self.header.clone(),
                 self.body.clone(),
@@ -188,6 +212,7 @@ impl Bench {
         }
         let mut step = Step {
             recorders: n,
+            disk_p99_ms: f64::NAN,
             latencies_ms: Vec::new(),
             errors: 0,
             first_error: None,
@@ -198,6 +223,15 @@ impl Bench {
         while let Some(outcome) = recorders.join_next().await {
             let outcome = outcome?;
             step.latencies_ms.extend(outcome.latencies_ms);
+            if let Some(path) = &self.args.trace {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?;
+                for (k, at, ms) in outcome.trace {
+                    writeln!(file, "{n},{k},{at:.1},{ms:.2}")?;
+                }
+            }
             step.errors += outcome.errors;
             step.acked += outcome.acked;
             if step.first_error.is_none() {
@@ -286,7 +320,7 @@ async fn record(
     api: Api,
     token: String,
     url: String,
-    start: Instant,
+    (began, start): (Instant, Instant),
     chunks: u32,
     header: Bytes,
     body: Bytes,
@@ -295,7 +329,7 @@ async fn record(
     let mut ticker = interval_at(start, Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut offset = 0u64;
-    for _ in 0..chunks {
+    for k in 0..chunks {
         ticker.tick().await;
         let chunk = if offset == 0 {
             header.clone()
@@ -305,9 +339,10 @@ async fn record(
         let sent = Instant::now();
         match api.patch(&token, &url, offset, chunk).await {
             Ok(new_offset) => {
-                outcome
-                    .latencies_ms
-                    .push(sent.elapsed().as_secs_f64() * 1e3);
+                let ms = sent.elapsed().as_secs_f64() * 1e3;
+                outcome.latencies_ms.push(ms);
+                let at = (sent - began).as_secs_f64() * 1e3;
+                outcome.trace.push((k, at, ms));
                 offset = new_offset;
             }
             Err(err) => {
@@ -324,6 +359,47 @@ async fn record(
     outcome
 }
 
+/// The baseline of a load step: `n` threads append the same chunk to their own file once a
+/// second and `fdatasync` it, with the same start spread, and no HTTP, database or server.
+/// Returns each append's latency in ms.
+async fn disk_step(dir: &Path, n: usize, chunks: u32, chunk: &Bytes) -> Result<Vec<f64>> {
+    std::fs::create_dir_all(dir)?;
+    let began = Instant::now();
+    let mut writers = JoinSet::new();
+    for i in 0..n {
+        let path = dir.join(format!("{i}.bin"));
+        let chunk = chunk.clone();
+        let start = began + Duration::from_secs_f64(i as f64 / n as f64);
+        writers.spawn(async move {
+            let mut file = Some(std::fs::File::create(&path)?);
+            let mut ticker = interval_at(start, Duration::from_secs(1));
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+            let mut latencies = Vec::with_capacity(chunks as usize);
+            for _ in 0..chunks {
+                ticker.tick().await;
+                let sent = Instant::now();
+                let mut f = file.take().context("file")?;
+                let chunk = chunk.clone();
+                f = tokio::task::spawn_blocking(move || {
+                    f.write_all(&chunk)?;
+                    f.sync_data()?;
+                    Ok::<_, std::io::Error>(f)
+                })
+                .await??;
+                latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+                file = Some(f);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(latencies) = writers.join_next().await {
+        all.extend(latencies??);
+    }
+    std::fs::remove_dir_all(dir)?;
+    Ok(all)
+}
+
 fn print_report(args: &LoadArgs, fixed: &[Vec<Step>], search: &[Step]) {
     let chunk_kib = args.bitrate as f64 / 8.0 / 1024.0;
     println!("## Load: simulated recorders\n");
@@ -332,16 +408,18 @@ fn print_report(args: &LoadArgs, fixed: &[Vec<Step>], search: &[Step]) {
          every second ({:.1} Mbit/s) for {} s; the first chunk starts with a real Chromium WebM \
          header. Recorders start spread evenly over the first second. Latency is from sending a \
          PATCH to its `204` (the server fsyncs before answering). At the end every upload is \
-         checked with `HEAD` (`Upload-Offset`). {} recorders share a user. No baseline exists \
-         for this figure (the issue sets absolute goals); each cell is the median of {} runs \
-         with min–max.\n",
+         checked with `HEAD` (`Upload-Offset`). {} recorders share a user. The issue sets \
+         absolute goals; as a baseline each run is followed by the disk alone doing the same \
+         writes: N threads, each appending the same chunk to its own file once a second and \
+         `fdatasync`ing it, with the same start spread (no HTTP, no database). Each cell is the \
+         median of {} runs with min–max.\n",
         args.bitrate as f64 / 1e6,
         args.duration,
         args.recorders_per_user,
         args.runs
     );
-    println!("| recorders | PATCH ack p50 (ms) | p99 (ms) | max (ms) | errors | durable by HEAD / acknowledged | server CPU (cores) | goal |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| recorders | PATCH ack p50 (ms) | p99 (ms) | max (ms) | errors | durable by HEAD / acknowledged | server CPU (cores) | baseline: disk alone p99 (ms) | ratio p99 / disk p99 | goal |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for runs in fixed {
         let Some(first) = runs.first() else { continue };
         let n = first.recorders;
@@ -370,7 +448,7 @@ fn print_report(args: &LoadArgs, fixed: &[Vec<Step>], search: &[Step]) {
             _ => "—".to_owned(),
         };
         println!(
-            "| {n} | {} | {} | {} | {} (all runs) | {:.1} / {:.1} MiB{} | {} | {goal} |",
+            "| {n} | {} | {} | {} | {} (all runs) | {:.1} / {:.1} MiB{} | {} | {} | {} | {goal} |",
             col(&|s| s.p(50.0), 1),
             col(&|s| s.p(99.0), 1),
             col(&|s| s.p(100.0), 1),
@@ -379,6 +457,11 @@ fn print_report(args: &LoadArgs, fixed: &[Vec<Step>], search: &[Step]) {
             acked as f64 / 1048576.0,
             if durable_ok { "" } else { " **mismatch**" },
             col(&|s| s.server_cpu, 2),
+            col(&|s| s.disk_p99_ms, 1),
+            stats::ratio(
+                &p99,
+                &runs.iter().map(|s| s.disk_p99_ms).collect::<Vec<_>>()
+            ),
         );
     }
     if let Some(err) = fixed.iter().flatten().find_map(|s| s.first_error.clone()) {
