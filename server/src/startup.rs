@@ -56,6 +56,10 @@ impl Application {
         crate::tus::recover_all(&state)
             .await
             .context("recovering uploads")?;
+        // Files and rows a crash left out of step are repaired or reported before serving.
+        crate::consistency::check_and_repair(&state)
+            .await
+            .context("checking storage against the database")?;
         let router = routes::router(state.clone(), &config.www_dir, &config.cors_origins)?;
         let listener = TcpListener::bind(config.listen)
             .await

@@ -168,3 +168,21 @@ pub async fn swap_poster(
         .await?;
     Ok(old)
 }
+
+/// Every media's id, file key and poster key (for the start-up consistency check).
+pub async fn all_keys(
+    db: impl SqliteExecutor<'_>,
+) -> Result<Vec<(i64, String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, storage_key, poster_key FROM media ORDER BY id")
+        .fetch_all(db)
+        .await
+}
+
+/// Forgets a media's poster (its file is gone).
+pub async fn clear_poster(db: impl SqliteExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE media SET poster_key = NULL WHERE id = ?")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}

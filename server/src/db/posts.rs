@@ -202,3 +202,10 @@ pub async fn clear_poster(db: impl SqliteExecutor<'_>, id: i64) -> Result<(), sq
         .await?;
     Ok(())
 }
+
+/// Every poster waiting on a live (post id, key).
+pub async fn poster_keys(db: impl SqliteExecutor<'_>) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, poster_key FROM posts WHERE poster_key IS NOT NULL ORDER BY id")
+        .fetch_all(db)
+        .await
+}

@@ -170,3 +170,10 @@ pub async fn open_uploads(db: impl SqliteExecutor<'_>) -> Result<Vec<UploadRow>,
         .fetch_all(db)
         .await
 }
+
+/// Every upload's id and state (for the start-up consistency check).
+pub async fn all_states(db: impl SqliteExecutor<'_>) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, state FROM uploads")
+        .fetch_all(db)
+        .await
+}

@@ -100,13 +100,12 @@ async fn date_recording(
     }
     let index = advance_index(state, room, upload, offset, false).await?;
     if index.unusable {
-        // Not a WebM (an MP4 live): its start is the live's start.
+        // Not a WebM (an MP4 live): offsets are measured from the live's start.
         room.mark_recording_dated();
+        return Ok(());
     }
-    let span = match index.media_span_ms {
-        Some(span) => span.round() as i64,
-        None if index.unusable => 0,
-        None => return Ok(()),
+    let Some(span) = index.media_span_ms.map(|span| span.round() as i64) else {
+        return Ok(());
     };
     let started = post.started_at.unwrap_or(post.created_at);
     let start = arrival.saturating_sub(span).max(started);

@@ -29,6 +29,19 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(io_err(|| format!("syncing directory {}", dir.display())))
 }
 
+/// The names of the entries of a directory, sorted.
+fn list(dir: &Path) -> Result<Vec<String>, StorageError> {
+    let context = || format!("listing {}", dir.display());
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(context))? {
+        let entry = entry.map_err(io_err(context))?;
+        // A name that is not UTF-8 was not written by us; callers report what they cannot name.
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
 impl LocalStorage {
     /// Opens (creating if needed) a storage rooted at `root`.
     pub fn open(root: PathBuf) -> Result<Self, StorageError> {
@@ -185,6 +198,18 @@ impl Storage for LocalStorage {
 
     fn media_path(&self, key: &str) -> PathBuf {
         Self::key_path(&self.files, key)
+    }
+
+    fn list_media(&self) -> Result<Vec<String>, StorageError> {
+        list(&self.files)
+    }
+
+    fn list_staged(&self) -> Result<Vec<String>, StorageError> {
+        list(&self.staging)
+    }
+
+    fn list_upload_files(&self) -> Result<Vec<String>, StorageError> {
+        list(&self.uploads)
     }
 
     fn check(&self) -> Result<(), StorageError> {

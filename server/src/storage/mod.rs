@@ -65,8 +65,24 @@ pub trait Storage: Send + Sync + 'static {
     fn delete_media(&self, key: &str) -> Result<(), StorageError>;
     /// The local file of a committed media, for serving with Range support.
     fn media_path(&self, key: &str) -> PathBuf;
+    /// Names of the committed media files (recordings and posters).
+    fn list_media(&self) -> Result<Vec<String>, StorageError>;
+    /// Names of the files left in staging.
+    fn list_staged(&self) -> Result<Vec<String>, StorageError>;
+    /// Names of the files in the uploads area (`<upload id>.part`).
+    fn list_upload_files(&self) -> Result<Vec<String>, StorageError>;
     /// Checks that the storage answers (for `/healthz`).
     fn check(&self) -> Result<(), StorageError>;
+}
+
+/// Whether a name has the shape of the keys the server generates (32 hex digits, then maybe
+/// an extension), so that a file so named may be deleted as an orphan.
+pub fn is_storage_key(name: &str) -> bool {
+    let (stem, extension) = name.split_once('.').unwrap_or((name, "a"));
+    stem.len() == 32
+        && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && !extension.is_empty()
+        && extension.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Opens the storage named by a URL.
@@ -80,6 +96,27 @@ pub fn open(url: &str) -> Result<Box<dyn Storage>, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_generated_names_are_storage_keys() {
+        let stem = "0123456789abcdef0123456789abcdef";
+        for good in [
+            stem.to_owned(),
+            format!("{stem}.webm"),
+            format!("{stem}.jpg"),
+        ] {
+            assert!(is_storage_key(&good), "{good}");
+        }
+        for bad in [
+            "README.txt",
+            "",
+            &format!("{stem}."),
+            &format!("{stem}.a.b"),
+            "../x",
+        ] {
+            assert!(!is_storage_key(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn an_s3_url_is_refused_with_a_clear_error() {

@@ -1,0 +1,193 @@
+//! The start-up consistency check: storage and database are made to agree before serving.
+//!
+//! A crash can leave files no row names (a finalization that committed its file but not its
+//! row, a staged file, an upload file whose row ended) and rows whose file is gone (a disk
+//! restored from an older backup). Orphan files the server generated are deleted; rows
+//! without a file are reported, and a poster without a file is forgotten so no Media
+//! advertises a poster that cannot be served. Stale uploads and silent lives go through the
+//! sweeper's own pass, which finalizes silent lives before it expires their uploads.
+
+use std::collections::HashSet;
+
+use anyhow::Context;
+
+use crate::{
+    db,
+    domain::{now_millis, UploadId},
+    state::AppState,
+    storage::is_storage_key,
+    sweeper,
+};
+
+/// What the check found; every list is empty on a healthy data directory.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Recording or poster files no row names: deleted.
+    pub orphan_files: Vec<String>,
+    /// Files a finalization left in staging: deleted.
+    pub staged_files: Vec<String>,
+    /// Upload files without a row, or whose upload ended: deleted (failed uploads are kept).
+    pub orphan_upload_files: Vec<String>,
+    /// Files in storage the server did not name: reported, left alone.
+    pub foreign_files: Vec<String>,
+    /// Media whose recording file is missing: reported; `/media/{id}` answers 404.
+    pub media_without_file: Vec<i64>,
+    /// Posters whose file is missing: forgotten (`poster_url` becomes null).
+    pub posters_without_file: Vec<String>,
+    /// Open uploads past their expiry: expired by the sweeper's pass.
+    pub expired_uploads: Vec<String>,
+}
+
+impl Report {
+    /// Whether nothing was found.
+    pub fn is_clean(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn log(&self) {
+        let lists: [(&str, &[String]); 6] = [
+            ("deleted media files no row names", &self.orphan_files),
+            ("deleted files left in staging", &self.staged_files),
+            (
+                "deleted upload files without an open upload",
+                &self.orphan_upload_files,
+            ),
+            (
+                "left alone files the server did not name",
+                &self.foreign_files,
+            ),
+            (
+                "forgot posters whose file is missing",
+                &self.posters_without_file,
+            ),
+            ("expired uploads past their expiry", &self.expired_uploads),
+        ];
+        for (what, names) in lists {
+            if !names.is_empty() {
+                tracing::warn!(count = names.len(), names = ?names, "consistency check: {what}");
+            }
+        }
+        if !self.media_without_file.is_empty() {
+            tracing::warn!(
+                media = ?self.media_without_file,
+                "consistency check: media rows whose file is missing (served as 404)"
+            );
+        }
+    }
+}
+
+/// Checks storage against the database, repairs what can be, logs the rest at warn.
+///
+/// Run before serving: no request may be creating files meanwhile.
+pub async fn check_and_repair(state: &AppState) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    check_media(state, &mut report).await?;
+    check_uploads(state, &mut report).await?;
+    report.expired_uploads = db::uploads::expired(&state.db, now_millis())
+        .await?
+        .into_iter()
+        .map(|upload| upload.id)
+        .collect();
+    if !report.expired_uploads.is_empty() {
+        sweeper::sweep_once(state)
+            .await
+            .context("expiring stale uploads")?;
+    }
+    report.log();
+    Ok(report)
+}
+
+/// Recordings and posters: files against `media` and `posts` rows.
+async fn check_media(state: &AppState, report: &mut Report) -> anyhow::Result<()> {
+    let (files, staged) = state
+        .with_storage(|s| Ok((s.list_media()?, s.list_staged()?)))
+        .await?;
+    let present: HashSet<&str> = files.iter().map(String::as_str).collect();
+    let mut named = HashSet::new();
+    for (media_id, storage_key, poster_key) in db::media::all_keys(&state.db).await? {
+        if !present.contains(storage_key.as_str()) {
+            report.media_without_file.push(media_id);
+        }
+        named.insert(storage_key);
+        if let Some(poster) = poster_key {
+            if present.contains(poster.as_str()) {
+                named.insert(poster);
+            } else {
+                db::media::clear_poster(&state.db, media_id).await?;
+                report.posters_without_file.push(poster);
+            }
+        }
+    }
+    for (post_id, poster) in db::posts::poster_keys(&state.db).await? {
+        if present.contains(poster.as_str()) {
+            named.insert(poster);
+        } else {
+            db::posts::clear_poster(&state.db, post_id).await?;
+            report.posters_without_file.push(poster);
+        }
+    }
+    for name in files {
+        if named.contains(&name) {
+            continue;
+        }
+        if is_storage_key(&name) {
+            report.orphan_files.push(name);
+        } else {
+            report.foreign_files.push(format!("files/{name}"));
+        }
+    }
+    for name in staged {
+        if is_storage_key(&name) {
+            report.staged_files.push(name);
+        } else {
+            report.foreign_files.push(format!("staging/{name}"));
+        }
+    }
+    let doomed: Vec<String> = report
+        .orphan_files
+        .iter()
+        .chain(&report.staged_files)
+        .cloned()
+        .collect();
+    state
+        .with_storage(move |s| {
+            for key in doomed {
+                s.delete_media(&key)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Upload files against `uploads` rows: an ended upload keeps no file, except a failed one.
+async fn check_uploads(state: &AppState, report: &mut Report) -> anyhow::Result<()> {
+    let files = state.with_storage(|s| Ok(s.list_upload_files()?)).await?;
+    let kept: HashSet<String> = db::uploads::all_states(&state.db)
+        .await?
+        .into_iter()
+        .filter(|(_, upload_state)| matches!(upload_state.as_str(), "open" | "failed"))
+        .map(|(id, _)| id)
+        .collect();
+    let mut doomed = Vec::new();
+    for name in files {
+        let id = name
+            .strip_suffix(".part")
+            .and_then(|stem| UploadId::parse(stem).ok());
+        match id {
+            Some(id) if kept.contains(id.as_str()) => {}
+            Some(id) => {
+                report.orphan_upload_files.push(name);
+                doomed.push(id);
+            }
+            None => report.foreign_files.push(format!("uploads/{name}")),
+        }
+    }
+    state
+        .with_storage(move |s| {
+            for id in doomed {
+                s.delete_upload(&id)?;
+            }
+            Ok(())
+        })
+        .await
+}
