@@ -6,6 +6,11 @@
 //! or when the live goes silent (`sweeper.rs`), `recording.rs` checks size and SHA-256, has
 //! `finalize.rs` rewrite the WebM with Duration and Cues, commits the file to storage, and
 //! records the Media in `db/media.rs`; `routes/media.rs` serves it with Range support.
+//!
+//! While the live runs, each commit also reaches the live's room in `live/hub.rs`: viewers
+//! following `live/stream.rs` get every cluster that became whole (`live/index.rs` knows
+//! where they are), and `live/events.rs` carries counts, chat (`live/chat.rs`) and the end.
+//! At start, `consistency.rs` makes storage and database agree before anything is served.
 
 pub mod auth;
 pub mod config;
