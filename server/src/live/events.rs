@@ -137,6 +137,9 @@ async fn record_viewer(
     viewer: Option<&ViewerId>,
     new_peak: Option<ViewerCounts>,
 ) -> Result<(), ApiError> {
+    if viewer.is_none() && new_peak.is_none() {
+        return Ok(());
+    }
     let mut tx = state.db.begin().await?;
     if let Some(viewer) = viewer {
         db::posts::add_viewer(&mut tx, post_id, viewer.as_str(), now_millis()).await?;

@@ -32,11 +32,16 @@ struct Follower {
 }
 
 impl Follower {
-    /// The committed offset of our upload as last announced.
+    /// Takes in the latest progress; false when the stream must end: the live ended, or the
+    /// recorder moved to another upload (the viewer reconnects and follows that one).
     fn refresh(&mut self) -> bool {
         let progress = self.progress.borrow_and_update();
-        if progress.upload.as_ref() == Some(&self.upload) {
-            self.committed = self.committed.max(progress.committed);
+        match &progress.upload {
+            Some(upload) if *upload == self.upload => {
+                self.committed = self.committed.max(progress.committed);
+            }
+            Some(_) => return false,
+            None => {}
         }
         !progress.ended
     }

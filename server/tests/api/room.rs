@@ -411,3 +411,51 @@ async fn an_mp4_live_is_not_streamable_and_unknown_lives_are_404() {
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_stream_ends_when_the_recorder_moves_to_another_upload_so_the_viewer_follows_it() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let live = app.start_live(&host, "moved").await;
+    let bytes = fixture();
+    let clusters = cluster_starts(&bytes);
+    app.patch(&host.token, &live.upload_url, 0, &bytes[..clusters[2]])
+        .await;
+    let response = app
+        .request(
+            Method::GET,
+            &format!("/api/posts/live/{}/stream", live.id),
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = Box::pin(response.bytes_stream());
+    let mut got = Vec::new();
+    read_at_least(&mut body, &mut got, 4).await;
+
+    // The recorder restarts on a new upload (as after losing its journal).
+    let metadata = base64::engine::general_purpose::STANDARD.encode(live.id.to_string());
+    let created = app
+        .request(Method::POST, "/api/uploads/", Some(&host.token))
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Defer-Length", "1")
+        .header("Upload-Metadata", format!("live_id {metadata}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let second = created.headers()["location"].to_str().unwrap().to_owned();
+    app.patch(&host.token, &second, 0, &bytes).await;
+    loop {
+        let next = tokio::time::timeout(EVENT_WAIT, body.next())
+            .await
+            .expect("the stream ends within the wait");
+        match next {
+            Some(piece) => got.extend_from_slice(&piece.unwrap()),
+            None => break,
+        }
+    }
+}
