@@ -1,12 +1,11 @@
 //! `load`: N simulated recorders, each PATCHing one chunk per second like the browser does.
 
 use std::{
+    io::Write,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
-
-use std::io::Write;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
