@@ -198,6 +198,10 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType(
                 "expected a request with Content-Type: application/json".to_owned(),
             ),
+            // A body over the limit is a size problem, not a syntax one.
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::TooLarge("the request body is too large".to_owned())
+            }
             other => Self::bad_request("invalid_json", other.body_text()),
         }
     }

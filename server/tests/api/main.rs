@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port with a temporary data directory.
 
 mod auth;
+mod bad_input;
 mod consistency;
 mod crash;
 mod feed;
