@@ -107,32 +107,61 @@ export function launchBrowser() {
 }
 
 /**
- * Records every tus PATCH body the server acknowledged (204), keyed by offset, so a test can
- * rebuild the exact bytes that crossed the network independently of the recorder and the server.
+ * Records every tus PATCH body sent, and which the server acknowledged (204), keyed by offset, so
+ * a test can rebuild the exact bytes that crossed the network independently of the recorder and
+ * the server.
  */
 export function captureAcknowledgedPatches(target) {
-  const pieces = new Map();
+  const acknowledged = new Map();
+  const sent = new Map();
+  const isPatch = (request) => request.method() === "PATCH" && new URL(request.url()).pathname.startsWith("/api/uploads/");
+  target.on("request", (request) => {
+    if (!isPatch(request)) return;
+    const body = request.postDataBuffer() ?? Buffer.alloc(0);
+    if (body.length > 0) sent.set(Number(request.headers()["upload-offset"]), body);
+  });
   target.on("response", (response) => {
     const request = response.request();
-    if (request.method() !== "PATCH" || response.status() !== 204) return;
-    const offset = Number(request.headers()["upload-offset"]);
+    if (!isPatch(request) || response.status() !== 204) return;
     const body = request.postDataBuffer() ?? Buffer.alloc(0);
-    if (body.length > 0) pieces.set(offset, body);
+    if (body.length > 0) acknowledged.set(Number(request.headers()["upload-offset"]), body);
   });
   return {
     /** The acknowledged bytes in order; throws if a gap or an overlap shows. */
-    bytes() {
-      const offsets = [...pieces.keys()].sort((a, b) => a - b);
-      let next = 0;
+    bytes: () => contiguous(acknowledged),
+    /** Where the last acknowledged byte ends: the server may hold more, never less. */
+    acknowledgedEnd: () => Math.max(0, ...[...acknowledged].map(([offset, body]) => offset + body.length)),
+    /**
+     * The bytes the server holds when its answers could not all be seen (a page closed with a
+     * PATCH in flight): the prefix of what was sent, in whole PATCHes, whose SHA-256 is `sha`.
+     */
+    sentPrefixWithSha(sha) {
+      const hash = createHash("sha256");
       const parts = [];
-      for (const offset of offsets) {
-        if (offset !== next) throw new Error(`acknowledged PATCHes leave a gap or overlap at ${next} (next piece at ${offset})`);
-        parts.push(pieces.get(offset));
-        next += pieces.get(offset).length;
+      if (hash.copy().digest("hex") === sha) return Buffer.alloc(0);
+      let next = 0;
+      while (sent.has(next)) {
+        const piece = sent.get(next);
+        hash.update(piece);
+        parts.push(piece);
+        next += piece.length;
+        if (hash.copy().digest("hex") === sha) return Buffer.concat(parts);
       }
-      return Buffer.concat(parts);
+      return undefined;
     },
   };
+}
+
+function contiguous(pieces) {
+  const offsets = [...pieces.keys()].sort((a, b) => a - b);
+  let next = 0;
+  const parts = [];
+  for (const offset of offsets) {
+    if (offset !== next) throw new Error(`acknowledged PATCHes leave a gap or overlap at ${next} (next piece at ${offset})`);
+    parts.push(pieces.get(offset));
+    next += pieces.get(offset).length;
+  }
+  return Buffer.concat(parts);
 }
 
 export function sha256(buffer) {
