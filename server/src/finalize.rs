@@ -19,6 +19,8 @@ pub struct FinalizeOutcome {
     pub size: u64,
     /// Bytes at the end of the raw upload that could not be kept (a cut-off block).
     pub dropped_tail_bytes: u64,
+    /// Cue points written (0 for MP4, whose index is its own).
+    pub cue_points: usize,
 }
 
 /// Why a recording could not be finalized; the raw upload is kept either way.
@@ -89,18 +91,22 @@ pub fn finalize_recording(raw: &Path, out: &Path) -> Result<FinalizeOutcome, Fin
     let mut head = Vec::with_capacity(4096);
     File::open(raw)?.take(4096).read_to_end(&mut head)?;
     let container = livekeep_webm::sniff(&head).ok_or(FinalizeError::UnsupportedContainer)?;
-    let (duration_secs, dropped_tail_bytes) = match container {
+    let (duration_secs, dropped_tail_bytes, cue_points) = match container {
         Container::WebM => {
             let input = BufReader::with_capacity(1 << 20, File::open(raw)?);
             let mut output = BufWriter::with_capacity(1 << 20, File::create(out)?);
             let finalized = livekeep_webm::finalize_webm(input, &mut output)?;
             output.flush()?;
-            (finalized.duration_secs, finalized.dropped_tail_bytes)
+            (
+                finalized.duration_secs,
+                finalized.dropped_tail_bytes,
+                finalized.cue_points,
+            )
         }
         Container::Mp4 => {
             let info = livekeep_webm::probe_mp4(BufReader::new(File::open(raw)?))?;
             std::fs::copy(raw, out)?;
-            (info.duration_secs, 0)
+            (info.duration_secs, 0, 0)
         }
     };
     let size = std::fs::metadata(out)?.len();
@@ -109,6 +115,7 @@ pub fn finalize_recording(raw: &Path, out: &Path) -> Result<FinalizeOutcome, Fin
         duration_secs,
         size,
         dropped_tail_bytes,
+        cue_points,
     })
 }
 

@@ -21,6 +21,7 @@ pub mod error;
 pub mod finalize;
 pub mod live;
 pub mod locks;
+pub mod metrics;
 pub mod poster;
 pub mod rate_limit;
 pub mod recording;

@@ -154,10 +154,12 @@ pub async fn finalize_live(
     let key = media_key();
     let staging = state.storage.media_staging_path(&key);
     let finalize_out = staging.clone();
+    let finalize_started = std::time::Instant::now();
     let finalized =
         tokio::task::spawn_blocking(move || finalize_recording(&raw_path, &finalize_out))
             .await
             .context("finalizing task")?;
+    state.metrics.finalized(finalize_started.elapsed());
     let outcome = match finalized {
         Ok(outcome) => outcome,
         Err(err) => {
@@ -256,6 +258,15 @@ pub async fn finalize_live(
             return Err(err.context("recording a live's media").into());
         }
     };
+    tracing::info!(
+        post = post.id,
+        upload = %upload.id,
+        status = ending.live_status(),
+        bytes = outcome.size,
+        duration = outcome.duration_secs,
+        cues = outcome.cue_points,
+        "recording finalized"
+    );
     crate::live::announce_end(state, post.id).await;
     let mut done = vec![upload.id.clone()];
     done.extend(others);
@@ -430,6 +441,7 @@ mod tests {
             duration_secs: 1.0,
             size: 1,
             dropped_tail_bytes: 0,
+            cue_points: 0,
         }
     }
 

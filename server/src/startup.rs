@@ -13,6 +13,7 @@ use crate::{
     db,
     live::hub::Hub,
     locks::Locks,
+    metrics::Metrics,
     rate_limit::RateLimiter,
     routes,
     state::{AppState, Settings},
@@ -45,6 +46,7 @@ impl Application {
             locks: Arc::new(Locks::default()),
             hub: Arc::new(Hub::default()),
             chat_limiter: Arc::new(RateLimiter::new(CHAT_MESSAGES, CHAT_WINDOW)),
+            metrics: Arc::new(Metrics::default()),
             settings: Arc::new(Settings {
                 max_upload_size: config.max_upload_size.bytes(),
                 max_patch_size: config.max_patch_size.bytes(),

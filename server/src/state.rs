@@ -4,7 +4,9 @@ use std::{sync::Arc, time::Duration};
 
 use sqlx::SqlitePool;
 
-use crate::{live::hub::Hub, locks::Locks, rate_limit::RateLimiter, storage::Storage};
+use crate::{
+    live::hub::Hub, locks::Locks, metrics::Metrics, rate_limit::RateLimiter, storage::Storage,
+};
 
 /// Limits and windows handlers need, copied from the configuration at start.
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Chat messages per user.
     pub chat_limiter: Arc<RateLimiter>,
+    /// Counters served at `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {

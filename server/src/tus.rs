@@ -113,6 +113,7 @@ pub async fn create(
             .await;
         return Err(err.into());
     }
+    tracing::info!(upload = %id, post = post_id, length, "upload created");
     db::uploads::get(&state.db, id.as_str())
         .await?
         .context("reading back a new upload")
@@ -350,6 +351,8 @@ pub async fn append(
         rollback_to(state, &upload.id, start).await;
         return Err(err.into());
     }
+    state.metrics.ingested(written);
+    tracing::info!(upload = %id, offset = start, bytes = written, "chunk stored");
     // Still under the upload's lock: the live cannot have ended since.
     crate::live::committed(state, upload.row.post_id, &upload.id, new_offset).await;
     Ok((new_offset, expires_at))

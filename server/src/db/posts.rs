@@ -209,3 +209,25 @@ pub async fn poster_keys(db: impl SqliteExecutor<'_>) -> Result<Vec<(i64, String
         .fetch_all(db)
         .await
 }
+
+/// How many lives are in progress.
+pub async fn count_live(db: impl SqliteExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM posts WHERE live_status = 'live'")
+        .fetch_one(db)
+        .await
+}
+
+/// Every live, oldest first, only those with `status` when given.
+pub async fn lives(
+    db: impl SqliteExecutor<'_>,
+    status: Option<&str>,
+) -> Result<Vec<PostRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT_POST} WHERE posts.is_live = 1 AND (? IS NULL OR posts.live_status = ?)
+         ORDER BY posts.id"
+    ))
+    .bind(status)
+    .bind(status)
+    .fetch_all(db)
+    .await
+}

@@ -5,6 +5,7 @@ mod extract;
 mod health;
 mod lives;
 mod media;
+mod metrics;
 mod openapi;
 mod posts;
 mod room;
@@ -53,6 +54,7 @@ pub fn router(state: AppState, www_dir: &Path, cors_origins: &[String]) -> anyho
         .nest("/api", api)
         .merge(media::router())
         .merge(health::router())
+        .merge(metrics::router())
         .method_not_allowed_fallback(method_not_allowed);
     app = if www_dir.join("index.html").is_file() {
         let index = www_dir.join("index.html");
@@ -88,7 +90,14 @@ pub fn router(state: AppState, www_dir: &Path, cors_origins: &[String]) -> anyho
                 ),
         )
         .layer(PropagateRequestIdLayer::new(request_id));
-    let app = app.with_state(state).layer(layers);
+    // Inside the router's layers, so the matched route is known when a request is counted.
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+        .layer(layers);
     Ok(match cors(cors_origins)? {
         Some(cors) => app.layer(cors),
         None => app,

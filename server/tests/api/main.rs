@@ -9,6 +9,7 @@ mod helpers;
 mod interrupted;
 mod lives;
 mod media;
+mod metrics;
 mod poster;
 mod room;
 mod uploads;
