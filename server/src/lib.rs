@@ -26,6 +26,7 @@ pub mod poster;
 pub mod rate_limit;
 pub mod recording;
 pub mod routes;
+pub mod security;
 pub mod startup;
 pub mod state;
 pub mod storage;

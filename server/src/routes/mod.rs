@@ -98,10 +98,15 @@ pub fn router(state: AppState, www_dir: &Path, cors_origins: &[String]) -> anyho
         ))
         .with_state(state)
         .layer(layers);
-    Ok(match cors(cors_origins)? {
+    let app = match cors(cors_origins)? {
         Some(cors) => app.layer(cors),
         None => app,
-    })
+    };
+    let security = std::sync::Arc::new(crate::security::SecurityHeaders::new(cors_origins)?);
+    Ok(app.layer(axum::middleware::from_fn_with_state(
+        security,
+        crate::security::stamp,
+    )))
 }
 
 /// An allow-list CORS layer, or none (same origin only) when no origin is configured.

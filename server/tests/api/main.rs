@@ -12,4 +12,5 @@ mod media;
 mod metrics;
 mod poster;
 mod room;
+mod security_headers;
 mod uploads;
