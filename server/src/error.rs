@@ -70,9 +70,31 @@ pub enum ApiError {
     /// 460 (tus checksum extension): the chunk does not match its `Upload-Checksum`.
     #[error("the chunk does not match its Upload-Checksum; it was discarded")]
     ChecksumMismatch,
+    /// 507: the disk is full; nothing of the request was kept, retry once space is freed.
+    #[error("the server's storage is full; nothing was kept, retry later")]
+    InsufficientStorage,
     /// 500: a bug or an infrastructure failure; logged, never detailed to the client.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        let full = err.chain().any(|cause| {
+            cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            })
+        });
+        if full {
+            tracing::error!(error = ?err, "storage full");
+            Self::InsufficientStorage
+        } else {
+            Self::Internal(err)
+        }
+    }
 }
 
 impl ApiError {
@@ -122,6 +144,7 @@ impl ApiError {
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             // 460 is always in range, so this cannot fail.
             Self::ChecksumMismatch => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+            Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -143,6 +166,7 @@ impl ApiError {
             Self::Locked => "locked",
             Self::RateLimited(_) => "rate_limited",
             Self::ChecksumMismatch => "checksum_mismatch",
+            Self::InsufficientStorage => "insufficient_storage",
             Self::Internal(_) => "internal",
         }
     }
@@ -248,6 +272,7 @@ mod tests {
             (ApiError::Locked, 423, "locked"),
             (ApiError::RateLimited(3), 429, "rate_limited"),
             (ApiError::ChecksumMismatch, 460, "checksum_mismatch"),
+            (ApiError::InsufficientStorage, 507, "insufficient_storage"),
             (
                 ApiError::Internal(anyhow::anyhow!("db down")),
                 500,

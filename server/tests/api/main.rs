@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod consistency;
 mod crash;
+mod faults;
 mod feed;
 mod helpers;
 mod interrupted;
