@@ -18,6 +18,7 @@ pub mod consistency;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod fault;
 pub mod finalize;
 pub mod live;
 pub mod locks;

@@ -244,6 +244,7 @@ pub async fn finalize_live(
         }
         db::uploads::set_state(&mut *tx, &upload.id, "finalized").await?;
         let others = db::uploads::close_for_post(&mut *tx, post.id, "finalized").await?;
+        crate::fault::point("before_commit");
         tx.commit().await?;
         Ok(others)
     }

@@ -178,10 +178,13 @@ impl Storage for LocalStorage {
         File::open(&staged)
             .and_then(|f| f.sync_all())
             .map_err(io_err(|| format!("syncing {}", staged.display())))?;
+        crate::fault::point("before_rename");
         fs::rename(&staged, &target).map_err(io_err(|| {
             format!("moving {} to {}", staged.display(), target.display())
         }))?;
-        sync_dir(&self.files)
+        sync_dir(&self.files)?;
+        crate::fault::point("after_rename");
+        Ok(())
     }
 
     fn delete_media(&self, key: &str) -> Result<(), StorageError> {

@@ -10,19 +10,28 @@ use serde_json::{json, Value};
 use crate::helpers::{fixture, sha256_hex};
 
 /// The real `livekeep` binary; killed with SIGKILL when dropped.
-struct Server {
-    child: Child,
-    address: String,
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
 }
 
 impl Server {
-    async fn start(data_dir: &Path) -> Self {
+    /// Starts the binary on `data_dir`.
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with_env(data_dir, &[]).await
+    }
+
+    /// Starts the binary on `data_dir` with extra environment variables.
+    pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_livekeep"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--www-dir")
             .arg(data_dir.join("no-www"))
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -45,7 +54,7 @@ impl Server {
     }
 
     /// SIGKILL: no graceful shutdown, no flush.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -4,9 +4,12 @@
 use std::{io::Write, path::PathBuf, process::Command};
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::helpers::{error_code, fixture, sha256_hex, spawn_app_with, TestApp};
+use crate::{
+    crash::Server,
+    helpers::{error_code, fixture, sha256_hex, spawn_app_with, TestApp},
+};
 
 /// A small tmpfs mounted for the test's lifetime; unmounted on drop.
 struct Tmpfs {
@@ -15,7 +18,7 @@ struct Tmpfs {
 
 impl Tmpfs {
     fn mount(size: &str) -> Self {
-        // SAFETY-free check of the effective user: mounting needs root (CI runs as root).
+        // Mounting needs root (CI runs as root).
         let uid = Command::new("id").arg("-u").output().expect("id -u");
         assert_eq!(
             String::from_utf8_lossy(&uid.stdout).trim(),
@@ -117,4 +120,136 @@ async fn a_patch_that_does_not_fit_gets_507_and_the_upload_resumes_once_space_is
         sha256_hex(&bytes).as_str()
     );
     drop(app);
+}
+
+/// Registers, starts a live and uploads the whole fixture on a spawned binary.
+async fn recorded_live(client: &reqwest::Client, server: &Server) -> (String, i64, String) {
+    let session: Value = client
+        .post(format!("{}/api/auth/register", server.address))
+        .json(&json!({"username": "crasher", "password": "password123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    let live: Value = client
+        .post(format!("{}/api/posts/live/", server.address))
+        .bearer_auth(&token)
+        .json(&json!({"content": "crash at stop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upload_url = live["upload_url"].as_str().unwrap().to_owned();
+    let patched = client
+        .patch(format!("{}{upload_url}", server.address))
+        .bearer_auth(&token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", "0")
+        .body(fixture())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::NO_CONTENT);
+    (token, live["live_id"].as_i64().unwrap(), upload_url)
+}
+
+async fn send_stop(
+    client: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    live_id: i64,
+    upload_url: &str,
+) -> reqwest::Result<reqwest::Response> {
+    let bytes = fixture();
+    client
+        .put(format!("{}/api/posts/live/{live_id}/stop/", server.address))
+        .bearer_auth(token)
+        .json(&json!({"video_data": {
+            "upload_url": upload_url,
+            "size": bytes.len(),
+            "sha256": sha256_hex(&bytes),
+            "duration": 3.0,
+        }}))
+        .send()
+        .await
+}
+
+/// The Media of a finished post is served whole: as many bytes as it says, WebM from byte 0.
+async fn assert_media_complete(client: &reqwest::Client, server: &Server, post: &Value) {
+    let media = &post["media_files"][0];
+    let served = client
+        .get(format!(
+            "{}{}",
+            server.address,
+            media["file_url"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), StatusCode::OK, "{post}");
+    let body = served.bytes().await.unwrap();
+    assert_eq!(body.len() as u64, media["size"].as_u64().unwrap(), "{post}");
+    assert_eq!(&body[..4], &[0x1A, 0x45, 0xDF, 0xA3], "not a WebM");
+    assert_eq!(media["original_sha256"], sha256_hex(&fixture()).as_str());
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_a_stop_leaves_a_whole_media_or_a_stoppable_live() {
+    let client = reqwest::Client::new();
+    for point in ["before_rename", "after_rename", "before_commit"] {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut server =
+            Server::start_with_env(data_dir.path(), &[("LIVEKEEP_FAULT_POINT", point)]).await;
+        let (token, live_id, upload_url) = recorded_live(&client, &server).await;
+        let stop = send_stop(&client, &server, &token, live_id, &upload_url).await;
+        assert!(
+            stop.is_err(),
+            "{point}: the stop answered {stop:?} instead of crashing"
+        );
+        let exit = server.child.wait().unwrap();
+        assert!(!exit.success(), "{point}: the server exited cleanly");
+
+        let server = Server::start(data_dir.path()).await;
+        let post: Value = client
+            .get(format!("{}/api/posts/{live_id}/", server.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let media_dir = data_dir.path().join("media");
+        let files = |sub: &str| {
+            std::fs::read_dir(media_dir.join(sub))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        // The start-up check removed what the crash left behind.
+        assert_eq!(
+            files("staging"),
+            0,
+            "{point}: staged files survived the restart"
+        );
+        match post["live_status"].as_str() {
+            Some("live") => {
+                assert_eq!(post["media_files"], json!([]), "{point}");
+                assert_eq!(files("files"), 0, "{point}: an orphan file survived");
+                let stopped = send_stop(&client, &server, &token, live_id, &upload_url)
+                    .await
+                    .unwrap();
+                assert_eq!(stopped.status(), StatusCode::OK, "{point}");
+                let post: Value = stopped.json().await.unwrap();
+                assert_media_complete(&client, &server, &post).await;
+            }
+            Some("ended") => assert_media_complete(&client, &server, &post).await,
+            other => panic!("{point}: live_status {other:?}"),
+        }
+        assert_eq!(files("files"), 1, "{point}");
+    }
 }
