@@ -18,6 +18,26 @@ use crate::{
     state::AppState,
 };
 
+/// Creates an account (the work behind `POST /api/auth/register` and `livekeep admin
+/// create-user`): the password is hashed off the async workers; a taken name is 409.
+pub async fn create_user(
+    state: &AppState,
+    username: &crate::domain::Username,
+    password: Password,
+) -> Result<UserRow, ApiError> {
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .context("hashing task")??;
+    let user = db::users::insert(
+        &state.db,
+        username.as_str(),
+        &hash,
+        crate::domain::now_millis(),
+    )
+    .await?;
+    Ok(user)
+}
+
 /// Hashes a password with argon2id and a random salt (slow: call it in `spawn_blocking`).
 pub fn hash_password(password: &Password) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);

@@ -27,6 +27,45 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (the default).
     Serve,
+    /// Maintenance on the data directory (run them while the server is stopped, or on lives
+    /// that no recorder is writing to: they share the database and files, not its locks).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `livekeep admin …`: maintenance commands over the same database and storage.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an account; prints its id. Without --password-stdin a random password is printed.
+    CreateUser {
+        /// 1–32 of `[A-Za-z0-9_.-]`.
+        name: String,
+        /// Read the password (8 characters or more) from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List lives, oldest first: id, status, author, start, end, title.
+    ListLives {
+        /// Only lives with this status.
+        #[arg(long, value_parser = ["live", "ended", "interrupted"])]
+        status: Option<String>,
+    },
+    /// Finalize a stuck live now with the bytes the server holds, as `interrupted`, as the
+    /// sweeper does after `--interrupt-after` seconds of silence.
+    FinalizeLive {
+        /// The live's id (its post id).
+        live_id: i64,
+    },
+    /// Re-run the finalizer over a stored recording, replacing its file (duration, size, cues).
+    Refinalize {
+        /// The media's id.
+        media_id: i64,
+    },
+    /// Delete a post with its media, their files and posters, its uploads and chat.
+    DeletePost {
+        /// The post's id.
+        post_id: i64,
+    },
 }
 
 /// Everything the server needs to start; each flag also reads its environment variable.

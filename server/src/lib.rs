@@ -12,10 +12,12 @@
 //! where they are), and `live/events.rs` carries counts, chat (`live/chat.rs`) and the end.
 //! At start, `consistency.rs` makes storage and database agree before anything is served.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod consistency;
 pub mod db;
+pub mod deletion;
 pub mod domain;
 pub mod error;
 pub mod fault;

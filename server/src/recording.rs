@@ -151,28 +151,7 @@ pub async fn finalize_live(
         }
     }
 
-    let key = media_key();
-    let staging = state.storage.media_staging_path(&key);
-    let finalize_out = staging.clone();
-    let finalize_started = std::time::Instant::now();
-    let finalized =
-        tokio::task::spawn_blocking(move || finalize_recording(&raw_path, &finalize_out))
-            .await
-            .context("finalizing task")?;
-    state.metrics.finalized(finalize_started.elapsed());
-    let outcome = match finalized {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            let staged = key.clone();
-            let _ = state
-                .with_storage(move |s| Ok(s.delete_media(&staged)?))
-                .await;
-            if err.is_bad_recording() {
-                return Err(ApiError::bad_request("invalid_recording", err.to_string()));
-            }
-            return Err(anyhow::Error::new(err).into());
-        }
-    };
+    let (stored_key, outcome) = finalize_into_storage(state, raw_path).await?;
     if outcome.dropped_tail_bytes > 0 {
         tracing::info!(
             post = post.id,
@@ -190,23 +169,6 @@ pub async fn finalize_live(
             );
         }
     }
-
-    // The stored name carries the container's extension; the id part is random.
-    let stored_key = format!("{key}.{}", container_extension(outcome.container));
-    let (from, to) = (key.clone(), stored_key.clone());
-    state
-        .with_storage(move |s| {
-            let committed = std::fs::rename(s.media_staging_path(&from), s.media_staging_path(&to))
-                .context("naming the staged media")
-                .and_then(|()| Ok(s.commit_media(&to)?));
-            if committed.is_err() {
-                // Best effort: the error being returned matters more than this cleanup's.
-                let _ = s.delete_media(&from);
-                let _ = s.delete_media(&to);
-            }
-            committed
-        })
-        .await?;
 
     let title = claims
         .title
@@ -273,6 +235,118 @@ pub async fn finalize_live(
     done.extend(others);
     delete_upload_files(state, done).await;
     Ok(())
+}
+
+/// Finalizes the raw recording at `raw_path` into a new stored file; returns its key.
+///
+/// The file is written under a fresh random key in staging, named with its container's
+/// extension and committed (renamed, fsynced); on any failure nothing is left behind.
+async fn finalize_into_storage(
+    state: &AppState,
+    raw_path: std::path::PathBuf,
+) -> Result<(String, FinalizeOutcome), ApiError> {
+    let key = media_key();
+    let staging = state.storage.media_staging_path(&key);
+    let finalize_started = std::time::Instant::now();
+    let finalized = tokio::task::spawn_blocking(move || finalize_recording(&raw_path, &staging))
+        .await
+        .context("finalizing task")?;
+    state.metrics.finalized(finalize_started.elapsed());
+    let outcome = match finalized {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            let staged = key.clone();
+            let _ = state
+                .with_storage(move |s| Ok(s.delete_media(&staged)?))
+                .await;
+            if err.is_bad_recording() {
+                return Err(ApiError::bad_request("invalid_recording", err.to_string()));
+            }
+            return Err(anyhow::Error::new(err).into());
+        }
+    };
+    // The stored name carries the container's extension; the id part is random.
+    let stored_key = format!("{key}.{}", container_extension(outcome.container));
+    let (from, to) = (key, stored_key.clone());
+    state
+        .with_storage(move |s| {
+            let committed = std::fs::rename(s.media_staging_path(&from), s.media_staging_path(&to))
+                .context("naming the staged media")
+                .and_then(|()| Ok(s.commit_media(&to)?));
+            if committed.is_err() {
+                // Best effort: the error being returned matters more than this cleanup's.
+                let _ = s.delete_media(&from);
+                let _ = s.delete_media(&to);
+            }
+            committed
+        })
+        .await?;
+    Ok((stored_key, outcome))
+}
+
+/// What re-running the finalizer over a stored recording changed.
+#[derive(Debug, Clone)]
+pub struct Refinalized {
+    /// The new file's key (a new key: stored files are never rewritten in place).
+    pub storage_key: String,
+    /// Duration read from the new file, in seconds.
+    pub duration_secs: f64,
+    /// Bytes of the new file.
+    pub size: u64,
+    /// Cue points written.
+    pub cue_points: usize,
+}
+
+/// Re-runs the finalizer over a stored recording and swaps the Media to the new file in one
+/// update; the old file is deleted after the commit, so a reader sees one file or the other.
+pub async fn refinalize(state: &AppState, media_id: i64) -> Result<Refinalized, ApiError> {
+    let media = db::media::get(&state.db, media_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let source = state.storage.media_path(&media.storage_key);
+    if !source.is_file() {
+        return Err(anyhow::anyhow!("the file of media {media_id} is missing").into());
+    }
+    let (stored_key, outcome) = finalize_into_storage(state, source).await?;
+    let replaced = async {
+        let mut tx = state.db.begin().await?;
+        let size = i64::try_from(outcome.size).unwrap_or(i64::MAX);
+        let old =
+            db::media::replace_file(&mut tx, media_id, &stored_key, outcome.duration_secs, size)
+                .await?;
+        tx.commit().await?;
+        anyhow::Ok(old)
+    }
+    .await;
+    let old = match replaced {
+        Ok(old) => old,
+        Err(err) => {
+            let orphan = stored_key.clone();
+            let _ = state
+                .with_storage(move |s| Ok(s.delete_media(&orphan)?))
+                .await;
+            return Err(err.context("recording a refinalized file").into());
+        }
+    };
+    if let Some(old) = old {
+        state
+            .with_storage(move |s| Ok(s.delete_media(&old)?))
+            .await
+            .context("deleting the replaced file")?;
+    }
+    tracing::info!(
+        media = media_id,
+        bytes = outcome.size,
+        duration = outcome.duration_secs,
+        cues = outcome.cue_points,
+        "recording refinalized"
+    );
+    Ok(Refinalized {
+        storage_key: stored_key,
+        duration_secs: outcome.duration_secs,
+        size: outcome.size,
+        cue_points: outcome.cue_points,
+    })
 }
 
 /// Ends a live that holds no bytes: no Media, its uploads closed.

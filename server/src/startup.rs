@@ -36,24 +36,7 @@ pub struct Application {
 impl Application {
     /// Opens the database and storage, runs migrations, builds routes and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let storage = storage::open(&config.storage_url())?;
-        let db = db::connect(&config.database_url()).await?;
-        let state = AppState {
-            db,
-            storage: Arc::from(storage),
-            locks: Arc::new(Locks::default()),
-            hub: Arc::new(Hub::default()),
-            chat_limiter: Arc::new(RateLimiter::new(CHAT_MESSAGES, CHAT_WINDOW)),
-            metrics: Arc::new(Metrics::default()),
-            settings: Arc::new(Settings {
-                max_upload_size: config.max_upload_size.bytes(),
-                max_patch_size: config.max_patch_size.bytes(),
-                upload_expiry: config.upload_expiry(),
-                interrupt_after: config.interrupt_after(),
-            }),
-        };
+        let state = open_state(&config).await?;
         // Bytes written but never acknowledged before a crash are cut off before serving.
         crate::tus::recover_all(&state)
             .await
@@ -109,6 +92,29 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Opens the database (running migrations) and storage of `config` into the shared state,
+/// without recovering uploads or serving: what the admin commands work on.
+pub async fn open_state(config: &Config) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let storage = storage::open(&config.storage_url())?;
+    let db = db::connect(&config.database_url()).await?;
+    Ok(AppState {
+        db,
+        storage: Arc::from(storage),
+        locks: Arc::new(Locks::default()),
+        hub: Arc::new(Hub::default()),
+        chat_limiter: Arc::new(RateLimiter::new(CHAT_MESSAGES, CHAT_WINDOW)),
+        metrics: Arc::new(Metrics::default()),
+        settings: Arc::new(Settings {
+            max_upload_size: config.max_upload_size.bytes(),
+            max_patch_size: config.max_patch_size.bytes(),
+            upload_expiry: config.upload_expiry(),
+            interrupt_after: config.interrupt_after(),
+        }),
+    })
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

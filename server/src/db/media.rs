@@ -186,3 +186,49 @@ pub async fn clear_poster(db: impl SqliteExecutor<'_>, id: i64) -> Result<(), sq
         .await?;
     Ok(())
 }
+
+/// Points a media at a new file with its duration and size; returns the key it replaces.
+pub async fn replace_file(
+    tx: &mut sqlx::SqliteConnection,
+    id: i64,
+    key: &str,
+    duration: f64,
+    size: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let old: Option<String> = sqlx::query_scalar("SELECT storage_key FROM media WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE media SET storage_key = ?, duration = ?, size = ? WHERE id = ?")
+        .bind(key)
+        .bind(duration)
+        .bind(size)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(old)
+}
+
+/// Deletes the media of a post (linked to it or recorded by its live); returns the file and
+/// poster keys they held, for deletion once the transaction is committed.
+pub async fn delete_for_post(
+    tx: &mut sqlx::SqliteConnection,
+    post_id: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let owned = "SELECT media_id FROM media_files WHERE post_id = ?1
+                 UNION SELECT id FROM media WHERE live_post_id = ?1";
+    let keys: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT storage_key, poster_key FROM media WHERE id IN ({owned})"
+    ))
+    .bind(post_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(&format!("DELETE FROM media WHERE id IN ({owned})"))
+        .bind(post_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(keys
+        .into_iter()
+        .flat_map(|(file, poster)| std::iter::once(file).chain(poster))
+        .collect())
+}

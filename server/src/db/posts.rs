@@ -231,3 +231,20 @@ pub async fn lives(
     .fetch_all(db)
     .await
 }
+
+/// Deletes a post (its chat, viewers, uploads and media links go with it by cascade); returns
+/// the ids of the uploads it had, whose files the caller deletes after the commit.
+pub async fn delete(
+    tx: &mut sqlx::SqliteConnection,
+    id: i64,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    let uploads: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE post_id = ?")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM posts WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok((done.rows_affected() == 1).then_some(uploads))
+}

@@ -44,10 +44,7 @@ async fn register(
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
     let username = Username::parse(&body.username).map_err(ApiError::invalid)?;
     let password = Password::parse(&body.password).map_err(ApiError::invalid)?;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .context("hashing task")??;
-    let user = db::users::insert(&state.db, username.as_str(), &hash, now_millis()).await?;
+    let user = auth::create_user(&state, &username, password).await?;
     let user = UserView {
         id: user.id,
         username: user.username,

@@ -1,5 +1,6 @@
 //! Integration tests: the real server on a random port with a temporary data directory.
 
+mod admin;
 mod auth;
 mod bad_input;
 mod consistency;

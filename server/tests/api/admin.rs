@@ -1,0 +1,230 @@
+//! `livekeep admin …`, run as the real binary on a data directory the server has used.
+
+use std::{
+    io::Write,
+    path::Path,
+    process::{Command, Output, Stdio},
+};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{fixture, spawn_app, spawn_app_in, TestApp};
+
+/// Runs `livekeep admin <args>` on `data_dir`, feeding `stdin`.
+fn admin(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_livekeep"))
+        .arg("admin")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("LIVEKEEP_STORAGE_URL")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the livekeep binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("writing stdin");
+    child.wait_with_output().expect("livekeep admin finishes")
+}
+
+/// Asserts success and returns standard output.
+fn succeeds(output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Asserts failure and returns standard error.
+fn fails(output: Output) -> String {
+    assert!(
+        !output.status.success(),
+        "expected a failure, got stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A live with the fixture uploaded and, when `stop`, stopped; returns the app and live id.
+async fn recorded_live(stop: bool) -> (TestApp, i64) {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "admin").await;
+    let bytes = fixture();
+    app.upload_all(&user, &live, &bytes).await;
+    if stop {
+        let stopped = app
+            .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+            .await;
+        assert_eq!(stopped.status(), StatusCode::OK);
+    }
+    (app, live.id)
+}
+
+#[tokio::test]
+async fn create_user_reads_the_password_from_stdin_and_the_account_logs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = succeeds(admin(
+        dir.path(),
+        &["create-user", "alice", "--password-stdin"],
+        "correct horse\n",
+    ));
+    assert!(out.starts_with("created user alice (id 1)"), "{out}");
+
+    let again = fails(admin(
+        dir.path(),
+        &["create-user", "alice", "--password-stdin"],
+        "another password\n",
+    ));
+    assert!(again.contains("already taken"), "{again}");
+    let short = fails(admin(
+        dir.path(),
+        &["create-user", "bob", "--password-stdin"],
+        "short\n",
+    ));
+    assert!(short.contains("8"), "{short}");
+
+    let app = spawn_app_in(dir, |_| {}).await;
+    let login = app
+        .request(Method::POST, "/api/auth/login", None)
+        .json(&json!({"username": "alice", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_generated_password_is_printed_and_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = succeeds(admin(dir.path(), &["create-user", "carol"], ""));
+    let password = out.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(password.len() >= 8, "{out}");
+    let app = spawn_app_in(dir, |_| {}).await;
+    let login = app
+        .request(Method::POST, "/api/auth/login", None)
+        .json(&json!({"username": "carol", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_stuck_live_is_listed_then_finalized_by_hand_as_interrupted() {
+    let (app, live_id) = recorded_live(false).await;
+    let dir = app.shutdown().await;
+    let listed = succeeds(admin(dir.path(), &["list-lives", "--status", "live"], ""));
+    assert!(listed.contains(&format!("\n{live_id}\tlive\t")), "{listed}");
+    let none = succeeds(admin(dir.path(), &["list-lives", "--status", "ended"], ""));
+    assert!(none.ends_with("0 live(s)\n"), "{none}");
+
+    let out = succeeds(admin(
+        dir.path(),
+        &["finalize-live", &live_id.to_string()],
+        "",
+    ));
+    assert!(out.contains("as interrupted: media"), "{out}");
+    let again = fails(admin(
+        dir.path(),
+        &["finalize-live", &live_id.to_string()],
+        "",
+    ));
+    assert!(again.contains("not live anymore"), "{again}");
+    let unknown = fails(admin(dir.path(), &["finalize-live", "999"], ""));
+    assert!(unknown.contains("live 999 does not exist"), "{unknown}");
+
+    let app = spawn_app_in(dir, |_| {}).await;
+    let post = app.get_json(&format!("/api/posts/{live_id}/")).await;
+    assert_eq!(post["live_status"], "interrupted");
+    assert_eq!(post["media_files"].as_array().unwrap().len(), 1);
+    assert!(app.stored_files("uploads").is_empty());
+}
+
+#[tokio::test]
+async fn refinalize_replaces_the_stored_file_and_the_media_follows() {
+    let (app, live_id) = recorded_live(true).await;
+    let post = app.get_json(&format!("/api/posts/{live_id}/")).await;
+    let media: Value = post["media_files"][0].clone();
+    let before = app.stored_files("files");
+    assert_eq!(before.len(), 1);
+    let dir = app.shutdown().await;
+
+    let id = media["id"].as_i64().unwrap().to_string();
+    let out = succeeds(admin(dir.path(), &["refinalize", &id], ""));
+    assert!(
+        out.starts_with(&format!("refinalized media {id}:")),
+        "{out}"
+    );
+    let unknown = fails(admin(dir.path(), &["refinalize", "999"], ""));
+    assert!(unknown.contains("media 999 does not exist"), "{unknown}");
+
+    let app = spawn_app_in(dir, |_| {}).await;
+    let after = app.stored_files("files");
+    assert_eq!(after.len(), 1, "the old file is gone, the new one alone");
+    assert_ne!(after, before);
+    let post = app.get_json(&format!("/api/posts/{live_id}/")).await;
+    let refinalized = &post["media_files"][0];
+    assert!(
+        (refinalized["duration"].as_f64().unwrap() - media["duration"].as_f64().unwrap()).abs()
+            < 0.1
+    );
+    let served = app
+        .request(Method::GET, &format!("/media/{id}"), None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let body = served.bytes().await.unwrap();
+    assert_eq!(body.len() as u64, refinalized["size"].as_u64().unwrap());
+    assert_eq!(&body[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
+}
+
+#[tokio::test]
+async fn delete_post_removes_its_rows_and_every_file_it_owned() {
+    let (app, live_id) = recorded_live(true).await;
+    let post = app.get_json(&format!("/api/posts/{live_id}/")).await;
+    let media_id = post["media_files"][0]["id"].as_i64().unwrap();
+    let dir = app.shutdown().await;
+
+    let out = succeeds(admin(
+        dir.path(),
+        &["delete-post", &live_id.to_string()],
+        "",
+    ));
+    assert!(
+        out.contains(&format!("deleted post {live_id}: 1 stored file(s)")),
+        "{out}"
+    );
+    let again = fails(admin(
+        dir.path(),
+        &["delete-post", &live_id.to_string()],
+        "",
+    ));
+    assert!(again.contains("does not exist"), "{again}");
+
+    let app = spawn_app_in(dir, |_| {}).await;
+    assert!(app.stored_files("files").is_empty());
+    assert!(app.stored_files("uploads").is_empty());
+    for path in [
+        format!("/api/posts/{live_id}/"),
+        format!("/media/{media_id}"),
+    ] {
+        let response = app.request(Method::GET, &path, None).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let feed = app.get_json("/api/posts/").await;
+    assert!(feed["results"].as_array().unwrap().is_empty());
+}
