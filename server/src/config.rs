@@ -138,6 +138,16 @@ pub struct Config {
     )]
     pub upload_expiry: u64,
 
+    /// Seconds a PATCH body may send nothing before it is abandoned and its bytes dropped.
+    #[arg(
+        long,
+        env = "LIVEKEEP_PATCH_IDLE_TIMEOUT",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub patch_idle_timeout: u64,
+
     /// Origins allowed to call the API from another site; repeatable or comma-separated.
     #[arg(
         long = "cors-origin",
@@ -161,6 +171,7 @@ impl Config {
             max_upload_size: ByteSize(8 << 30),
             max_patch_size: ByteSize(64 << 20),
             upload_expiry: 86_400,
+            patch_idle_timeout: 60,
             cors_origins: Vec::new(),
         }
     }
@@ -187,6 +198,11 @@ impl Config {
     /// How long an upload stays resumable after its last activity.
     pub fn upload_expiry(&self) -> Duration {
         Duration::from_secs(self.upload_expiry)
+    }
+
+    /// How long a PATCH body may stall before the server gives up on it.
+    pub fn patch_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.patch_idle_timeout)
     }
 }
 

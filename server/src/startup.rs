@@ -113,6 +113,7 @@ pub async fn open_state(config: &Config) -> anyhow::Result<AppState> {
             max_patch_size: config.max_patch_size.bytes(),
             upload_expiry: config.upload_expiry(),
             interrupt_after: config.interrupt_after(),
+            patch_idle_timeout: config.patch_idle_timeout(),
         }),
     })
 }

@@ -19,6 +19,8 @@ pub struct Settings {
     pub upload_expiry: Duration,
     /// How long a live may stay silent before it is finalized as interrupted.
     pub interrupt_after: Duration,
+    /// How long a PATCH body may send nothing before it is abandoned (bytes rolled back).
+    pub patch_idle_timeout: Duration,
 }
 
 /// Cloneable handle on the database, storage, per-resource locks and settings.

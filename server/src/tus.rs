@@ -24,10 +24,6 @@ const WRITE_BATCH: usize = 1 << 20;
 /// How long a PATCH waits for another one on the same upload before answering 423.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// A PATCH whose body sends nothing for this long is abandoned, so it cannot hold the
-/// upload's lock forever; the client resumes with HEAD like after any network failure.
-const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// An upload the caller may act on, with its file reconciled to the committed offset.
 #[derive(Debug, Clone)]
 pub struct OpenUpload {
@@ -378,7 +374,9 @@ async fn stream_body(
     let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
     let mut stream = body.into_data_stream();
     loop {
-        let next = tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next())
+        // A stalled body must not hold the upload's lock forever; its bytes are rolled back
+        // and the client resumes with HEAD like after any network failure.
+        let next = tokio::time::timeout(state.settings.patch_idle_timeout, stream.next())
             .await
             .map_err(|_| {
                 ApiError::bad_request("body_timeout", "the body stalled; resume with HEAD")

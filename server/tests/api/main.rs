@@ -15,4 +15,5 @@ mod metrics;
 mod poster;
 mod room;
 mod security_headers;
+mod slow_clients;
 mod uploads;
