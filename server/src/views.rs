@@ -11,7 +11,8 @@ use crate::{
 };
 
 /// `User`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
     /// User id.
     pub id: i64,
@@ -20,7 +21,8 @@ pub struct UserView {
 }
 
 /// `Media`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Media)]
 pub struct MediaView {
     /// Media id.
     pub id: i64,
@@ -53,7 +55,8 @@ pub struct MediaView {
 }
 
 /// `Post`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Post)]
 pub struct PostView {
     /// Post id (the `live_id` of a live).
     pub id: i64,
@@ -82,7 +85,8 @@ pub struct PostView {
 }
 
 /// `ChatMessage`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ChatMessage)]
 pub struct ChatMessageView {
     /// Message id.
     pub id: i64,

@@ -25,7 +25,7 @@ use crate::{
 const EVENT_BACKLOG: usize = 64;
 
 /// Current and peak viewers, as the `viewers` event carries them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ViewerCounts {
     /// Distinct viewers connected now.
     pub viewers: u64,

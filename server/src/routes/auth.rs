@@ -20,15 +20,28 @@ pub fn router() -> Router<AppState> {
         .route("/auth/login", post(login))
 }
 
-#[derive(Deserialize)]
+/// The auth routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, login))]
+pub(super) struct Doc;
+
+/// A name and a password.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Credentials {
+    /// 1–32 of `[A-Za-z0-9_.-]`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,32}$")]
     username: String,
+    /// 8 characters or more.
+    #[schema(min_length = 8)]
     password: String,
 }
 
-#[derive(Serialize)]
+/// A signed-in user and a bearer token for `Authorization: Bearer <token>`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct Session {
+    /// The account.
     user: UserView,
+    /// The bearer token.
     token: String,
 }
 
@@ -38,6 +51,15 @@ async fn open_session(state: &AppState, user: UserView) -> Result<Session, ApiEr
     Ok(Session { user, token })
 }
 
+/// Creates an account and signs it in.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 201, description = "Created and signed in", body = Session),
+        (status = 400, description = "`invalid_username`, `invalid_password`, `invalid_json`: a name outside 1–32 of `[A-Za-z0-9_.-]` or a password under 8 characters", body = super::openapi::ErrorBody),
+        (status = 409, description = "`username_taken`", body = super::openapi::ErrorBody),
+        (status = 413, description = "`too_large`: the body is over the limit", body = super::openapi::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not JSON", body = super::openapi::ErrorBody),
+    ))]
 async fn register(
     State(state): State<AppState>,
     Json(body): Json<Credentials>,
@@ -52,6 +74,13 @@ async fn register(
     Ok((StatusCode::CREATED, Json(open_session(&state, user).await?)))
 }
 
+/// Signs in.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in", body = Session),
+        (status = 400, description = "`invalid_json`", body = super::openapi::ErrorBody),
+        (status = 401, description = "`invalid_credentials`", body = super::openapi::ErrorBody),
+    ))]
 async fn login(
     State(state): State<AppState>,
     Json(body): Json<Credentials>,

@@ -1,7 +1,7 @@
 //! `GET /healthz`: 200 when the database and storage answer.
 
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::state::AppState;
 
@@ -10,7 +10,27 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(health))
 }
 
-async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health))]
+pub(super) struct Doc;
+
+/// What answered.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Health {
+    /// The database answered a query.
+    database: bool,
+    /// The storage is reachable and writable.
+    storage: bool,
+}
+
+/// Whether the database and storage answer.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "Unhealthy: the failing part is `false`", body = Health),
+    ))]
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database = sqlx::query_scalar::<_, i64>("SELECT 1")
         .fetch_one(&state.db)
         .await
@@ -22,8 +42,5 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         tracing::error!(database, storage, "health check failed");
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({ "database": database, "storage": storage })),
-    )
+    (status, Json(Health { database, storage }))
 }

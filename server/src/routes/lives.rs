@@ -10,6 +10,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Json, Path};
+use super::openapi::{Binary, ErrorBody};
 use crate::{
     auth::AuthUser,
     db,
@@ -30,18 +31,39 @@ pub fn router() -> Router<AppState> {
         .route("/posts/live/{live_id}/poster", put(put_poster))
 }
 
-#[derive(Deserialize)]
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(start, stop, put_poster))]
+pub(super) struct Doc;
+
+/// What a live is about.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct StartBody {
+    /// The live's title: 1–500 characters after trimming.
+    #[schema(min_length = 1, max_length = 500)]
     content: String,
 }
 
-#[derive(Serialize)]
+/// A started live.
+#[derive(Serialize, utoipa::ToSchema)]
 struct Started {
+    /// The live's id (its post id).
     live_id: i64,
+    /// The live's Post, `live_status: live`.
     post: PostView,
+    /// The live's tus upload: PATCH it while recording.
     upload_url: String,
 }
 
+/// Starts a live: creates the Post (`live_status: live`) and its tus upload (deferred length).
+#[utoipa::path(post, path = "/api/posts/live/", tag = "lives",
+    request_body = StartBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Started: the live id, its Post and `upload_url` to PATCH", body = Started),
+        (status = 400, description = "`invalid_content` (blank or over 500 characters), `invalid_json`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
+    ))]
 async fn start(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -65,21 +87,32 @@ async fn start(
 }
 
 /// `video_data` as the recorder sends it; every field is optional and checked.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct VideoData {
+    /// The live's `upload_url` (or `upload_id`).
     upload_url: Option<String>,
+    /// The upload's id.
     upload_id: Option<String>,
+    /// Refused with 400 `blob_url` when a `blob:` URL: the bytes must have been uploaded.
     url: Option<String>,
+    /// Seconds, as the recorder measured them (the file's own duration wins).
     duration: Option<f64>,
+    /// Bytes the recorder produced; 409 `size_mismatch` if the server holds another count.
     size: Option<u64>,
+    /// Hex SHA-256 of every byte produced, in order; 409 `checksum_mismatch` if it differs.
     sha256: Option<String>,
+    /// As recorded, codecs included.
     mime_type: Option<String>,
+    /// The Media's title; defaults to `Vidéo du live - <content>`.
     title: Option<String>,
+    /// Must name this live when given.
     live_id: Option<i64>,
 }
 
-#[derive(Deserialize)]
+/// The stop request.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct StopBody {
+    /// What the recorder claims about its recording.
     video_data: VideoData,
 }
 
@@ -133,6 +166,20 @@ fn parse_video_data(live_id: i64, data: VideoData) -> Result<StopRequest, ApiErr
     })
 }
 
+/// Stops a live: checks the bytes held against `video_data` (size, SHA-256), finalizes them and answers the Post with its Media. Idempotent: a repeated stop returns the same Post and Media.
+#[utoipa::path(put, path = "/api/posts/live/{live_id}/stop/", tag = "lives",
+    params(("live_id" = i64, Path, description = "The live (its post id)")),
+    request_body = StopBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The Post with its Media in `media_files`", body = PostView),
+        (status = 400, description = "`blob_url`, `empty_recording`, `invalid_duration`, `upload_mismatch`, `live_mismatch`, `invalid_upload`, `invalid_recording`, `invalid_json`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`size_mismatch`, `upload_incomplete`, `checksum_mismatch`", body = ErrorBody),
+        (status = 410, description = "`upload_closed`", body = ErrorBody),
+    ))]
 async fn stop(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -145,6 +192,20 @@ async fn stop(
     ))
 }
 
+/// Stores a live's poster frame (owner only; while live or after).
+#[utoipa::path(put, path = "/api/posts/live/{live_id}/poster/", tag = "lives",
+    params(("live_id" = i64, Path, description = "The live (its post id)")),
+    request_body(content = inline(Binary), content_type = "image/jpeg", description = "A JPEG of at most 1 MiB"),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`no_recording`: the live ended without a recording", body = ErrorBody),
+        (status = 413, description = "`too_large`: over 1 MiB", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `image/jpeg`, or bytes not starting with FF D8 FF", body = ErrorBody),
+    ))]
 async fn put_poster(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

@@ -16,6 +16,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::extract::Path;
+use super::openapi::{Binary, ErrorBody};
 use crate::{db, error::ApiError, state::AppState};
 
 /// The media routes.
@@ -25,6 +26,21 @@ pub fn router() -> Router<AppState> {
         .route("/media/{media_id}/poster", get(serve_poster))
 }
 
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(serve, serve_poster))]
+pub(super) struct Doc;
+
+/// The recording, with Range, ETag and If-Range support.
+#[utoipa::path(get, path = "/media/{media_id}", tag = "media",
+    params(("media_id" = i64, Path, description = "The media"), ("Range" = Option<String>, Header, description = "`bytes=<first>-<last>`"), ("If-Range" = Option<String>, Header, description = "The ETag the partial download started with")),
+    responses(
+        (status = 200, description = "The file; `Accept-Ranges: bytes`, `ETag`, `Last-Modified`, `Content-Type` as recorded", body = inline(Binary), content_type = "video/webm"),
+        (status = 206, description = "The requested range, `Content-Range`", body = inline(Binary), content_type = "video/webm"),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 416, description = "Unsatisfiable range; `Content-Range: bytes */<size>`"),
+    ))]
 async fn serve(
     State(state): State<AppState>,
     Path(media_id): Path<i64>,
@@ -41,6 +57,14 @@ async fn serve(
     })
 }
 
+/// A recording's poster frame.
+#[utoipa::path(get, path = "/media/{media_id}/poster", tag = "media",
+    params(("media_id" = i64, Path, description = "The media")),
+    responses(
+        (status = 200, description = "The JPEG, `ETag`, immutable cache", body = inline(Binary), content_type = "image/jpeg"),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 404, description = "`not_found`: no such media, or no poster", body = ErrorBody),
+    ))]
 async fn serve_poster(
     State(state): State<AppState>,
     Path(media_id): Path<i64>,

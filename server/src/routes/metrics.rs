@@ -18,6 +18,15 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(scrape))
 }
 
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(scrape))]
+pub(super) struct Doc;
+
+/// Prometheus metrics: requests by method, matched route and status; bytes ingested; active
+/// lives; PATCH acknowledgment and finalize durations (histograms).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
     let active = db::posts::count_live(&state.db).await?;
     let text = state.metrics.render(u64::try_from(active).unwrap_or(0));

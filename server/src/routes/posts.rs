@@ -4,6 +4,7 @@ use axum::{extract::State, routing::get, Router};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Json, Path, Query};
+use super::openapi::ErrorBody;
 use crate::{
     db,
     domain::FeedCursor,
@@ -20,18 +21,33 @@ pub fn router() -> Router<AppState> {
         .route("/posts/{post_id}/chat", get(chat))
 }
 
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(feed, one, chat))]
+pub(super) struct Doc;
+
 #[derive(Deserialize)]
 struct FeedParams {
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A page of the feed.
+#[derive(Serialize, utoipa::ToSchema)]
 struct FeedPage {
+    /// Posts, newest first.
     results: Vec<PostView>,
+    /// Pass as `cursor` for the next page; null on the last.
     next_cursor: Option<String>,
 }
 
+/// The feed, newest first, by keyset pages.
+#[utoipa::path(get, path = "/api/posts/", tag = "feed",
+    params(("limit" = Option<i64>, Query, description = "1–100, default 20"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page (opaque)")),
+    responses(
+        (status = 200, description = "A page and the cursor of the next one", body = FeedPage),
+        (status = 400, description = "`invalid_query`: `limit` outside 1–100 or a malformed cursor", body = ErrorBody),
+    ))]
 async fn feed(
     State(state): State<AppState>,
     Query(params): Query<FeedParams>,
@@ -66,6 +82,13 @@ async fn feed(
     }))
 }
 
+/// One post.
+#[utoipa::path(get, path = "/api/posts/{post_id}/", tag = "feed",
+    params(("post_id" = i64, Path, description = "The post")),
+    responses(
+        (status = 200, description = "The post", body = PostView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
 async fn one(
     State(state): State<AppState>,
     Path(post_id): Path<i64>,
@@ -76,11 +99,20 @@ async fn one(
         .ok_or(ApiError::NotFound)
 }
 
-#[derive(Serialize)]
+/// A post's chat.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ChatPage {
+    /// Messages, oldest first.
     results: Vec<ChatMessageView>,
 }
 
+/// A post's chat, oldest first.
+#[utoipa::path(get, path = "/api/posts/{post_id}/chat/", tag = "feed",
+    params(("post_id" = i64, Path, description = "The post")),
+    responses(
+        (status = 200, description = "The messages", body = ChatPage),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
 async fn chat(
     State(state): State<AppState>,
     Path(post_id): Path<i64>,

@@ -16,11 +16,12 @@ use axum::{
 use serde::Deserialize;
 
 use super::extract::{Json, Path, Query};
+use super::openapi::{Binary, ErrorBody};
 use crate::{
     auth::AuthUser,
     domain::{ChatBody, ViewerId},
     error::ApiError,
-    live,
+    live::{self, hub::ViewerCounts},
     state::AppState,
     views::ChatMessageView,
 };
@@ -36,6 +37,11 @@ pub fn router() -> Router<AppState> {
         .route("/posts/live/{live_id}/stream", get(stream))
 }
 
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(events, chat, stream))]
+pub(super) struct Doc;
+
 #[derive(Deserialize)]
 struct EventsParams {
     viewer_id: Option<String>,
@@ -43,6 +49,14 @@ struct EventsParams {
     role: Option<String>,
 }
 
+/// Server-Sent Events of a live: `viewers` (ViewerCounts), `chat` (ChatMessage), `ended` (Post). Each open connection is one viewer; a reconnection with the same `viewer_id` is the same viewer.
+#[utoipa::path(get, path = "/api/posts/live/{live_id}/events", tag = "live room",
+    params(("live_id" = i64, Path, description = "The live (its post id)"), ("viewer_id" = String, Query, description = "A random id the page keeps across reconnections"), ("as" = Option<String>, Query, description = "`broadcaster`: the broadcaster's own page, not counted as a viewer")),
+    responses(
+        (status = 200, description = "`text/event-stream`: events `viewers` {viewers, peak_viewers}, `chat` ChatMessage, `ended` Post", body = ViewerCounts, content_type = "text/event-stream"),
+        (status = 400, description = "`invalid_query`: a missing or malformed `viewer_id`, or an unknown `as`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ))]
 async fn events(
     State(state): State<AppState>,
     Path(live_id): Path<i64>,
@@ -64,11 +78,27 @@ async fn events(
     Ok(Sse::new(feed).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
 
-#[derive(Deserialize)]
+/// A chat message to post.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ChatBodyJson {
+    /// 1–500 characters after trimming, no control characters or bidirectional overrides.
+    #[schema(min_length = 1, max_length = 500)]
     body: String,
 }
 
+/// Posts in a live's chat (only while live; 5 messages per 10 s per user).
+#[utoipa::path(post, path = "/api/posts/live/{live_id}/chat/", tag = "live room",
+    params(("live_id" = i64, Path, description = "The live (its post id)")),
+    request_body = ChatBodyJson,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The message, with its offset on the recording's timeline", body = ChatMessageView),
+        (status = 400, description = "`invalid_chat_body` (1–500 characters after trimming), `invalid_json`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`live_ended`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`; `Retry-After` says in how many seconds", body = ErrorBody),
+    ))]
 async fn chat(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -81,6 +111,14 @@ async fn chat(
     Ok((StatusCode::CREATED, Json(message)))
 }
 
+/// The live in progress as a progressive WebM (header, Tracks, then Clusters from the latest keyframe), for people watching while it records.
+#[utoipa::path(get, path = "/api/posts/live/{live_id}/stream", tag = "live room",
+    params(("live_id" = i64, Path, description = "The live (its post id)")),
+    responses(
+        (status = 200, description = "`video/webm`, `Cache-Control: no-store`; the body grows while the live runs", body = inline(Binary), content_type = "video/webm"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`live_ended` (watch the replay), `not_streamable` (an MP4 live)", body = ErrorBody),
+    ))]
 async fn stream(
     State(state): State<AppState>,
     Path(live_id): Path<i64>,

@@ -11,6 +11,7 @@ use axum::{
 };
 
 use super::extract::Path;
+use super::openapi::{Binary, ErrorBody};
 use crate::{
     auth::AuthUser,
     db::uploads::UploadRow,
@@ -34,10 +35,15 @@ pub fn router() -> Router<AppState> {
             axum::routing::head(head)
                 .patch(patch)
                 .delete(terminate)
-                .options(options),
+                .options(options_upload),
         )
         .layer(middleware::from_fn(tus_protocol))
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(options, options_upload, create, head, patch, terminate))]
+pub(super) struct Doc;
 
 /// Rejects requests of another tus version (412) and stamps `Tus-Resumable` on answers.
 async fn tus_protocol(request: Request, next: Next) -> Response {
@@ -83,6 +89,11 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
     }
 }
 
+/// tus discovery.
+#[utoipa::path(options, path = "/api/uploads/", tag = "uploads (tus 1.0.0)",
+    responses(
+        (status = 204, description = "`Tus-Version`, `Tus-Extension` (creation,creation-defer-length,termination,checksum,expiration), `Tus-Max-Size`, `Tus-Checksum-Algorithm` (sha1,sha256)"),
+    ))]
 async fn options(State(state): State<AppState>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
@@ -101,6 +112,30 @@ async fn options(State(state): State<AppState>) -> Response {
     response
 }
 
+/// tus discovery.
+#[utoipa::path(options, path = "/api/uploads/{upload_id}", tag = "uploads (tus 1.0.0)",
+    params(("upload_id" = String, Path, description = "32 lowercase hex digits, from `upload_url`")),
+    responses(
+        (status = 204, description = "As for `/api/uploads/`"),
+    ))]
+async fn options_upload(state: State<AppState>) -> Response {
+    options(state).await
+}
+
+/// tus creation: another upload for one of the caller's lives.
+#[utoipa::path(post, path = "/api/uploads/", tag = "uploads (tus 1.0.0)",
+    params(("Tus-Resumable" = String, Header, description = "`1.0.0`"), ("Upload-Length" = Option<u64>, Header, description = "The final size, when known"), ("Upload-Defer-Length" = Option<String>, Header, description = "`1`: the size is set by a later PATCH"), ("Upload-Metadata" = String, Header, description = "Must carry `live_id <base64>`")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `Location`, `Upload-Expires`"),
+        (status = 400, description = "`invalid_header`: no length or both, no `live_id` in the metadata", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 410, description = "`live_ended`", body = ErrorBody),
+        (status = 412, description = "`unsupported_tus_version`", body = ErrorBody),
+        (status = 413, description = "`too_large`", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -158,6 +193,18 @@ fn describe(headers: &mut HeaderMap, row: &UploadRow, offset: u64) {
     set(headers, "upload-expires", http_date(row.expires_at));
 }
 
+/// tus offset: how many bytes the server holds durably.
+#[utoipa::path(head, path = "/api/uploads/{upload_id}", tag = "uploads (tus 1.0.0)",
+    params(("upload_id" = String, Path, description = "32 lowercase hex digits, from `upload_url`"), ("Tus-Resumable" = String, Header, description = "`1.0.0`")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`Upload-Offset`, `Upload-Length` or `Upload-Defer-Length: 1`, `Upload-Expires`, `Cache-Control: no-store`"),
+        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 410, description = "`upload_closed` or `upload_expired`", body = ErrorBody),
+        (status = 412, description = "`unsupported_tus_version`", body = ErrorBody),
+    ))]
 async fn head(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -171,6 +218,26 @@ async fn head(
     Ok(response)
 }
 
+/// tus append; answered only after the bytes are synced and the offset committed.
+#[utoipa::path(patch, path = "/api/uploads/{upload_id}", tag = "uploads (tus 1.0.0)",
+    params(("upload_id" = String, Path, description = "32 lowercase hex digits, from `upload_url`"), ("Tus-Resumable" = String, Header, description = "`1.0.0`"), ("Upload-Offset" = u64, Header, description = "Bytes the server holds, from HEAD"), ("Upload-Length" = Option<u64>, Header, description = "Once, when the length was deferred"), ("Upload-Checksum" = Option<String>, Header, description = "`sha1 <base64>` or `sha256 <base64>` of this body")),
+    request_body(content = inline(Binary), content_type = "application/offset+octet-stream", description = "The next bytes of the recording"),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Stored: `Upload-Offset`, `Upload-Expires`"),
+        (status = 400, description = "`invalid_header`, `length_already_set`, `invalid_length`, `body_timeout`, `body_interrupted`", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`offset_mismatch`: nothing was written", body = ErrorBody),
+        (status = 410, description = "`upload_closed` or `upload_expired`", body = ErrorBody),
+        (status = 412, description = "`unsupported_tus_version`", body = ErrorBody),
+        (status = 413, description = "`too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: wrong Content-Type, or first bytes neither WebM nor MP4", body = ErrorBody),
+        (status = 423, description = "`locked`: another PATCH of this upload is running", body = ErrorBody),
+        (status = 460, description = "`checksum_mismatch`: the chunk was discarded", body = ErrorBody),
+        (status = 507, description = "`insufficient_storage`: the PATCH was rolled back", body = ErrorBody),
+    ))]
 async fn patch(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -208,6 +275,17 @@ async fn patch(
     Ok(response)
 }
 
+/// tus termination: the bytes are deleted.
+#[utoipa::path(delete, path = "/api/uploads/{upload_id}", tag = "uploads (tus 1.0.0)",
+    params(("upload_id" = String, Path, description = "32 lowercase hex digits, from `upload_url`"), ("Tus-Resumable" = String, Header, description = "`1.0.0`")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 412, description = "`unsupported_tus_version`", body = ErrorBody),
+    ))]
 async fn terminate(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

@@ -12,6 +12,7 @@ mod interrupted;
 mod lives;
 mod media;
 mod metrics;
+mod openapi;
 mod poster;
 mod room;
 mod security_headers;
