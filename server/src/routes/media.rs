@@ -1,13 +1,13 @@
 //! `GET /media/{id}` and `GET /media/{id}/poster`: stored files with Range, ETag and
 //! Last-Modified support.
 
-use std::path::PathBuf;
+use std::path::{Path as FsPath, PathBuf};
 
 use anyhow::Context;
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{header, HeaderValue, StatusCode},
+    http::{header, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Router,
@@ -17,7 +17,7 @@ use tower_http::services::ServeFile;
 
 use super::extract::Path;
 use super::openapi::{Binary, ErrorBody};
-use crate::{db, error::ApiError, state::AppState};
+use crate::{db, error::ApiError, state::AppState, storage::range};
 
 /// The media routes.
 pub fn router() -> Router<AppState> {
@@ -85,6 +85,53 @@ async fn serve_poster(
 /// Bytes read from disk per blocking hop while serving a file; bounds the memory of one response.
 const READ_CHUNK: usize = 1 << 20;
 
+/// The largest range answered from one blocking read; larger ones and whole files stream.
+const SMALL_RANGE: u64 = 2 << 20;
+
+/// A player's range (one `bytes=` range up to [`SMALL_RANGE`]) answered from a single blocking
+/// call that opens, stats and reads, rather than ServeFile's hand-off per step (open, stat,
+/// seek, read: bench/findings.md, finding 1). `None` leaves the request to ServeFile.
+async fn read_small_range(
+    range: Option<String>,
+    path: &FsPath,
+) -> Result<Option<Response>, ApiError> {
+    let Some(range) = range else {
+        return Ok(None);
+    };
+    let path = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || range::read(&path, &range, SMALL_RANGE))
+        .await
+        .context("range read task")?
+        .context("reading a range of a stored file")?;
+    let Some(read) = read else {
+        return Ok(None);
+    };
+    let mut response = Response::new(Body::from(read.bytes));
+    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let headers = response.headers_mut();
+    let content_range = format!("bytes {}-{}/{}", read.first, read.last, read.total);
+    headers.insert(
+        header::CONTENT_RANGE,
+        HeaderValue::from_str(&content_range).context("Content-Range")?,
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(modified) = read.modified {
+        headers.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_str(&httpdate(modified)).context("Last-Modified")?,
+        );
+    }
+    Ok(Some(response))
+}
+
+/// An HTTP date, as ServeFile writes `Last-Modified`.
+fn httpdate(time: std::time::SystemTime) -> String {
+    let millis = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    crate::domain::http_date(millis)
+}
+
 /// Serves a stored file with Range, ETag and If-Range support; `None` if the file is missing.
 async fn serve_stored(
     mut request: Request,
@@ -114,17 +161,28 @@ async fn serve_stored(
     if range_still_valid == Some(false) {
         request.headers_mut().remove(header::RANGE);
     }
-    // One blocking-pool hop per MiB read instead of one per 64 KiB (the default): a player's
-    // 1 MiB range costs one read, not sixteen thread hand-offs (bench/findings.md, finding 1).
-    let mut response = ServeFile::new(path)
-        .with_buf_chunk_size(READ_CHUNK)
-        .oneshot(request)
-        .await
-        .context("serving a stored file")?
-        .map(Body::new);
-    if response.status() == StatusCode::NOT_FOUND {
-        return Ok(None);
-    }
+    let range = request
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| request.method() == Method::GET)
+        .map(str::to_owned);
+    let mut response = match read_small_range(range, &path).await? {
+        Some(response) => response,
+        None => {
+            // One blocking-pool hop per MiB read instead of one per 64 KiB (the default).
+            let response = ServeFile::new(path)
+                .with_buf_chunk_size(READ_CHUNK)
+                .oneshot(request)
+                .await
+                .context("serving a stored file")?
+                .map(Body::new);
+            if response.status() == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            response
+        }
+    };
     let success = response.status().is_success();
     let headers = response.headers_mut();
     // As recorded, codecs included (`video/webm;codecs=vp9,opus`), not guessed from the name.

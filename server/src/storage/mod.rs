@@ -4,6 +4,7 @@
 //! `spawn_blocking`, batching a PATCH body into large writes.
 
 mod local;
+pub mod range;
 
 use std::{fs::File, io, path::PathBuf};
 

@@ -149,3 +149,40 @@ async fn head_on_a_media_gives_its_length_without_a_body() {
     assert_eq!(response.headers()["accept-ranges"], "bytes");
     assert!(response.bytes().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_suffix_range_carries_the_same_headers_as_the_whole_file() {
+    let app = spawn_app().await;
+    let (id, size) = stored_media(&app).await;
+    let whole = app
+        .request(Method::GET, &format!("/media/{id}"), None)
+        .send()
+        .await
+        .unwrap();
+    let whole_headers = whole.headers().clone();
+    let whole = whole.bytes().await.unwrap();
+    let response = app
+        .request(Method::GET, &format!("/media/{id}"), None)
+        .header("Range", "bytes=-100")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    let headers = response.headers().clone();
+    assert_eq!(
+        headers["content-range"],
+        format!("bytes {}-{}/{size}", size - 100, size - 1).as_str()
+    );
+    assert_eq!(headers["content-length"], "100");
+    for name in [
+        "content-type",
+        "etag",
+        "last-modified",
+        "accept-ranges",
+        "cache-control",
+    ] {
+        assert_eq!(headers.get(name), whole_headers.get(name), "{name}");
+    }
+    let size = usize::try_from(size).unwrap();
+    assert_eq!(response.bytes().await.unwrap(), whole.slice(size - 100..));
+}
