@@ -33,6 +33,10 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 nginx_bin=$(command -v nginx)
 
+# What is measured is what is built now; others may commit while the benchmarks run.
+built_commit=$(git rev-parse --short HEAD)
+built_dirty=$(git diff --quiet HEAD -- server webm recorder-wasm www || echo ' (with uncommitted changes)')
+built_at=$(date -u '+%H:%M UTC')
 log "building the page and the wasm recorder"
 scripts/build.sh
 log "building the server and the benchmarks (release)"
@@ -106,7 +110,7 @@ disk=$(df -hT "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $1 " (" $2 ", " $3 ")" }'
 {
   echo "# Benchmarks"
   echo
-  echo "Written by \`make bench\` (\`scripts/bench.sh $*\`) on $(date -u '+%Y-%m-%d %H:%M UTC') at commit \`$(git rev-parse --short HEAD)\`$(git diff --quiet HEAD -- server webm recorder-wasm www || echo ' (with uncommitted changes)'), in $((elapsed / 60)) min $((elapsed % 60)) s. Do not edit by hand: edit \`bench/findings.md\` or the benchmarks and run \`make bench\` again."
+  echo "Written by \`make bench\` (\`scripts/bench.sh $*\`) on $(date -u '+%Y-%m-%d %H:%M UTC'), measuring the tree built at $built_at from commit \`$built_commit\`$built_dirty, in $((elapsed / 60)) min $((elapsed % 60)) s. Do not edit by hand: edit \`bench/findings.md\` or the benchmarks and run \`make bench\` again."
   echo
   echo "Every figure is the median of several runs with min–max, beside a baseline measured in the same run on the same machine; ratios compare medians. The load generator, the servers and the baselines share the machine's cores, so absolute numbers move with other load; the ratios are the figures to read."
   echo
