@@ -52,6 +52,7 @@ timeout $((MAX_TIME + 60)) schemathesis run "$base/api/openapi.json" \
     --exclude-path-regex '/stream$' \
     --exclude-name 'PATCH /api/uploads/{upload_id}' \
     --seed 1 \
+    --generation-database none \
     --workers 1 \
     --request-timeout 10 \
     --no-color \
