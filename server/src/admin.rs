@@ -101,6 +101,7 @@ async fn finalize_live(state: &AppState, live_id: i64) -> anyhow::Result<String>
     if let Some(status) = post.live_status.as_deref().filter(|s| *s != "live") {
         bail!("{what} is not live anymore (status {status})");
     }
+    let upload = db::uploads::latest_for_post(&state.db, live_id).await?;
     // A cutoff in the future: every live is "silent" before it, as the sweeper would judge.
     recording::interrupt(state, live_id, i64::MAX)
         .await
@@ -112,7 +113,18 @@ async fn finalize_live(state: &AppState, live_id: i64) -> anyhow::Result<String>
     if status == "live" {
         bail!("{what} is busy (a request holds it); try again");
     }
-    Ok(match db::media::for_live(&state.db, live_id).await? {
+    let media = db::media::for_live(&state.db, live_id).await?;
+    if let (None, Some(upload)) = (&media, upload) {
+        let after = db::uploads::get(&state.db, &upload.id).await?;
+        if after.is_some_and(|u| u.state == "failed") {
+            bail!(
+                "{what} is now interrupted, but its recording could not be finalized; the raw \
+                 bytes are kept as upload {} (the log above says why)",
+                upload.id
+            );
+        }
+    }
+    Ok(match media {
         Some(media) => format!(
             "finalized {what} as {status}: media {} ({} bytes, {:.1} s)",
             media.id, media.size, media.duration

@@ -228,3 +228,30 @@ async fn delete_post_removes_its_rows_and_every_file_it_owned() {
     let feed = app.get_json("/api/posts/").await;
     assert!(feed["results"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_live_whose_bytes_cannot_be_finalized_fails_with_a_clear_message() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "broken").await;
+    let mut bytes = fixture()[..8].to_vec();
+    bytes.extend(std::iter::repeat_n(0xFFu8, 4096));
+    app.upload_all(&user, &live, &bytes).await;
+    let dir = app.shutdown().await;
+
+    let err = fails(admin(
+        dir.path(),
+        &["finalize-live", &live.id.to_string()],
+        "",
+    ));
+    assert!(err.contains("could not be finalized"), "{err}");
+    let listed = succeeds(admin(
+        dir.path(),
+        &["list-lives", "--status", "interrupted"],
+        "",
+    ));
+    assert!(
+        listed.contains(&format!("\n{}\tinterrupted\t", live.id)),
+        "{listed}"
+    );
+}
