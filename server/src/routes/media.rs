@@ -12,6 +12,7 @@ use axum::{
     routing::get,
     Router,
 };
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
@@ -85,6 +86,9 @@ async fn serve_poster(
 /// Bytes read from disk per blocking hop while serving a file; bounds the memory of one response.
 const READ_CHUNK: usize = 1 << 20;
 
+/// Range reads running at once on the blocking pool.
+const RANGE_READERS: usize = 4;
+
 /// The largest range answered from one blocking read; larger ones and whole files stream.
 const SMALL_RANGE: u64 = 2 << 20;
 
@@ -98,6 +102,10 @@ async fn read_small_range(
     let Some(range) = range else {
         return Ok(None);
     };
+    // A few reads at a time: dozens of 1 MiB copies at once would starve the async workers
+    // that write the answers out, and every request would finish late together.
+    static READERS: Semaphore = Semaphore::const_new(RANGE_READERS);
+    let _reader = READERS.acquire().await.context("range readers closed")?;
     let path = path.to_owned();
     let read = tokio::task::spawn_blocking(move || range::read(&path, &range, SMALL_RANGE))
         .await
