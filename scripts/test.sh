@@ -21,6 +21,9 @@ cargo clippy --quiet -p recorder-wasm --target wasm32-unknown-unknown --all-targ
 step "Rust unit and integration tests"
 cargo test --workspace
 
+step "schemathesis against /api/openapi.json (bounded)"
+scripts/schemathesis.sh
+
 step "recorder-wasm browser tests (headless Chromium, fake camera)"
 cargo test -p recorder-wasm --target wasm32-unknown-unknown
 

@@ -79,6 +79,7 @@ async fn register(
     responses(
         (status = 200, description = "Signed in", body = Session),
         (status = 400, description = "`invalid_json`", body = super::openapi::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = super::openapi::ErrorBody),
         (status = 401, description = "`invalid_credentials`", body = super::openapi::ErrorBody),
     ))]
 async fn login(

@@ -62,6 +62,7 @@ struct Started {
     responses(
         (status = 201, description = "Started: the live id, its Post and `upload_url` to PATCH", body = Started),
         (status = 400, description = "`invalid_content` (blank or over 500 characters), `invalid_json`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = ErrorBody),
         (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
     ))]
 async fn start(
@@ -174,6 +175,7 @@ fn parse_video_data(live_id: i64, data: VideoData) -> Result<StopRequest, ApiErr
     responses(
         (status = 200, description = "The Post with its Media in `media_files`", body = PostView),
         (status = 400, description = "`blob_url`, `empty_recording`, `invalid_duration`, `upload_mismatch`, `live_mismatch`, `invalid_upload`, `invalid_recording`, `invalid_json`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = ErrorBody),
         (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
         (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),

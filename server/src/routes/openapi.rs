@@ -28,6 +28,18 @@ pub struct ErrorBody {
     error: ErrorDetail,
 }
 
+/// One Server-Sent Event of a live, as a client reads it: its name and its JSON text.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only describes what the event stream writes.
+pub struct LiveEvent {
+    /// `viewers`, `chat` or `ended`.
+    #[schema(example = "viewers")]
+    event: String,
+    /// JSON text: `{"viewers", "peak_viewers"}` for `viewers`, a ChatMessage for `chat`, the
+    /// Post for `ended`.
+    data: String,
+}
+
 /// The inside of [`ErrorBody`].
 #[derive(ToSchema)]
 #[allow(dead_code)]

@@ -21,7 +21,7 @@ use crate::{
     auth::AuthUser,
     domain::{ChatBody, ViewerId},
     error::ApiError,
-    live::{self, hub::ViewerCounts},
+    live,
     state::AppState,
     views::ChatMessageView,
 };
@@ -53,7 +53,7 @@ struct EventsParams {
 #[utoipa::path(get, path = "/api/posts/live/{live_id}/events", tag = "live room",
     params(("live_id" = i64, Path, description = "The live (its post id)"), ("viewer_id" = String, Query, description = "A random id the page keeps across reconnections"), ("as" = Option<String>, Query, description = "`broadcaster`: the broadcaster's own page, not counted as a viewer")),
     responses(
-        (status = 200, description = "`text/event-stream`: events `viewers` {viewers, peak_viewers}, `chat` ChatMessage, `ended` Post", body = ViewerCounts, content_type = "text/event-stream"),
+        (status = 200, description = "`text/event-stream`: events `viewers` {viewers, peak_viewers}, `chat` ChatMessage, `ended` Post", body = super::openapi::LiveEvent, content_type = "text/event-stream"),
         (status = 400, description = "`invalid_query`: a missing or malformed `viewer_id`, or an unknown `as`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
     ))]
@@ -94,6 +94,7 @@ struct ChatBodyJson {
     responses(
         (status = 201, description = "The message, with its offset on the recording's timeline", body = ChatMessageView),
         (status = 400, description = "`invalid_chat_body` (1–500 characters after trimming), `invalid_json`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = ErrorBody),
         (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`live_ended`", body = ErrorBody),
