@@ -1,16 +1,17 @@
 // Issue 6's package: recorder-wasm/pkg (built by scripts/build.sh) used the way an app uses
 // @livekeep/recorder — its manifest, an ESM import through its exports map, the README's
-// React example type-checked against its types, and a live recorded from a plain
-// <script type="module"> page in Chromium against the real server.
+// React example type-checked against its types, a live recorded from a plain
+// <script type="module"> page in Chromium against the real server, and a webpack 5 bundle.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { createServer } from "node:http";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { extname, join, normalize } from "node:path";
 import { gzipSync } from "node:zlib";
-import { root, serverAndBrowser, uniqueName } from "./harness.mjs";
+import webpack from "webpack";
+import { launchBrowser, root, serverAndBrowser, uniqueName } from "./harness.mjs";
 
 const pkgDir = join(root, "recorder-wasm", "pkg");
 const wwwModules = join(root, "www", "node_modules");
@@ -250,4 +251,69 @@ describe("a plain page", () => {
     assert.equal(post.media_files[0].original_sha256, result.videoData.sha256, "the server holds the recorder's bytes");
     assert.match(post.media_files[0].poster_url ?? "", /^\/media\/\d+\/poster$/, "the recorder's poster is on the Media");
   });
+});
+
+// ---- webpack 5, configured only as its documentation says for an app: entry and output ----
+
+/** Bundles `source` (an app's src/index.js) with webpack 5 in production mode; resolves to the output folder. */
+function bundleWithWebpack(dir, source) {
+  mkdirSync(join(dir, "src"), { recursive: true });
+  writeFileSync(join(dir, "src", "index.js"), source);
+  const out = join(dir, "dist");
+  return new Promise((resolve, reject) =>
+    webpack(
+      {
+        mode: "production",
+        context: dir,
+        entry: "./src/index.js",
+        output: { path: out, filename: "main.js" },
+      },
+      (error, stats) => {
+        if (error) return reject(error);
+        if (stats.hasErrors()) return reject(new Error(stats.toString({ all: false, errors: true })));
+        resolve(out);
+      },
+    ),
+  );
+}
+
+/** Serves a folder on 127.0.0.1 (index.html at /). */
+async function serveDir(dir) {
+  const http = createServer((req, res) => {
+    const path = normalize(new URL(req.url, "http://x").pathname);
+    const file = join(dir, path === "/" ? "index.html" : path);
+    if (file.startsWith(dir) && existsSync(file)) {
+      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" }).end(readFileSync(file));
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((r) => http.listen(0, "127.0.0.1", r));
+  return { http, origin: `http://127.0.0.1:${http.address().port}` };
+}
+
+test("a webpack 5 app bundles the package with no wasm configuration and the module runs in Chromium", async () => {
+  const dir = app();
+  const out = await bundleWithWebpack(
+    dir,
+    `import { pickMimeType } from "@livekeep/recorder";
+     window.pickedMime = pickMimeType();`,
+  );
+  const emitted = readdirSync(out);
+  assert.ok(emitted.some((f) => f.endsWith(".wasm")), `webpack emitted the wasm module: ${emitted.join(" ")}`);
+  writeFileSync(join(out, "index.html"), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script src="main.js"></script>');
+  const site = await serveDir(out);
+  const browser = await launchBrowser();
+  try {
+    const tab = await browser.newPage();
+    const problems = [];
+    tab.on("pageerror", (e) => problems.push(e.message));
+    await tab.goto(site.origin);
+    const mime = await tab.evaluate(() => window.pickedMime);
+    assert.match(mime ?? "", /^video\/(webm|mp4)/, "the wasm module loaded and chose a format");
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+    await new Promise((r) => site.http.close(r));
+  }
 });
