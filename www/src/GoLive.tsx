@@ -166,9 +166,15 @@ export function GoLive({ session, onStarted, onSaved }: GoLiveProps) {
           </button>
         </div>
       )}
-      {state === "stopping" && recorded > 0 && (
-        <progress className="upload" max={recorded} value={uploaded} aria-label={t.saving} />
-      )}
+      {state === "stopping" &&
+        (uploaded < recorded ? (
+          <progress className="upload" max={recorded} value={uploaded} aria-label={t.saving} />
+        ) : (
+          // Every byte is on the server: it now checks and finalizes the recording (no byte count to show).
+          <p className="row" role="status" data-testid="finalizing">
+            <progress className="upload" aria-label={t.finalizing} /> {t.finalizing}
+          </p>
+        ))}
       {recorder.warning && !recorder.error && isConnectionTrouble(recorder.warning.code) && (
         <p className="warning" role="status" data-testid="retrying">
           {t.retrying}
