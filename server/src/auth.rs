@@ -80,9 +80,25 @@ pub fn new_token() -> (String, [u8; 32]) {
     (token, hash)
 }
 
-/// The stored form of a token.
+/// The stored form of a token. Sessions are looked up by this SHA-256 in the database's
+/// index, so no comparison ever runs on the raw token: its timing tells nothing about it.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// The token of an `Authorization: Bearer` header; 401 without one.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or(ApiError::Unauthenticated)
 }
 
 /// The user behind a valid `Authorization: Bearer` header; rejects with 401 otherwise.
@@ -93,18 +109,7 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or(ApiError::Unauthenticated)?;
+        let token = bearer_token(&parts.headers)?;
         let user = db::users::by_session(&state.db, &token_hash(token))
             .await
             .context("looking up a session")?

@@ -14,7 +14,7 @@ use crate::{
     live::hub::Hub,
     locks::Locks,
     metrics::Metrics,
-    rate_limit::RateLimiter,
+    rate_limit::{LoginLimiter, RateLimiter},
     routes,
     state::{AppState, Settings},
     storage, sweeper,
@@ -24,6 +24,12 @@ use crate::{
 const CHAT_MESSAGES: usize = 5;
 /// The chat rate limit's window.
 const CHAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// Failed logins for one username per [`LOGIN_WINDOW`].
+const LOGIN_FAILURES_PER_USER: usize = 10;
+/// Failed logins from one client IP per [`LOGIN_WINDOW`].
+const LOGIN_FAILURES_PER_IP: usize = 50;
+/// The sliding window of the login limits.
+const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 /// A built server: bound, migrated, not yet serving.
 pub struct Application {
@@ -82,7 +88,9 @@ impl Application {
         let sweeper = tokio::spawn(sweeper::run(self.state.clone(), sweeper_stopped));
         // Trailing slashes are optional on every route: strip them before routing.
         let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
-        axum::serve(self.listener, ServiceExt::<Request>::into_make_service(app))
+        // The peer address reaches handlers as `ConnectInfo` (login attempts are limited per IP).
+        let app = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;
@@ -107,6 +115,11 @@ pub async fn open_state(config: &Config) -> anyhow::Result<AppState> {
         locks: Arc::new(Locks::default()),
         hub: Arc::new(Hub::default()),
         chat_limiter: Arc::new(RateLimiter::new(CHAT_MESSAGES, CHAT_WINDOW)),
+        login_limiter: Arc::new(LoginLimiter::new(
+            LOGIN_FAILURES_PER_USER,
+            LOGIN_FAILURES_PER_IP,
+            LOGIN_WINDOW,
+        )),
         metrics: Arc::new(Metrics::default()),
         settings: Arc::new(Settings {
             max_upload_size: config.max_upload_size.bytes(),

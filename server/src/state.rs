@@ -5,7 +5,11 @@ use std::{sync::Arc, time::Duration};
 use sqlx::SqlitePool;
 
 use crate::{
-    live::hub::Hub, locks::Locks, metrics::Metrics, rate_limit::RateLimiter, storage::Storage,
+    live::hub::Hub,
+    locks::Locks,
+    metrics::Metrics,
+    rate_limit::{LoginLimiter, RateLimiter},
+    storage::Storage,
 };
 
 /// Limits and windows handlers need, copied from the configuration at start.
@@ -38,6 +42,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Chat messages per user.
     pub chat_limiter: Arc<RateLimiter>,
+    /// Failed logins per name and per client IP.
+    pub login_limiter: Arc<LoginLimiter>,
     /// Counters served at `/metrics`.
     pub metrics: Arc<Metrics>,
 }

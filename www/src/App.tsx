@@ -28,6 +28,7 @@ export function App() {
     setSession(s);
   }, []);
   const signOut = useCallback(() => {
+    void fetch("/api/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${storedSession()?.token ?? ""}` } }).catch(() => undefined);
     localStorage.removeItem(SESSION_KEY);
     setSession(undefined);
   }, []);

@@ -80,3 +80,15 @@ pub async fn by_session(
     .fetch_optional(db)
     .await
 }
+
+/// Deletes the session whose token hashes to `token_hash`; whether there was one.
+pub async fn delete_session(
+    db: impl SqliteExecutor<'_>,
+    token_hash: &[u8],
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        .bind(token_hash)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,7 +1,14 @@
-//! `POST /api/auth/register` and `POST /api/auth/login`.
+//! `POST /api/auth/register`, `POST /api/auth/login` and `POST /api/auth/logout`.
 
 use anyhow::Context;
-use axum::{extract::State, http::StatusCode, routing::post, Router};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{
+    extract::{ConnectInfo, State},
+    http::{Extensions, HeaderMap, StatusCode},
+    routing::post,
+    Router,
+};
 use serde::{Deserialize, Serialize};
 
 use super::extract::Json;
@@ -18,11 +25,12 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
 }
 
 /// The auth routes' part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(register, login))]
+#[openapi(paths(register, login, logout))]
 pub(super) struct Doc;
 
 /// A name and a password.
@@ -81,11 +89,21 @@ async fn register(
         (status = 400, description = "`invalid_json`", body = super::openapi::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = super::openapi::ErrorBody),
         (status = 401, description = "`invalid_credentials`", body = super::openapi::ErrorBody),
+        (status = 429, description = "`rate_limited`: 10 failed logins for this name, or 50 from this address, within 5 minutes; retry after `Retry-After` seconds", body = super::openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt is accepted"))),
     ))]
 async fn login(
     State(state): State<AppState>,
+    extensions: Extensions,
     Json(body): Json<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
+    // Served without `ConnectInfo` (a test's `oneshot`), only the name is limited.
+    let ip: Option<IpAddr> = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(wait) = state.login_limiter.blocked(&body.username, ip) {
+        return Err(ApiError::RateLimited(wait.as_secs().max(1)));
+    }
     let found = db::users::credentials(&state.db, &body.username).await?;
     let password = body.password;
     let user = tokio::task::spawn_blocking(move || match found {
@@ -97,11 +115,31 @@ async fn login(
         }
     })
     .await
-    .context("password check task")?
-    .ok_or(ApiError::InvalidCredentials)?;
+    .context("password check task")?;
+    let Some(user) = user else {
+        state.login_limiter.fail(&body.username, ip);
+        return Err(ApiError::InvalidCredentials);
+    };
+    state.login_limiter.succeed(&body.username);
     let user = UserView {
         id: user.id,
         username: user.username,
     };
     Ok(Json(open_session(&state, user).await?))
+}
+
+/// Signs out: the session of this token is deleted, and the token is refused from then on.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out; the token no longer works"),
+        (status = 401, description = "`unauthenticated`: no token, or one that is unknown or already signed out", body = super::openapi::ErrorBody),
+    ))]
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+    let token = auth::bearer_token(&headers)?;
+    if db::users::delete_session(&state.db, &auth::token_hash(token)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::Unauthenticated)
+    }
 }

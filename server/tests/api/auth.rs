@@ -1,7 +1,7 @@
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, spawn_app};
+use crate::helpers::{error_code, spawn_app, TestApp};
 
 #[tokio::test]
 async fn registering_returns_201_with_the_user_and_a_token() {
@@ -137,4 +137,109 @@ async fn the_database_stores_a_hash_not_the_password_or_the_token() {
         assert!(!text.contains("password123"));
         assert!(!text.contains(&user.token));
     }
+}
+
+async fn login(app: &TestApp, username: &str, password: &str) -> Response {
+    app.request(Method::POST, "/api/auth/login", None)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn logging_out_deletes_the_session_so_the_token_is_refused_afterwards() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let other = login(&app, &user.username, "password123").await;
+    let other: Value = other.json().await.unwrap();
+    let other = other["token"].as_str().unwrap();
+
+    let out = app
+        .request(Method::POST, "/api/auth/logout", Some(&user.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+
+    let start = app
+        .request(Method::POST, "/api/posts/live", Some(&user.token))
+        .json(&json!({"content": "after logout"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(start).await, "unauthenticated");
+    for token in [Some(user.token.as_str()), None, Some("garbage")] {
+        let again = app
+            .request(Method::POST, "/api/auth/logout", token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(error_code(again).await, "unauthenticated");
+    }
+    // Only that session ended: the same user's other token still works.
+    let start = app
+        .request(Method::POST, "/api/posts/live", Some(other))
+        .json(&json!({"content": "other session"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn after_ten_failed_logins_a_name_gets_429_even_with_the_right_password() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let bystander = app.user().await;
+    for _ in 0..10 {
+        let response = login(&app, &user.username, "wrong-password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Case-folded: the same account under another spelling is the same name.
+    for name in [user.username.clone(), user.username.to_uppercase()] {
+        let response = login(&app, &name, "password123").await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{name}");
+        let retry: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=300).contains(&retry), "Retry-After {retry}");
+        assert_eq!(error_code(response).await, "rate_limited");
+    }
+    // Another name from the same address is not blocked by this one.
+    let response = login(&app, &bystander.username, "password123").await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_successful_login_resets_the_name_s_failure_count() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    for round in 0..2 {
+        for _ in 0..9 {
+            let response = login(&app, &user.username, "wrong-password").await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "round {round}");
+        }
+        let response = login(&app, &user.username, "password123").await;
+        assert_eq!(response.status(), StatusCode::OK, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn after_fifty_failed_logins_from_one_address_every_name_gets_429() {
+    let app = spawn_app().await;
+    let user = app.user().await;
+    // Five failures on each of ten names: no name reaches its own limit of ten.
+    for n in 0..50 {
+        let response = login(&app, &format!("guess{}", n % 10), "wrong-password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    let response = login(&app, &user.username, "password123").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(error_code(response).await, "rate_limited");
 }

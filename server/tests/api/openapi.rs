@@ -9,7 +9,8 @@ use crate::helpers::spawn_app;
 /// document (trailing slashes are optional on every route, so they are compared without).
 const CONTRACT: &[(&str, &str, &[u16])] = &[
     ("post", "/api/auth/register", &[201, 400, 409]),
-    ("post", "/api/auth/login", &[200, 401]),
+    ("post", "/api/auth/login", &[200, 401, 429]),
+    ("post", "/api/auth/logout", &[204, 401]),
     ("post", "/api/posts/live", &[201, 400, 401]),
     (
         "put",
