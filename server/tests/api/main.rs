@@ -17,4 +17,5 @@ mod poster;
 mod room;
 mod security_headers;
 mod slow_clients;
+mod soak;
 mod uploads;
