@@ -7,6 +7,7 @@ mod consistency;
 mod crash;
 mod faults;
 mod feed;
+mod fuzz;
 mod helpers;
 mod interrupted;
 mod lives;
