@@ -18,5 +18,4 @@ mod poster;
 mod room;
 mod security_headers;
 mod slow_clients;
-mod soak;
 mod uploads;

@@ -228,6 +228,12 @@ async fn two_hundred_viewers_and_twenty_recorders_at_2_5_mbit_lose_nothing_and_m
     let expected = RECORDERS as u64 * (first.len() as u64 + (seconds - 1) * chunk.len() as u64);
     assert_eq!(uploaded, expected);
     let growth = rss_after.saturating_sub(rss_before);
+    eprintln!(
+        "soak: {} MiB uploaded, RSS {} -> {} MiB",
+        uploaded >> 20,
+        rss_before >> 20,
+        rss_after >> 20
+    );
     assert!(
         growth < RSS_GROWTH_BOUND,
         "RSS grew by {} MiB ({} -> {} MiB) over {seconds} s",

@@ -1,0 +1,7 @@
+//! The soak runs alone in its own test binary: its memory bound reads this process's RSS, which
+//! the other integration tests, running in parallel threads of one process, would distort.
+
+#[allow(dead_code)] // The soak uses a few of the shared helpers.
+#[path = "../api/helpers.rs"]
+mod helpers;
+mod soak;
