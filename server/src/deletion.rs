@@ -15,7 +15,7 @@ pub struct Deleted {
 
 /// Deletes post `post_id` and what it owns; 404 when there is no such post.
 pub async fn delete_post(state: &AppState, post_id: i64) -> Result<Deleted, ApiError> {
-    let _live = state.locks.lock(&locks::live_key(post_id)).await;
+    let _live = state.locks.lock(&locks::live_key(post_id)).await?;
     let post = db::posts::get(&state.db, post_id)
         .await?
         .ok_or(ApiError::NotFound)?;

@@ -1,24 +1,124 @@
-//! Per-resource async locks: one writer per upload, one finalizer per live.
+//! Per-resource locks: one writer per upload, one finalizer per live.
+//!
+//! In one process (SQLite) they are async mutexes. When several nodes share a PostgreSQL
+//! database, a lock is also a PostgreSQL session advisory lock on `hashtextextended(key, 0)`,
+//! held on a connection of the coordination pool for the guard's lifetime. A node that dies
+//! loses its connections, and PostgreSQL releases their session locks with them; a connection
+//! whose state is unknown (an error, a cancelled acquisition) is closed, never pooled again.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
+use anyhow::Context;
+use sqlx::{pool::PoolConnection, PgPool, Postgres};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-/// A held lock; dropping it releases the resource.
-pub type LockGuard = OwnedMutexGuard<()>;
+/// First pause between two tries of an advisory lock another node holds.
+const RETRY_FIRST: Duration = Duration::from_millis(5);
+/// Longest pause between two tries (the wait of a stop behind a finalization).
+const RETRY_MAX: Duration = Duration::from_millis(100);
 
-/// Named async mutexes created on demand.
-#[derive(Debug, Default)]
+/// A held lock; dropping it releases the resource (on PostgreSQL, shortly after).
+pub struct LockGuard {
+    local: Option<OwnedMutexGuard<()>>,
+    advisory: Option<Advisory>,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("advisory", &self.advisory.as_ref().map(|a| &a.key))
+            .finish()
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let local = self.local.take();
+        if let Some(advisory) = self.advisory.take() {
+            // The local mutex goes with the unlock, so this node's next waiter finds it free.
+            advisory.release(local);
+        }
+    }
+}
+
+/// A connection holding the advisory lock `key`.
+struct Advisory {
+    key: String,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl Advisory {
+    /// Unlocks in the background and pools the connection again; closes it if that fails.
+    fn release(mut self, local: Option<OwnedMutexGuard<()>>) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to unlock on: closing the connection releases the lock.
+            drop(conn.detach());
+            return;
+        };
+        let key = std::mem::take(&mut self.key);
+        runtime.spawn(async move {
+            let unlocked: Result<bool, _> =
+                sqlx::query_scalar("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+                    .bind(&key)
+                    .fetch_one(&mut *conn)
+                    .await;
+            if !matches!(unlocked, Ok(true)) {
+                tracing::warn!(key, result = ?unlocked, "advisory unlock failed; closing its connection");
+                drop(conn.detach());
+            }
+            drop(local);
+        });
+    }
+}
+
+impl Drop for Advisory {
+    fn drop(&mut self) {
+        // Still holding a connection here means `release` never ran (a panic, a cancelled
+        // acquisition): its lock state is unknown, so the session ends rather than be pooled.
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+/// Named locks created on demand; cluster-wide when backed by PostgreSQL.
+#[derive(Default)]
 pub struct Locks {
     map: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    postgres: Option<PgPool>,
+}
+
+impl std::fmt::Debug for Locks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locks")
+            .field("postgres", &self.postgres.is_some())
+            .finish()
+    }
 }
 
 impl Locks {
     /// Above this many entries, idle ones are dropped so the map does not grow forever.
     const PRUNE_ABOVE: usize = 1024;
+
+    /// In-process locks only (a single node).
+    pub fn local() -> Self {
+        Self::default()
+    }
+
+    /// Locks shared by every node on `pool`'s database.
+    pub fn postgres(pool: PgPool) -> Self {
+        Self {
+            map: Mutex::default(),
+            postgres: Some(pool),
+        }
+    }
 
     fn entry(&self, key: &str) -> Arc<AsyncMutex<()>> {
         // A poisoned map only means another thread panicked mid-insert; the map is still valid.
@@ -30,13 +130,83 @@ impl Locks {
     }
 
     /// Waits for the lock named `key`.
-    pub async fn lock(&self, key: &str) -> LockGuard {
-        self.entry(key).lock_owned().await
+    ///
+    /// Cancel-safe: dropping the future never leaves the lock held.
+    pub async fn lock(&self, key: &str) -> anyhow::Result<LockGuard> {
+        // Waiters of this node queue on the mutex; only its holder asks PostgreSQL.
+        let local = self.entry(key).lock_owned().await;
+        let Some(pool) = &self.postgres else {
+            return Ok(LockGuard {
+                local: Some(local),
+                advisory: None,
+            });
+        };
+        let mut pause = RETRY_FIRST;
+        loop {
+            if let Some(advisory) = try_advisory(pool, key).await? {
+                return Ok(LockGuard {
+                    local: Some(local),
+                    advisory: Some(advisory),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_MAX);
+        }
     }
 
-    /// Takes the lock named `key` if it is free.
-    pub fn try_lock(&self, key: &str) -> Option<LockGuard> {
-        self.entry(key).try_lock_owned().ok()
+    /// Waits at most `wait` for the lock named `key`; `None` when it stayed taken.
+    pub async fn lock_timeout(
+        &self,
+        key: &str,
+        wait: Duration,
+    ) -> anyhow::Result<Option<LockGuard>> {
+        match tokio::time::timeout(wait, self.lock(key)).await {
+            Ok(guard) => guard.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Takes the lock named `key` if no one (on any node) holds it.
+    pub async fn try_lock(&self, key: &str) -> anyhow::Result<Option<LockGuard>> {
+        let Ok(local) = self.entry(key).try_lock_owned() else {
+            return Ok(None);
+        };
+        let Some(pool) = &self.postgres else {
+            return Ok(Some(LockGuard {
+                local: Some(local),
+                advisory: None,
+            }));
+        };
+        Ok(try_advisory(pool, key).await?.map(|advisory| LockGuard {
+            local: Some(local),
+            advisory: Some(advisory),
+        }))
+    }
+}
+
+/// One `pg_try_advisory_lock` on a pooled connection, kept when it succeeds.
+async fn try_advisory(pool: &PgPool, key: &str) -> anyhow::Result<Option<Advisory>> {
+    let conn = pool
+        .acquire()
+        .await
+        .context("a coordination connection for a lock")?;
+    // From here until the answer, a drop (error or cancellation) closes the connection.
+    let mut advisory = Advisory {
+        key: key.to_owned(),
+        conn: Some(conn),
+    };
+    let conn = advisory.conn.as_mut().expect("just set");
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+        .bind(key)
+        .fetch_one(&mut **conn)
+        .await
+        .with_context(|| format!("trying the advisory lock {key:?}"))?;
+    if taken {
+        Ok(Some(advisory))
+    } else {
+        // Not held: the connection is clean and goes back to the pool.
+        drop(advisory.conn.take());
+        Ok(None)
     }
 }
 
@@ -56,11 +226,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_held_lock_cannot_be_taken_twice_until_released() {
-        let locks = Locks::default();
-        let guard = locks.lock("a").await;
-        assert!(locks.try_lock("a").is_none());
-        assert!(locks.try_lock("b").is_some());
+        let locks = Locks::local();
+        let guard = locks.lock("a").await.unwrap();
+        assert!(locks.try_lock("a").await.unwrap().is_none());
+        assert!(locks.try_lock("b").await.unwrap().is_some());
+        assert!(locks
+            .lock_timeout("a", Duration::from_millis(20))
+            .await
+            .unwrap()
+            .is_none());
         drop(guard);
-        assert!(locks.try_lock("a").is_some());
+        assert!(locks.try_lock("a").await.unwrap().is_some());
     }
 }

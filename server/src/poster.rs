@@ -46,8 +46,10 @@ pub async fn put(
         .await?;
     // Under the live's lock, a stop either already moved the poster to the Media or will.
     let attached = {
-        let _live = state.locks.lock(&locks::live_key(live_id)).await;
-        attach(state, live_id, &key).await
+        match state.locks.lock(&locks::live_key(live_id)).await {
+            Ok(_live) => attach(state, live_id, &key).await,
+            Err(err) => Err(err.into()),
+        }
     };
     let replaced = match attached {
         Ok(replaced) => replaced,

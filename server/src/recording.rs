@@ -382,7 +382,7 @@ async fn delete_upload_files(state: &AppState, ids: Vec<String>) {
 /// Locks are only tried: a live being stopped or written to right now is not silent, and the
 /// sweeper must never wait behind a stalled request.
 pub async fn interrupt(state: &AppState, post_id: i64, cutoff: i64) -> Result<(), ApiError> {
-    let Some(_live) = state.locks.try_lock(&locks::live_key(post_id)) else {
+    let Some(_live) = state.locks.try_lock(&locks::live_key(post_id)).await? else {
         return Ok(());
     };
     let Some(post) = db::posts::get(&state.db, post_id).await? else {
@@ -394,7 +394,7 @@ pub async fn interrupt(state: &AppState, post_id: i64, cutoff: i64) -> Result<()
     let Some(upload) = db::uploads::latest_for_post(&state.db, post_id).await? else {
         return end_without_media(state, post_id, Ending::Interrupted).await;
     };
-    let Some(_writer) = state.locks.try_lock(&locks::upload_key(&upload.id)) else {
+    let Some(_writer) = state.locks.try_lock(&locks::upload_key(&upload.id)).await? else {
         return Ok(());
     };
     // Re-read under the lock: a PATCH may have landed since the sweep's query.
@@ -454,7 +454,7 @@ pub async fn stop(
         return Err(ApiError::Forbidden);
     }
     if post.live_status.as_deref() == Some("live") {
-        let _live = state.locks.lock(&locks::live_key(live_id)).await;
+        let _live = state.locks.lock(&locks::live_key(live_id)).await?;
         // Re-read under the lock: a concurrent stop or the sweeper may have ended it.
         let post = db::posts::get(&state.db, live_id)
             .await?
@@ -489,7 +489,7 @@ async fn stop_locked(
                 ApiError::bad_request("empty_recording", "this live has no upload to stop with")
             })?,
     };
-    let _writer = state.locks.lock(&locks::upload_key(&upload.id)).await;
+    let _writer = state.locks.lock(&locks::upload_key(&upload.id)).await?;
     let upload = db::uploads::get(&state.db, &upload.id)
         .await?
         .ok_or(ApiError::NotFound)?;

@@ -11,8 +11,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 use crate::{
     config::Config,
     db,
-    live::hub::Hub,
-    locks::Locks,
+    live::bus::Coordination,
     metrics::Metrics,
     rate_limit::{LoginLimiter, RateLimiter},
     routes,
@@ -86,6 +85,8 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_sweeper, sweeper_stopped) = watch::channel(false);
         let sweeper = tokio::spawn(sweeper::run(self.state.clone(), sweeper_stopped));
+        // Other nodes' live events (PostgreSQL only); stops when dropped.
+        let bus = crate::live::bus::start(&self.state);
         // Trailing slashes are optional on every route: strip them before routing.
         let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
         // The peer address reaches handlers as `ConnectInfo` (login attempts are limited per IP).
@@ -96,6 +97,7 @@ impl Application {
             .context("serving HTTP")?;
         let _ = stop_sweeper.send(true);
         let _ = sweeper.await;
+        drop(bus);
         self.state.db.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -109,11 +111,13 @@ pub async fn open_state(config: &Config) -> anyhow::Result<AppState> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let storage = storage::open(&config.storage_url())?;
     let db = db::connect(&config.database_url()).await?;
+    // Several nodes on one PostgreSQL database share locks and live events through it.
+    let coordination = Coordination::open(&config.database_url()).await?;
     Ok(AppState {
         db,
         storage: Arc::from(storage),
-        locks: Arc::new(Locks::default()),
-        hub: Arc::new(Hub::default()),
+        locks: Arc::new(coordination.locks()),
+        hub: Arc::new(coordination.hub()),
         chat_limiter: Arc::new(RateLimiter::new(CHAT_MESSAGES, CHAT_WINDOW)),
         login_limiter: Arc::new(LoginLimiter::new(
             LOGIN_FAILURES_PER_USER,

@@ -39,7 +39,7 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
         }
     }
     for upload in db::uploads::expired(&state.db, now_millis()).await? {
-        let Some(_guard) = state.locks.try_lock(&locks::upload_key(&upload.id)) else {
+        let Some(_guard) = state.locks.try_lock(&locks::upload_key(&upload.id)).await? else {
             continue; // A PATCH is running; it will extend the expiry.
         };
         let Ok(id) = UploadId::parse(&upload.id) else {

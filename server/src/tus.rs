@@ -133,7 +133,11 @@ pub async fn status(
     raw_id: &str,
 ) -> Result<OpenUpload, ApiError> {
     let id = UploadId::parse(raw_id).map_err(|_| ApiError::NotFound)?;
-    match state.locks.try_lock(&locks::upload_key(id.as_str())) {
+    match state
+        .locks
+        .try_lock(&locks::upload_key(id.as_str()))
+        .await?
+    {
         Some(_guard) => open(state, user, raw_id).await,
         None => {
             let (id, row) = check(state, user, raw_id).await?;
@@ -177,6 +181,17 @@ async fn check(
 pub async fn recover_all(state: &AppState) -> anyhow::Result<()> {
     for row in db::uploads::open_uploads(&state.db).await? {
         let Ok(id) = UploadId::parse(&row.id) else {
+            continue;
+        };
+        // Another node writing it now reconciles it itself; cutting its file here would race.
+        let Some(_guard) = state.locks.try_lock(&locks::upload_key(&row.id)).await? else {
+            continue;
+        };
+        // Re-read under the lock: the offset may have moved since the list was read.
+        let Some(row) = db::uploads::get(&state.db, &row.id)
+            .await?
+            .filter(|row| row.state == "open")
+        else {
             continue;
         };
         let offset = reconcile(state, &id, &row)
@@ -263,9 +278,11 @@ pub async fn append(
     let id = UploadId::parse(raw_id).map_err(|_| ApiError::NotFound)?;
     // A client that just lost a connection may resume before the server has noticed the old
     // PATCH is dead: wait a little for its rollback rather than fail at once.
-    let _guard = tokio::time::timeout(LOCK_WAIT, state.locks.lock(&locks::upload_key(id.as_str())))
-        .await
-        .map_err(|_| ApiError::Locked)?;
+    let _guard = state
+        .locks
+        .lock_timeout(&locks::upload_key(id.as_str()), LOCK_WAIT)
+        .await?
+        .ok_or(ApiError::Locked)?;
     let upload = open(state, user, raw_id).await?;
     let start = upload.offset;
     if patch.offset != start {
@@ -431,7 +448,7 @@ fn not_video() -> ApiError {
 /// Terminates an upload (tus `termination`): its bytes are deleted.
 pub async fn terminate(state: &AppState, user: &UserRow, raw_id: &str) -> Result<(), ApiError> {
     let id = UploadId::parse(raw_id).map_err(|_| ApiError::NotFound)?;
-    let _guard = state.locks.lock(&locks::upload_key(id.as_str())).await;
+    let _guard = state.locks.lock(&locks::upload_key(id.as_str())).await?;
     let upload = open(state, user, raw_id).await?;
     db::uploads::set_state(&state.db, upload.id.as_str(), "terminated").await?;
     let storage_id = upload.id.clone();

@@ -1,5 +1,6 @@
 //! Posting in a live's chat.
 
+use super::bus::Notice;
 use crate::{
     db::{self, chat::ChatRow, users::UserRow},
     domain::{now_millis, ChatBody},
@@ -45,7 +46,19 @@ pub async fn post(
         created_at: now,
     });
     if let Some(room) = state.hub.get(post_id) {
-        room.publish_chat(message.clone());
+        room.publish_chat(&message);
+    }
+    if let Some(bus) = state.hub.bus() {
+        match serde_json::to_value(&message) {
+            Ok(json) => {
+                bus.publish(Notice::Chat {
+                    post: post_id,
+                    message: json,
+                })
+                .await
+            }
+            Err(err) => tracing::error!(error = ?err, "could not encode a chat message"),
+        }
     }
     Ok(message)
 }

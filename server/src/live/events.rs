@@ -62,7 +62,7 @@ impl Feed {
         let events = self.events.as_mut()?;
         let event = match events.recv().await {
             Ok(LiveEvent::Viewers(counts)) => viewers_event(counts),
-            Ok(LiveEvent::Chat(message)) => chat_event(&message),
+            Ok(LiveEvent::Chat(json)) => Event::default().event("chat").data(&*json),
             Ok(LiveEvent::Ended(post)) => {
                 self.events = None;
                 ended_event(&post)
@@ -115,7 +115,8 @@ pub async fn open(
         .await?
         .is_some_and(|post| post.live_status.as_deref() == Some("live"));
     if !still_live {
-        super::announce_end(state, post_id).await;
+        // The node that ended it announced it already, maybe before this room existed.
+        super::announce_end_here(state, post_id).await;
     }
     let mut queue = VecDeque::from([viewers_event(counts)]);
     for message in db::chat::latest(&state.db, post_id, RECENT_CHAT).await? {

@@ -3,6 +3,9 @@
 //!
 //! A room exists from the first event, viewer or committed chunk of a live until the live
 //! ends; connections hold the room, so ending it (removing it from the hub) reaches them.
+//!
+//! With several nodes (PostgreSQL), a room also counts the viewers other nodes announce
+//! (`bus.rs`), and announces its own count whenever it changes.
 
 use std::{
     collections::HashMap,
@@ -10,12 +13,16 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, MutexGuard,
     },
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
-use super::index::StreamIndex;
+use super::{
+    bus::{Bus, Notice},
+    index::StreamIndex,
+};
 use crate::{
     domain::{UploadId, ViewerId},
     views::{ChatMessageView, PostView},
@@ -38,8 +45,8 @@ pub struct ViewerCounts {
 pub enum LiveEvent {
     /// The counts changed.
     Viewers(ViewerCounts),
-    /// A new chat message.
-    Chat(Arc<ChatMessageView>),
+    /// A new chat message, as JSON (it may come from another node).
+    Chat(Arc<str>),
     /// The live ended (stopped or interrupted); the Post as it is now.
     Ended(Arc<PostView>),
 }
@@ -55,25 +62,85 @@ pub struct Progress {
     pub ended: bool,
 }
 
+/// Another node's count of a live's viewers.
+#[derive(Debug, Clone, Copy)]
+struct RemoteCount {
+    viewers: u64,
+    /// The announcement's number: an older one arriving late is ignored.
+    seq: u64,
+    seen: Instant,
+}
+
+/// The counts other nodes announced, by node id.
+type Remote = HashMap<String, RemoteCount>;
+
 #[derive(Debug, Default)]
 struct Presence {
-    /// Open connections per viewer id (broadcasters are not here).
+    /// Open connections per viewer id on this node (broadcasters are not here).
     viewers: HashMap<ViewerId, usize>,
+    /// Viewers connected to other nodes.
+    remote: Remote,
     peak: u64,
     ended: Option<Arc<PostView>>,
 }
 
 impl Presence {
-    fn counts(&self) -> ViewerCounts {
+    fn total(&self) -> u64 {
+        let remote: u64 = self.remote.values().map(|count| count.viewers).sum();
+        self.viewers.len() as u64 + remote
+    }
+
+    /// Raises the peak to the current total.
+    fn counts(&mut self) -> ViewerCounts {
+        let viewers = self.total();
+        self.peak = self.peak.max(viewers);
         ViewerCounts {
-            viewers: self.viewers.len() as u64,
+            viewers,
             peak_viewers: self.peak,
         }
     }
 }
 
+/// Applies another node's announcement; true when it changed something.
+fn apply_remote(remote: &mut Remote, node: &str, seq: u64, viewers: u64) -> bool {
+    match remote.get_mut(node) {
+        Some(count) if count.seq >= seq => false,
+        Some(count) => {
+            let changed = count.viewers != viewers;
+            *count = RemoteCount {
+                viewers,
+                seq,
+                seen: Instant::now(),
+            };
+            changed
+        }
+        None => {
+            remote.insert(
+                node.to_owned(),
+                RemoteCount {
+                    viewers,
+                    seq,
+                    seen: Instant::now(),
+                },
+            );
+            viewers > 0
+        }
+    }
+}
+
+/// Forgets the counts of nodes silent for `ttl`; true when one that counted went.
+fn expire_remote(remote: &mut Remote, ttl: Duration) -> bool {
+    let before: u64 = remote.values().map(|count| count.viewers).sum();
+    remote.retain(|_, count| count.seen.elapsed() < ttl);
+    let after: u64 = remote.values().map(|count| count.viewers).sum();
+    before != after
+}
+
 /// One live's shared state.
 pub struct Room {
+    post_id: i64,
+    /// Where this node's count goes (several nodes only).
+    bus: Option<Arc<Bus>>,
     events: broadcast::Sender<LiveEvent>,
     presence: Mutex<Presence>,
     progress: watch::Sender<Progress>,
@@ -120,10 +187,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Room {
-    fn new() -> Self {
+    fn new(post_id: i64, bus: Option<Arc<Bus>>, remote: Remote) -> Self {
         Self {
+            post_id,
+            bus,
             events: broadcast::channel(EVENT_BACKLOG).0,
-            presence: Mutex::new(Presence::default()),
+            presence: Mutex::new(Presence {
+                remote,
+                ..Presence::default()
+            }),
             progress: watch::channel(Progress::default()).0,
             index: Mutex::new(StreamIndex::default()),
             dated: AtomicBool::new(false),
@@ -145,6 +217,38 @@ impl Room {
         lock(&self.presence).counts()
     }
 
+    /// Tells the other nodes how many viewers this node has now (under the presence lock,
+    /// so the numbers follow the changes' order).
+    fn announce(&self, presence: &Presence) {
+        if let Some(bus) = &self.bus {
+            bus.publish_soon(Notice::Presence {
+                seq: bus.next_seq(),
+                rooms: vec![(self.post_id, presence.viewers.len() as u64)],
+            });
+        }
+    }
+
+    /// Another node's count changed.
+    fn remote(&self, node: &str, seq: u64, viewers: u64) {
+        let mut presence = lock(&self.presence);
+        if apply_remote(&mut presence.remote, node, seq, viewers) && presence.ended.is_none() {
+            let counts = presence.counts();
+            let _ = self.events.send(LiveEvent::Viewers(counts));
+        }
+    }
+
+    fn expire(&self, ttl: Duration) {
+        let mut presence = lock(&self.presence);
+        if expire_remote(&mut presence.remote, ttl) && presence.ended.is_none() {
+            let counts = presence.counts();
+            let _ = self.events.send(LiveEvent::Viewers(counts));
+        }
+    }
+
+    fn local_viewers(&self) -> u64 {
+        lock(&self.presence).viewers.len() as u64
+    }
+
     /// Raises the peak to what the database remembers (a room created after a restart).
     pub fn remember_peak(&self, peak: u64) {
         let mut presence = lock(&self.presence);
@@ -158,14 +262,17 @@ impl Room {
             return Joined::Ended(Arc::clone(post));
         }
         let before = presence.counts();
+        let local_before = presence.viewers.len();
         if let Some(viewer) = &viewer {
             *presence.viewers.entry(viewer.clone()).or_default() += 1;
-            presence.peak = presence.peak.max(presence.viewers.len() as u64);
         }
         let counts = presence.counts();
         if counts != before {
             // Sent under the lock, before subscribing: every receiver sees counts in order.
             let _ = self.events.send(LiveEvent::Viewers(counts));
+        }
+        if presence.viewers.len() != local_before {
+            self.announce(&presence);
         }
         Joined::Watching {
             counts,
@@ -187,14 +294,23 @@ impl Room {
         if *open == 0 {
             presence.viewers.remove(viewer);
             if presence.ended.is_none() {
-                let _ = self.events.send(LiveEvent::Viewers(presence.counts()));
+                let counts = presence.counts();
+                let _ = self.events.send(LiveEvent::Viewers(counts));
+                self.announce(&presence);
             }
         }
     }
 
-    /// Sends a new chat message to every viewer.
-    pub fn publish_chat(&self, message: ChatMessageView) {
-        let _ = self.events.send(LiveEvent::Chat(Arc::new(message)));
+    /// Sends a new chat message to every viewer of this node.
+    pub fn publish_chat(&self, message: &ChatMessageView) {
+        if let Ok(json) = serde_json::to_string(message) {
+            self.publish_chat_json(json);
+        }
+    }
+
+    /// Sends a chat message, already as JSON, to every viewer of this node.
+    pub fn publish_chat_json(&self, json: String) {
+        let _ = self.events.send(LiveEvent::Chat(Arc::from(json)));
     }
 
     /// Records that `upload` is durable up to `committed`, waking the streams.
@@ -227,19 +343,83 @@ impl Room {
 #[derive(Default)]
 pub struct Hub {
     rooms: Mutex<HashMap<i64, Arc<Room>>>,
+    /// Other nodes' counts of lives this node has no room for yet (taken by the room).
+    unseated: Mutex<HashMap<i64, Remote>>,
+    /// The other nodes (PostgreSQL only).
+    bus: Option<Arc<Bus>>,
 }
 
 impl Hub {
+    /// A hub whose rooms exchange events with the other nodes over `bus`.
+    pub fn with_bus(bus: Arc<Bus>) -> Self {
+        Self {
+            bus: Some(bus),
+            ..Self::default()
+        }
+    }
+
+    /// The bus to the other nodes, if there are any.
+    pub fn bus(&self) -> Option<&Arc<Bus>> {
+        self.bus.as_ref()
+    }
+
+    /// Another node announced `viewers` for live `post_id`.
+    pub fn remote_presence(&self, post_id: i64, node: &str, seq: u64, viewers: u64) {
+        let rooms = lock(&self.rooms);
+        if let Some(room) = rooms.get(&post_id) {
+            let room = Arc::clone(room);
+            drop(rooms);
+            room.remote(node, seq, viewers);
+            return;
+        }
+        // Held while seeding, so a room created meanwhile cannot miss the count.
+        let mut unseated = lock(&self.unseated);
+        let remote = unseated.entry(post_id).or_default();
+        apply_remote(remote, node, seq, viewers);
+        if remote.values().all(|count| count.viewers == 0) {
+            unseated.remove(&post_id);
+        }
+    }
+
+    /// This node's own viewer counts of the lives it has viewers of.
+    pub fn local_presence(&self) -> Vec<(i64, u64)> {
+        let rooms: Vec<_> = lock(&self.rooms)
+            .iter()
+            .map(|(id, room)| (*id, Arc::clone(room)))
+            .collect();
+        rooms
+            .into_iter()
+            .map(|(id, room)| (id, room.local_viewers()))
+            .filter(|(_, viewers)| *viewers > 0)
+            .collect()
+    }
+
+    /// Forgets the counts of nodes that announced nothing for `ttl`.
+    pub fn expire_presence(&self, ttl: Duration) {
+        let rooms: Vec<_> = lock(&self.rooms).values().cloned().collect();
+        for room in rooms {
+            room.expire(ttl);
+        }
+        lock(&self.unseated).retain(|_, remote| {
+            expire_remote(remote, ttl);
+            !remote.is_empty()
+        });
+    }
+
+    /// The lives this node has a room for.
+    pub fn post_ids(&self) -> Vec<i64> {
+        lock(&self.rooms).keys().copied().collect()
+    }
+
     /// The room of a live, created on first use.
     ///
     /// Callers check that the live is live *after* taking the room: a live that ends
     /// meanwhile then either finds this room (and ends it) or is seen as ended.
     pub fn room(&self, post_id: i64) -> Arc<Room> {
-        Arc::clone(
-            lock(&self.rooms)
-                .entry(post_id)
-                .or_insert_with(|| Arc::new(Room::new())),
-        )
+        Arc::clone(lock(&self.rooms).entry(post_id).or_insert_with(|| {
+            let remote = lock(&self.unseated).remove(&post_id).unwrap_or_default();
+            Arc::new(Room::new(post_id, self.bus.clone(), remote))
+        }))
     }
 
     /// The room of a live if one exists (publishing to nobody creates nothing).
@@ -250,6 +430,7 @@ impl Hub {
     /// Ends a live's room: viewers get `ended` (with `post`), streams finish, the room goes.
     pub fn end(&self, post_id: i64, post: Option<PostView>) {
         let room = lock(&self.rooms).remove(&post_id);
+        lock(&self.unseated).remove(&post_id);
         if let Some(room) = room {
             room.end(post.map(Arc::new));
         }

@@ -4,7 +4,12 @@
 //! The stream is the recorder's own upload: when a PATCH commits (`tus.rs` calls
 //! [`committed`]), the live's room learns the new offset and wakes its streams, which send
 //! every cluster that became complete (`index.rs` knows where they are).
+//!
+//! With several nodes on one PostgreSQL database, `bus.rs` carries these events (commits,
+//! chat, counts, the end) to the rooms of the other nodes, whose streams then read the
+//! committed bytes from the shared storage.
 
+pub mod bus;
 pub mod chat;
 pub mod events;
 pub mod hub;
@@ -69,6 +74,14 @@ pub async fn committed(state: &AppState, post_id: i64, upload: &UploadId, offset
     let arrival = now_millis();
     let room = state.hub.room(post_id);
     room.committed(upload, offset);
+    if let Some(bus) = state.hub.bus() {
+        bus.publish(bus::Notice::Progress {
+            post: post_id,
+            upload: upload.as_str().to_owned(),
+            offset,
+        })
+        .await;
+    }
     if room.recording_dated() {
         return;
     }
@@ -114,8 +127,17 @@ async fn date_recording(
     Ok(())
 }
 
-/// A live ended (stop or interruption): tell its viewers and close its streams.
+/// A live ended (stop or interruption): tell its viewers, on every node, and close its streams.
 pub async fn announce_end(state: &AppState, post_id: i64) {
+    announce_end_here(state, post_id).await;
+    if let Some(bus) = state.hub.bus() {
+        bus.publish(bus::Notice::Ended { post: post_id }).await;
+    }
+}
+
+/// Ends the live's room on this node only (another node announced the end, or a room
+/// was created just after it).
+pub async fn announce_end_here(state: &AppState, post_id: i64) {
     let post = match views::post(&state.db, post_id).await {
         Ok(post) => post,
         Err(err) => {

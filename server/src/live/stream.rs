@@ -126,7 +126,7 @@ pub async fn open(
     let post_now = db::posts::get(&state.db, post_id).await?;
     let upload = db::uploads::latest_for_post(&state.db, post_id).await?;
     let (Some(upload), true) = (upload, post_now.as_ref().is_some_and(live)) else {
-        super::announce_end(state, post_id).await;
+        super::announce_end_here(state, post_id).await;
         return Err(live_ended());
     };
     let id = UploadId::parse(&upload.id).map_err(|err| anyhow::anyhow!("upload row: {err}"))?;

@@ -1,0 +1,462 @@
+//! A real PostgreSQL 15 in a temporary directory and `livekeep` processes sharing it.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+/// How long a test waits for something that must happen; a bound, not a pace.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Where Debian puts PostgreSQL 15's server programs.
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn as_postgres(program: &Path) -> Command {
+    let mut command = Command::new("runuser");
+    command.args(["-u", "postgres", "--"]).arg(program);
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A PostgreSQL cluster of its own, stopped (immediately) when dropped.
+pub struct Postgres {
+    dir: TempDir,
+    port: u16,
+}
+
+impl Postgres {
+    /// `initdb` and `pg_ctl start` as the `postgres` user, trust auth on 127.0.0.1 only.
+    pub fn start() -> Self {
+        let bin = Path::new(PG_BIN);
+        assert!(
+            bin.join("initdb").is_file() && bin.join("pg_ctl").is_file(),
+            "PostgreSQL 15 is missing ({PG_BIN}/initdb, pg_ctl): run scripts/bootstrap.sh"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("livekeep-pg-")
+            .tempdir()
+            .expect("a temporary directory");
+        let owner = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, "postgres"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "no `postgres` user: run scripts/bootstrap.sh"
+            );
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        std::os::unix::fs::chown(dir.path(), Some(owner("-u")), Some(owner("-g")))
+            .expect("giving the cluster's directory to postgres");
+        let data = dir.path().join("data");
+        let status = as_postgres(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+            .arg("-D")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .status()
+            .expect("initdb runs (is runuser there, are we root?)");
+        assert!(status.success(), "initdb failed");
+        let port = free_port();
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            dir.path().display()
+        );
+        let status = as_postgres(&bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.path().join("postgres.log"))
+            .args(["-w", "-o", &options, "start"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("pg_ctl runs");
+        let this = Self { dir, port };
+        assert!(status.success(), "pg_ctl start failed: {}", this.log());
+        this
+    }
+
+    /// The database URL both nodes use.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The server's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+
+    /// A connection pool for checks made directly in the database.
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.url())
+            .await
+            .expect("connecting to the test cluster")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&Path::new(PG_BIN).join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// One `livekeep serve` process; killed with SIGKILL when dropped.
+pub struct Node {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    data_dir: TempDir,
+    client: reqwest::Client,
+}
+
+impl Node {
+    /// Starts a node on `database_url` with `storage_url`, plus extra flags.
+    pub async fn start(database_url: &str, storage_url: &str, flags: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().expect("a temporary directory");
+        let log = std::fs::File::create(data_dir.path().join("node.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_livekeep"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .arg("--www-dir")
+            .arg(data_dir.path().join("no-www"))
+            .args(["--database-url", database_url, "--storage-url", storage_url])
+            .args(flags)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("the livekeep binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let log_path = data_dir.path().join("node.log");
+        let address = line
+            .trim()
+            .strip_prefix("Livekeep listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "the node did not start ({line:?}): {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                )
+            })
+            .trim_end_matches('/')
+            .to_owned();
+        Self {
+            child,
+            address,
+            data_dir,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// SIGKILL: no graceful shutdown, its connections die with it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What the node logged (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("node.log")).unwrap_or_default()
+    }
+
+    /// A request to this node, with a bearer token when given.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let builder = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Registers `name`; returns its token.
+    pub async fn register(&self, name: &str) -> String {
+        let response = self
+            .request(Method::POST, "/api/auth/register", None)
+            .json(&json!({"username": name, "password": "password123"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts a live; returns its id and upload path.
+    pub async fn start_live(&self, token: &str, content: &str) -> (i64, String) {
+        let response = self
+            .request(Method::POST, "/api/posts/live/", Some(token))
+            .json(&json!({"content": content}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        (
+            body["live_id"].as_i64().unwrap(),
+            body["upload_url"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A tus PATCH of `bytes` at `offset`.
+    pub async fn patch(
+        &self,
+        token: &str,
+        upload_url: &str,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Response {
+        self.request(Method::PATCH, upload_url, Some(token))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", offset.to_string())
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A tus HEAD; returns the `Upload-Offset`.
+    pub async fn head_offset(&self, token: &str, upload_url: &str) -> usize {
+        let response = self
+            .request(Method::HEAD, upload_url, Some(token))
+            .header("Tus-Resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.headers()["upload-offset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// Stops a live with an honest recorder's claims over `bytes`.
+    pub async fn stop(
+        &self,
+        token: &str,
+        live_id: i64,
+        upload_url: &str,
+        bytes: &[u8],
+    ) -> Response {
+        self.request(
+            Method::PUT,
+            &format!("/api/posts/live/{live_id}/stop/"),
+            Some(token),
+        )
+        .json(&json!({"video_data": {
+            "upload_url": upload_url,
+            "size": bytes.len(),
+            "sha256": sha256_hex(bytes),
+            "duration": 3.0,
+            "mime_type": "video/webm;codecs=vp8,opus",
+        }}))
+        .send()
+        .await
+        .unwrap()
+    }
+
+    /// `GET path` as JSON, asserting 200.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.request(Method::GET, path, None).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// Opens a live's events as `query` (`viewer_id=…`).
+    pub async fn events(&self, live_id: i64, query: &str) -> EventStream {
+        let response = self
+            .request(
+                Method::GET,
+                &format!("/api/posts/live/{live_id}/events?{query}"),
+                None,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        EventStream {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// Posts a chat message, asserting 201.
+    pub async fn chat(&self, token: &str, live_id: i64, body: &str) -> Value {
+        let response = self
+            .request(
+                Method::POST,
+                &format!("/api/posts/live/{live_id}/chat/"),
+                Some(token),
+            )
+            .json(&json!({ "body": body }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Server-Sent Events connection, read event by event.
+pub struct EventStream {
+    body: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>,
+    >,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next `(event name, JSON data)`, or `None` when the server closed the stream.
+    pub async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return Some((name, serde_json::from_str(&data).expect("JSON data")));
+            }
+            let chunk = tokio::time::timeout(WAIT, self.body.next())
+                .await
+                .expect("an event within the wait")?
+                .expect("reading the event stream");
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+
+    /// Skips events until one named `name` satisfies `accept`.
+    pub async fn wait_for(&mut self, name: &str, accept: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let (got, data) = self.next().await.expect("an open stream");
+            if got == name && accept(&data) {
+                return data;
+            }
+        }
+    }
+}
+
+/// The checked-in WebM fixture (3 s, VP8 + Opus, live-shaped).
+pub fn fixture() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live.webm");
+    std::fs::read(path).expect("the fixture is checked in")
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Offsets of each Cluster element in a WebM (by its id; fine for the fixture).
+pub fn cluster_starts(bytes: &[u8]) -> Vec<usize> {
+    bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == [0x1F, 0x43, 0xB6, 0x75])
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A PostgreSQL cluster, a shared storage and two nodes on them.
+pub struct Cluster {
+    /// The database (dropped last).
+    pub nodes: Vec<Node>,
+    /// Shared storage directory (file://).
+    pub storage: TempDir,
+    /// The database.
+    pub postgres: Postgres,
+}
+
+impl Cluster {
+    /// Two nodes started with `flags`.
+    pub async fn start(flags: &[&str]) -> Self {
+        let postgres = Postgres::start();
+        let storage = tempfile::tempdir().unwrap();
+        let storage_url = format!("file://{}", storage.path().display());
+        // One after the other: the first one runs the migrations.
+        let a = Node::start(&postgres.url(), &storage_url, flags).await;
+        let b = Node::start(&postgres.url(), &storage_url, flags).await;
+        Self {
+            nodes: vec![a, b],
+            storage,
+            postgres,
+        }
+    }
+
+    /// Node A.
+    pub fn a(&self) -> &Node {
+        &self.nodes[0]
+    }
+
+    /// Node B.
+    pub fn b(&self) -> &Node {
+        &self.nodes[1]
+    }
+
+    /// Both nodes' logs, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| format!("--- node {i} ---\n{}", node.log()))
+            .collect()
+    }
+
+    /// The shared storage's files under `sub`.
+    pub fn stored_files(&self, sub: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(self.storage.path().join(sub))
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+}
