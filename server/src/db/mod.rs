@@ -1,4 +1,10 @@
 //! All SQL lives here, one module per table group.
+//!
+//! Every query is written once, in the SQL that SQLite and PostgreSQL share (`$n` parameters,
+//! `RETURNING`, `ON CONFLICT`, `TRUE`/`FALSE`, no `MAX(a, b)`), and runs on either through
+//! sqlx's Any driver. What differs between the engines stays in this file (connection set-up)
+//! and in the twin `migrations/sqlite` and `migrations/postgres`, which
+//! `tests/api/schema.rs` holds to one reference schema.
 
 pub mod chat;
 pub mod media;
