@@ -14,7 +14,7 @@ use std::{
 
 use anyhow::Context;
 use sqlx::{pool::PoolConnection, PgPool, Postgres};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedRwLockReadGuard, RwLock};
 
 /// First pause between two tries of an advisory lock another node holds.
 const RETRY_FIRST: Duration = Duration::from_millis(5);
@@ -49,6 +49,8 @@ impl Drop for LockGuard {
 struct Advisory {
     key: String,
     conn: Option<PoolConnection<Postgres>>,
+    /// Read-held while the unlock runs, so [`Locks::close`] can wait for it.
+    releases: Arc<RwLock<()>>,
 }
 
 impl Advisory {
@@ -63,6 +65,8 @@ impl Advisory {
             return;
         };
         let key = std::mem::take(&mut self.key);
+        let releasing: Option<OwnedRwLockReadGuard<()>> =
+            Arc::clone(&self.releases).try_read_owned().ok();
         runtime.spawn(async move {
             let unlocked: Result<bool, _> =
                 sqlx::query_scalar("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
@@ -74,6 +78,7 @@ impl Advisory {
                 drop(conn.detach());
             }
             drop(local);
+            drop(releasing);
         });
     }
 }
@@ -93,6 +98,8 @@ impl Drop for Advisory {
 pub struct Locks {
     map: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     postgres: Option<PgPool>,
+    /// Unlocks still running in the background.
+    releases: Arc<RwLock<()>>,
 }
 
 impl std::fmt::Debug for Locks {
@@ -115,8 +122,17 @@ impl Locks {
     /// Locks shared by every node on `pool`'s database.
     pub fn postgres(pool: PgPool) -> Self {
         Self {
-            map: Mutex::default(),
             postgres: Some(pool),
+            ..Self::default()
+        }
+    }
+
+    /// Waits for the unlocks of dropped guards, then closes the coordination connections
+    /// (at shutdown: another process may want the locks right after).
+    pub async fn close(&self) {
+        if let Some(pool) = &self.postgres {
+            drop(self.releases.write().await);
+            pool.close().await;
         }
     }
 
@@ -143,7 +159,7 @@ impl Locks {
         };
         let mut pause = RETRY_FIRST;
         loop {
-            if let Some(advisory) = try_advisory(pool, key).await? {
+            if let Some(advisory) = try_advisory(pool, key, &self.releases).await? {
                 return Ok(LockGuard {
                     local: Some(local),
                     advisory: Some(advisory),
@@ -177,15 +193,21 @@ impl Locks {
                 advisory: None,
             }));
         };
-        Ok(try_advisory(pool, key).await?.map(|advisory| LockGuard {
-            local: Some(local),
-            advisory: Some(advisory),
-        }))
+        Ok(try_advisory(pool, key, &self.releases)
+            .await?
+            .map(|advisory| LockGuard {
+                local: Some(local),
+                advisory: Some(advisory),
+            }))
     }
 }
 
 /// One `pg_try_advisory_lock` on a pooled connection, kept when it succeeds.
-async fn try_advisory(pool: &PgPool, key: &str) -> anyhow::Result<Option<Advisory>> {
+async fn try_advisory(
+    pool: &PgPool,
+    key: &str,
+    releases: &Arc<RwLock<()>>,
+) -> anyhow::Result<Option<Advisory>> {
     let conn = pool
         .acquire()
         .await
@@ -194,6 +216,7 @@ async fn try_advisory(pool: &PgPool, key: &str) -> anyhow::Result<Option<Advisor
     let mut advisory = Advisory {
         key: key.to_owned(),
         conn: Some(conn),
+        releases: Arc::clone(releases),
     };
     let conn = advisory.conn.as_mut().expect("just set");
     let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")

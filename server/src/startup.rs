@@ -98,6 +98,7 @@ impl Application {
         let _ = stop_sweeper.send(true);
         let _ = sweeper.await;
         drop(bus);
+        self.state.locks.close().await;
         self.state.db.close().await;
         tracing::info!("stopped");
         Ok(())
