@@ -417,3 +417,27 @@ async fn advisory_locks_exclude_other_nodes_and_die_with_their_connection() {
         .unwrap()
         .is_some());
 }
+
+#[tokio::test]
+async fn a_node_starting_beside_running_ones_leaves_their_files_alone() {
+    let mut cluster = Cluster::start(&[]).await;
+    // What a finalization on a running node looks like between its file and its row.
+    let key = "0123456789abcdef0123456789abcdef.webm";
+    let staged = cluster.storage.path().join("staging").join(key);
+    let committed = cluster.storage.path().join("files").join(key);
+    std::fs::write(&staged, b"being written").unwrap();
+    std::fs::write(&committed, b"row not yet committed").unwrap();
+    let storage_url = format!("file://{}", cluster.storage.path().display());
+
+    let third = harness::Node::start(&cluster.postgres.url(), &storage_url, &[]).await;
+    assert!(staged.exists() && committed.exists(), "{}", third.log());
+
+    // Alone (the others are gone), a node repairs the storage.
+    drop(third);
+    for node in &mut cluster.nodes {
+        node.kill();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let alone = harness::Node::start(&cluster.postgres.url(), &storage_url, &[]).await;
+    assert!(!staged.exists() && !committed.exists(), "{}", alone.log());
+}
