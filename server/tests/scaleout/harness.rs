@@ -187,6 +187,16 @@ impl Node {
         let _ = self.child.wait();
     }
 
+    /// Sends a signal (`STOP`, `CONT`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
     /// What the node logged (stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("node.log")).unwrap_or_default()

@@ -441,3 +441,58 @@ async fn a_node_starting_beside_running_ones_leaves_their_files_alone() {
     let alone = harness::Node::start(&cluster.postgres.url(), &storage_url, &[]).await;
     assert!(!staged.exists() && !committed.exists(), "{}", alone.log());
 }
+
+/// Ends every node's notification connection, as a PostgreSQL restart or a network cut would.
+async fn cut_listeners(db: &sqlx::PgPool) {
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
+    assert_eq!(cut, [true, true], "one listening connection per node");
+}
+
+#[tokio::test]
+async fn a_node_that_lost_its_notifications_reconnects_and_catches_up() {
+    let cluster = Cluster::start(&[]).await;
+    let db = cluster.postgres.pool().await;
+    let host = cluster.a().register("cuthost").await;
+    let (live_id, upload_url) = cluster.a().start_live(&host, "cut").await;
+    let bytes = fixture();
+    let response = cluster.a().patch(&host, &upload_url, 0, &bytes).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let mut bob = cluster.b().events(live_id, BOB).await;
+    bob.wait_for("viewers", |c| viewers(c) == 1).await;
+
+    // Messages sent while B is reconnecting may be lost; once it listens again, they arrive.
+    cut_listeners(&db).await;
+    let deadline = Instant::now() + WAIT;
+    let mut sent = 0;
+    loop {
+        sent += 1;
+        let body = format!("after the cut {sent}");
+        cluster.a().chat(&host, live_id, &body).await;
+        let got = tokio::time::timeout(Duration::from_millis(500), bob.wait_for("chat", |_| true));
+        if let Ok(message) = got.await {
+            assert!(message["body"]
+                .as_str()
+                .unwrap()
+                .starts_with("after the cut"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never heard from A again");
+        // The chat limit allows 5 messages per 10 s.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    // The end, announced while B is not listening (frozen, so it cannot reconnect in time),
+    // is read from the database once it reconnects.
+    cluster.b().signal("STOP");
+    cut_listeners(&db).await;
+    let stopped = cluster.a().stop(&host, live_id, &upload_url, &bytes).await;
+    cluster.b().signal("CONT");
+    assert_eq!(stopped.status(), StatusCode::OK, "{}", cluster.logs());
+    let ended = bob.wait_for("ended", |_| true).await;
+    assert_eq!(ended["id"], live_id);
+}
