@@ -1,4 +1,10 @@
 //! `spawn_app()` and request helpers shared by every integration test.
+//!
+//! Environment switches (each keeps the default, SQLite + local files, when unset):
+//! - `LIVEKEEP_TEST_STORAGE=s3`: every server stores its media and uploads in a fresh bucket
+//!   of one `moto_server` started for the test binary (`s3.rs`); a restart on the same data
+//!   directory reuses its bucket (remembered in `<data dir>/test-storage-url`). A test's
+//!   `tweak` may still set its own `storage_url` (tests of the local disk itself do).
 
 use std::{
     path::{Path, PathBuf},
@@ -79,6 +85,7 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
     let mut config = Config::with_data_dir(data_dir.path());
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.www_dir = data_dir.path().join("no-www");
+    config.storage_url = test_storage_url(data_dir.path()).await;
     tweak(&mut config);
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://{}", app.address());
@@ -96,6 +103,21 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
         stop: Some(stop),
         server: Some(server),
     }
+}
+
+/// The storage URL `LIVEKEEP_TEST_STORAGE` asks for, the same for a restart on `data_dir`.
+async fn test_storage_url(data_dir: &Path) -> Option<String> {
+    if !crate::s3::requested() {
+        return None;
+    }
+    let marker = data_dir.join("test-storage-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let bucket = crate::s3::moto().bucket().await;
+    let url = format!("s3://{bucket}/media");
+    std::fs::write(&marker, &url).expect("remembering the test bucket");
+    Some(url)
 }
 
 impl TestApp {

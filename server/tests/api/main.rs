@@ -16,6 +16,8 @@ mod metrics;
 mod openapi;
 mod poster;
 mod room;
+mod s3;
 mod security_headers;
 mod slow_clients;
+mod storage;
 mod uploads;
