@@ -184,8 +184,7 @@ async fn serve_stored(
         MediaSource::Local(path) => path,
         MediaSource::Object { store, location } => {
             let head = request.method() == Method::HEAD;
-            let Some(response) = serve_object(store.as_ref(), &location, range, head).await?
-            else {
+            let Some(response) = serve_object(store.as_ref(), &location, range, head).await? else {
                 return Ok(None);
             };
             return Ok(Some(finish(response, content_type, etag)));
@@ -245,7 +244,11 @@ async fn serve_object(
     let meta = match store.head(location).await {
         Ok(meta) => meta,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(err) => return Err(anyhow::Error::new(err).context("reading a stored object").into()),
+        Err(err) => {
+            return Err(anyhow::Error::new(err)
+                .context("reading a stored object")
+                .into())
+        }
     };
     let total = meta.size;
     let modified = crate::domain::http_date(meta.last_modified.timestamp_millis());
@@ -279,7 +282,9 @@ async fn serve_object(
             Ok(result) => Body::from_stream(result.into_stream()),
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(err) => {
-                return Err(anyhow::Error::new(err).context("reading a stored object").into())
+                return Err(anyhow::Error::new(err)
+                    .context("reading a stored object")
+                    .into())
             }
         }
     };

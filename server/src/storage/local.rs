@@ -227,8 +227,8 @@ impl Storage for LocalStorage {
 
     fn media_writer(&self, key: &str) -> Result<Box<dyn MediaWriter>, StorageError> {
         let staged = self.media_staging_path(key);
-        let file = File::create(&staged)
-            .map_err(io_err(|| format!("creating {}", staged.display())))?;
+        let file =
+            File::create(&staged).map_err(io_err(|| format!("creating {}", staged.display())))?;
         Ok(Box::new(LocalMediaWriter {
             file: Some(io::BufWriter::with_capacity(1 << 20, file)),
             staged,

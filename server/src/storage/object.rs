@@ -21,9 +21,7 @@ use std::{
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::{
-    buffered::BufWriter, path::Path, ObjectStore, ObjectStoreExt, PutPayload,
-};
+use object_store::{buffered::BufWriter, path::Path, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::{io::AsyncWriteExt, runtime::Handle};
 
 use super::{MediaSource, MediaWriter, ReadSeek, Storage, StorageError, UploadWriter};
@@ -58,7 +56,9 @@ impl Segment {
     }
 }
 
-fn object_err(context: impl FnOnce() -> String) -> impl FnOnce(object_store::Error) -> StorageError {
+fn object_err(
+    context: impl FnOnce() -> String,
+) -> impl FnOnce(object_store::Error) -> StorageError {
     move |source| StorageError::Object {
         context: context(),
         source,
@@ -134,7 +134,13 @@ impl ObjectStorage {
         let unsupported = || StorageError::UnsupportedUrl(url.to_owned());
         let (scheme, rest) = url.split_once("://").ok_or_else(unsupported)?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
+        let compiled_in = match scheme {
+            "s3" | "s3a" => true,
+            "gs" => cfg!(feature = "gcs"),
+            "az" | "azure" | "abfs" | "abfss" => cfg!(feature = "azure"),
+            _ => false,
+        };
+        if bucket.is_empty() || !compiled_in {
             return Err(unsupported());
         }
         let runtime = Handle::try_current().map_err(|err| StorageError::Io {
@@ -256,7 +262,10 @@ impl ObjectStorage {
         let (chain, _) = covering_chain(&segments);
         // Objects fully inside another chain object: leftovers of an interrupted compaction.
         for stale in segments.iter().filter(|s| !chain.contains(s)) {
-            if chain.iter().any(|c| c.start <= stale.start && stale.end <= c.end) {
+            if chain
+                .iter()
+                .any(|c| c.start <= stale.start && stale.end <= c.end)
+            {
                 self.delete(&stale.location).await?;
             }
         }
@@ -306,8 +315,7 @@ impl UploadWriter for ObjectUploadWriter {
         let end = self.start + self.buffer.len() as u64;
         let location = self.dir.clone().join(segment_name(self.start, end));
         let bytes = Bytes::from(std::mem::take(&mut self.buffer));
-        self.storage
-            .block_on(self.storage.put(&location, bytes))?;
+        self.storage.block_on(self.storage.put(&location, bytes))?;
         self.start = end;
         Ok(())
     }
@@ -326,7 +334,12 @@ struct ChainReader {
 }
 
 impl ChainReader {
-    fn new(storage: ObjectStorage, upload: Option<UploadId>, chain: Vec<Segment>, len: u64) -> Self {
+    fn new(
+        storage: ObjectStorage,
+        upload: Option<UploadId>,
+        chain: Vec<Segment>,
+        len: u64,
+    ) -> Self {
         Self {
             storage,
             upload,
@@ -345,7 +358,8 @@ impl ChainReader {
                 source: io::Error::new(io::ErrorKind::UnexpectedEof, "no object holds it"),
             });
         };
-        let range: Range<u64> = pos - segment.start..(pos + READ_AHEAD).min(segment.end) - segment.start;
+        let range: Range<u64> =
+            pos - segment.start..(pos + READ_AHEAD).min(segment.end) - segment.start;
         let got = self
             .storage
             .block_on(self.storage.store.get_range(&segment.location, range));
@@ -391,7 +405,8 @@ impl Read for ChainReader {
             self.buffer_start = self.pos;
         }
         let from = usize::try_from(self.pos - self.buffer_start).map_err(io::Error::other)?;
-        let available = (self.buffer.len() - from).min(usize::try_from(self.len - self.pos).unwrap_or(usize::MAX));
+        let available = (self.buffer.len() - from)
+            .min(usize::try_from(self.len - self.pos).unwrap_or(usize::MAX));
         let n = available.min(out.len());
         out[..n].copy_from_slice(&self.buffer[from..from + n]);
         self.pos += n as u64;
@@ -406,9 +421,8 @@ impl Seek for ChainReader {
             SeekFrom::End(d) => self.len.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        self.pos = target.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
+        self.pos = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         Ok(self.pos)
     }
 }
@@ -537,7 +551,11 @@ impl Storage for ObjectStorage {
     fn delete_upload(&self, id: &UploadId) -> Result<(), StorageError> {
         self.block_on(async {
             let dir = self.upload_dir(id);
-            let locations = self.store.list(Some(&dir)).map_ok(|meta| meta.location).boxed();
+            let locations = self
+                .store
+                .list(Some(&dir))
+                .map_ok(|meta| meta.location)
+                .boxed();
             let deleted: Vec<_> = self.store.delete_stream(locations).collect().await;
             for result in deleted {
                 match result {
@@ -554,8 +572,8 @@ impl Storage for ObjectStorage {
     fn media_writer(&self, key: &str) -> Result<Box<dyn MediaWriter>, StorageError> {
         let location = self.media_location(key);
         // Parts of at least S3's minimum, so a finalized media needs few requests.
-        let capacity = usize::try_from(self.part_size.max(super::DEFAULT_PART_SIZE))
-            .unwrap_or(usize::MAX);
+        let capacity =
+            usize::try_from(self.part_size.max(super::DEFAULT_PART_SIZE)).unwrap_or(usize::MAX);
         let writer = BufWriter::with_capacity(Arc::clone(&self.store), location.clone(), capacity)
             .with_max_concurrency(UPLOAD_CONCURRENCY);
         Ok(Box::new(ObjectMediaWriter {
@@ -672,7 +690,12 @@ mod tests {
             "00000000000000000005-00000000000000000017"
         );
         assert_eq!(parse_segment_name(&segment_name(5, 17)), Some((5, 17)));
-        for foreign in ["notes.txt", "5-17", &segment_name(17, 5), &segment_name(3, 3)] {
+        for foreign in [
+            "notes.txt",
+            "5-17",
+            &segment_name(17, 5),
+            &segment_name(3, 3),
+        ] {
             assert_eq!(parse_segment_name(foreign), None, "{foreign}");
         }
     }

@@ -113,7 +113,9 @@ impl Fixture {
 
 /// Bytes that differ at every offset, so a misplaced read shows.
 fn pattern(len: usize, seed: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i * 7 + seed * 13) % 251) as u8).collect()
+    (0..len)
+        .map(|i| ((i * 7 + seed * 13) % 251) as u8)
+        .collect()
 }
 
 #[tokio::test]
