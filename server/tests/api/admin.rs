@@ -18,6 +18,7 @@ fn admin(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
+        .args(crate::helpers::database_args(data_dir))
         .env_remove("DATABASE_URL")
         .env_remove("LIVEKEEP_STORAGE_URL")
         // The storage the test servers of this data directory used (a bucket with

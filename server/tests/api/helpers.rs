@@ -5,6 +5,8 @@
 //!   of one `moto_server` started for the test binary (`s3.rs`); a restart on the same data
 //!   directory reuses its bucket (remembered in `<data dir>/test-storage-url`). A test's
 //!   `tweak` may still set its own `storage_url` (tests of the local disk itself do).
+//! - `LIVEKEEP_TEST_DATABASE=postgres`: a fresh PostgreSQL database per data directory (see
+//!   `postgres_database_for`).
 
 use std::{
     path::Path,
@@ -26,6 +28,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The data directory (deleted on drop).
     pub data_dir: TempDir,
+    /// The database the server uses (SQLite in `data_dir`, or PostgreSQL).
+    pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -86,7 +90,11 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.www_dir = data_dir.path().join("no-www");
     config.storage_url = test_storage_url(data_dir.path()).await;
+    if let Some(url) = postgres_database_for(data_dir.path()).await {
+        config.database_url = Some(url);
+    }
     tweak(&mut config);
+    let database_url = config.database_url();
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://{}", app.address());
     let (stop, stopped) = oneshot::channel();
@@ -100,6 +108,7 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
             .build()
             .expect("client"),
         data_dir,
+        database_url,
         stop: Some(stop),
         server: Some(server),
     }
@@ -120,6 +129,71 @@ async fn test_storage_url(data_dir: &Path) -> Option<String> {
     Some(url)
 }
 
+/// With `LIVEKEEP_TEST_DATABASE=postgres`, a new empty database on the server at
+/// `LIVEKEEP_TEST_POSTGRES_URL` (an admin URL, e.g. `postgres://postgres@127.0.0.1:5432/postgres`),
+/// so the same tests run on PostgreSQL; `None` (SQLite in the data directory) otherwise.
+pub async fn fresh_postgres_database() -> Option<String> {
+    if std::env::var("LIVEKEEP_TEST_DATABASE").ok()?.as_str() != "postgres" {
+        return None;
+    }
+    let admin = std::env::var("LIVEKEEP_TEST_POSTGRES_URL").expect(
+        "LIVEKEEP_TEST_DATABASE=postgres needs LIVEKEEP_TEST_POSTGRES_URL (scripts/services.sh)",
+    );
+    Some(fresh_postgres_database_on(&admin).await)
+}
+
+/// Creates an empty database on the PostgreSQL server of `admin`; returns its URL.
+pub async fn fresh_postgres_database_on(admin: &str) -> String {
+    static DATABASES: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "lk_test_{}_{}",
+        std::process::id(),
+        DATABASES.fetch_add(1, Ordering::Relaxed)
+    );
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create a test database");
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("the admin URL names a database");
+    format!("{base}/{name}")
+}
+
+/// The PostgreSQL database of a data directory under `LIVEKEEP_TEST_DATABASE=postgres`: created
+/// on first use and remembered in the directory, so a restarted server finds its rows again.
+pub async fn postgres_database_for(data_dir: &Path) -> Option<String> {
+    let marker = data_dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let url = fresh_postgres_database().await?;
+    std::fs::write(&marker, &url).expect("remember the test database");
+    Some(url)
+}
+
+/// The database URL arguments for running the binary on `data_dir` (empty on SQLite), from
+/// synchronous code: the database is created on a runtime of its own.
+pub fn database_args(data_dir: &Path) -> Vec<String> {
+    let url = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime")
+                    .block_on(postgres_database_for(data_dir))
+            })
+            .join()
+            .expect("database set-up")
+    });
+    url.map(|url| vec!["--database-url".to_owned(), url])
+        .unwrap_or_default()
+}
+
 impl TestApp {
     /// Shuts the server down gracefully and hands back its data directory.
     pub async fn shutdown(mut self) -> TempDir {
@@ -131,6 +205,14 @@ impl TestApp {
         }
         let placeholder = tempfile::tempdir().expect("temporary directory");
         std::mem::replace(&mut self.data_dir, placeholder)
+    }
+
+    /// A pool on the server's database, for tests that check rows directly.
+    pub async fn database(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&self.database_url)
+            .await
+            .expect("open the database")
     }
 
     /// An absolute URL for a path.

@@ -17,6 +17,7 @@ mod openapi;
 mod poster;
 mod room;
 mod s3;
+mod schema;
 mod security_headers;
 mod slow_clients;
 mod storage;
