@@ -186,6 +186,23 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_object_store_schemes_built_in_are_recognised() {
+        let unsupported = |url: &str| {
+            matches!(
+                open(url, DEFAULT_PART_SIZE),
+                Err(StorageError::UnsupportedUrl(_))
+            )
+        };
+        assert!(!unsupported("s3://bucket/prefix"));
+        assert_eq!(unsupported("gs://bucket/prefix"), !cfg!(feature = "gcs"));
+        assert_eq!(
+            unsupported("az://account/container"),
+            !cfg!(feature = "azure")
+        );
+        assert!(unsupported("s3:///prefix"), "a bucket is required");
+    }
+
     #[test]
     fn an_unknown_scheme_is_refused_with_a_clear_error() {
         for url in ["ftp://host/dir", "file://", "/just/a/path"] {
