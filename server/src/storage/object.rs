@@ -134,12 +134,9 @@ impl ObjectStorage {
         let unsupported = || StorageError::UnsupportedUrl(url.to_owned());
         let (scheme, rest) = url.split_once("://").ok_or_else(unsupported)?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let compiled_in = match scheme {
-            "s3" | "s3a" => true,
-            "gs" => cfg!(feature = "gcs"),
-            "az" | "azure" | "abfs" | "abfss" => cfg!(feature = "azure"),
-            _ => false,
-        };
+        let compiled_in = matches!(scheme, "s3" | "s3a")
+            || (cfg!(feature = "gcs") && scheme == "gs")
+            || (cfg!(feature = "azure") && matches!(scheme, "az" | "azure" | "abfs" | "abfss"));
         if bucket.is_empty() || !compiled_in {
             return Err(unsupported());
         }
