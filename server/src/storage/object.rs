@@ -27,8 +27,12 @@ use tokio::{io::AsyncWriteExt, runtime::Handle};
 use super::{MediaSource, MediaWriter, ReadSeek, Storage, StorageError, UploadWriter};
 use crate::domain::UploadId;
 
-/// Bytes fetched per ranged get while reading an upload or a media sequentially.
+/// Bytes fetched by the first ranged get of a read, and after a seek elsewhere.
 const READ_AHEAD: u64 = 1 << 20;
+
+/// The most fetched by one ranged get: a long sequential read (hashing, finalizing) doubles
+/// its gets up to this, so a large recording costs few requests in bounded memory.
+const MAX_READ_AHEAD: u64 = 8 << 20;
 
 /// Parts of a media's multipart upload in flight at once (memory: this many parts).
 const UPLOAD_CONCURRENCY: usize = 2;
@@ -318,7 +322,8 @@ impl UploadWriter for ObjectUploadWriter {
     }
 }
 
-/// Reads a chain of objects as one byte sequence, by ranged gets of [`READ_AHEAD`] bytes.
+/// Reads a chain of objects as one byte sequence, by ranged gets of [`READ_AHEAD`] bytes up
+/// to [`MAX_READ_AHEAD`] while the reads stay sequential.
 struct ChainReader {
     storage: ObjectStorage,
     /// The upload, to list its objects again if compaction removed one under us.
@@ -328,6 +333,7 @@ struct ChainReader {
     pos: u64,
     buffer: Bytes,
     buffer_start: u64,
+    ahead: u64,
 }
 
 impl ChainReader {
@@ -345,6 +351,7 @@ impl ChainReader {
             pos: 0,
             buffer: Bytes::new(),
             buffer_start: 0,
+            ahead: READ_AHEAD,
         }
     }
 
@@ -356,7 +363,7 @@ impl ChainReader {
             });
         };
         let range: Range<u64> =
-            pos - segment.start..(pos + READ_AHEAD).min(segment.end) - segment.start;
+            pos - segment.start..(pos + self.ahead).min(segment.end) - segment.start;
         let got = self
             .storage
             .block_on(self.storage.store.get_range(&segment.location, range));
@@ -369,7 +376,7 @@ impl ChainReader {
                 let Some(fresh) = chain.iter().find(|s| s.start <= pos && pos < s.end) else {
                     return Err(object_err(|| format!("reading {}", segment.location))(err));
                 };
-                let range = pos - fresh.start..(pos + READ_AHEAD).min(fresh.end) - fresh.start;
+                let range = pos - fresh.start..(pos + self.ahead).min(fresh.end) - fresh.start;
                 let bytes = self
                     .storage
                     .block_on(self.storage.store.get_range(&fresh.location, range))
@@ -388,6 +395,11 @@ impl Read for ChainReader {
         }
         let buffered = self.buffer_start..self.buffer_start + self.buffer.len() as u64;
         if !buffered.contains(&self.pos) {
+            self.ahead = if self.pos == buffered.end && !self.buffer.is_empty() {
+                (self.ahead * 2).min(MAX_READ_AHEAD)
+            } else {
+                READ_AHEAD
+            };
             let (bytes, chain) = self.fetch(self.pos)?;
             if bytes.is_empty() {
                 return Err(io::Error::new(
