@@ -160,6 +160,39 @@ async fn each_patch_is_one_piece_and_committed_pieces_are_compacted_at_the_part_
 }
 
 #[tokio::test]
+async fn a_reader_opened_before_a_compaction_still_reads_the_bytes() {
+    // A viewer's stream or another node lists the pieces, then a PATCH compacts them away.
+    let fx = object_storage(PART).await;
+    let id = UploadId::generate();
+    let mut all = Vec::new();
+    for (n, offset) in [0u64, 600].into_iter().enumerate() {
+        let bytes = pattern(600, n);
+        all.extend_from_slice(&bytes);
+        fx.append(&id, offset, bytes).await;
+    }
+    let (reader_id, writer_id) = (id.clone(), id.clone());
+    let read = fx
+        .run(move |s| {
+            let mut reader = s.open_upload(&reader_id)?;
+            let mut first = vec![0; 10];
+            reader.read_exact(&mut first)?;
+            // Compaction: the pieces the reader listed are deleted.
+            let mut writer = s.upload_writer(&writer_id, 1200)?;
+            writer.write(&[7; 10])?;
+            writer.sync()?;
+            reader.seek(SeekFrom::Start(590))?;
+            let mut across = vec![0; 20];
+            reader.read_exact(&mut across)?;
+            anyhow::Ok((first, across))
+        })
+        .await
+        .expect("reads around a compaction");
+    assert_eq!(fx.objects(&id).await, [(0, 1200), (1200, 1210)]);
+    assert_eq!(read.0, all[..10]);
+    assert_eq!(read.1, all[590..610]);
+}
+
+#[tokio::test]
 async fn objects_past_the_committed_offset_are_garbage_and_leftover_pieces_are_removed() {
     let fx = object_storage(PART).await;
     let id = UploadId::generate();
@@ -248,15 +281,23 @@ async fn a_media_is_streamed_in_parts_of_at_least_5_mib_and_exists_only_once_com
     .expect("dropped writer");
 }
 
-/// The app on a fresh bucket, whatever `LIVEKEEP_TEST_STORAGE` says.
-async fn s3_app() -> TestApp {
-    let bucket = moto().bucket().await;
-    spawn_app_with(|config| config.storage_url = Some(format!("s3://{bucket}/media"))).await
+/// The app on a fresh bucket, whatever `LIVEKEEP_TEST_STORAGE` says, with a part size small
+/// enough for the fixture's PATCHes to be compacted.
+async fn s3_app() -> (TestApp, Arc<dyn ObjectStore>) {
+    let moto = moto();
+    let bucket = moto.bucket().await;
+    let url = format!("s3://{bucket}/media");
+    let app = spawn_app_with(|config| {
+        config.storage_url = Some(url);
+        config.storage_part_size = livekeep_server::domain::ByteSize(10_000);
+    })
+    .await;
+    (app, moto.client(&bucket))
 }
 
 #[tokio::test]
 async fn a_live_recorded_on_s3_is_finalized_and_served_with_ranges() {
-    let app = s3_app().await;
+    let (app, raw) = s3_app().await;
     let user = app.user().await;
     let live = app.start_live(&user, "on s3").await;
     let bytes = fixture();
@@ -269,6 +310,15 @@ async fn a_live_recorded_on_s3_is_finalized_and_served_with_ranges() {
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         offset += chunk.len() as u64;
     }
+    let id = crate::helpers::upload_id(&live.upload_url);
+    let prefix = ObjectPath::from(format!("media/uploads/{id}"));
+    let listed: Vec<_> = raw.list(Some(&prefix)).try_collect().await.expect("list");
+    let sizes: Vec<u64> = listed.iter().map(|meta| meta.size).collect();
+    assert!(
+        sizes.len() < 5 && sizes.iter().any(|&size| size >= 10_000),
+        "five PATCHes, compacted into parts of at least 10 000 bytes: {sizes:?}"
+    );
+    assert_eq!(sizes.iter().sum::<u64>(), bytes.len() as u64);
     let stopped = app
         .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
         .await;
@@ -315,4 +365,7 @@ async fn a_live_recorded_on_s3_is_finalized_and_served_with_ranges() {
         past_the_end.headers()["content-range"],
         format!("bytes */{}", whole.len()).as_str()
     );
+    // The upload's objects are gone once the media is committed.
+    let left: Vec<_> = raw.list(Some(&prefix)).try_collect().await.expect("list");
+    assert!(left.is_empty(), "{left:?}");
 }
