@@ -257,9 +257,20 @@ impl ObjectStorage {
         Ok(())
     }
 
-    /// Merges runs of small committed pieces into part-sized objects, and deletes objects
-    /// the chain no longer needs. Only bytes below `committed` are touched.
-    async fn compact(&self, id: &UploadId, segments: Vec<Segment>) -> Result<(), StorageError> {
+    /// Deletes objects at or past the committed offset (never acknowledged, whatever left
+    /// them), merges runs of small committed pieces into part-sized objects, and deletes
+    /// objects the chain no longer needs.
+    async fn compact(
+        &self,
+        id: &UploadId,
+        segments: Vec<Segment>,
+        committed: u64,
+    ) -> Result<(), StorageError> {
+        let (segments, garbage): (Vec<_>, Vec<_>) =
+            segments.into_iter().partition(|s| s.start < committed);
+        for object in &garbage {
+            self.delete(&object.location).await?;
+        }
         let (chain, _) = covering_chain(&segments);
         // Objects fully inside another chain object: leftovers of an interrupted compaction.
         for stale in segments.iter().filter(|s| !chain.contains(s)) {
@@ -535,9 +546,9 @@ impl Storage for ObjectStorage {
                 source: io::Error::other("upload objects and offset disagree"),
             });
         }
-        // Everything listed is committed (the caller holds the upload's lock), so it may be
-        // compacted now, before this PATCH's piece is written.
-        self.block_on(self.compact(id, segments))?;
+        // Everything below `offset` is committed and the caller holds the upload's lock, so
+        // it may be compacted now, before this PATCH's piece is written.
+        self.block_on(self.compact(id, segments, offset))?;
         Ok(Box::new(ObjectUploadWriter {
             storage: self.clone(),
             dir: self.upload_dir(id),

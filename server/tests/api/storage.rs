@@ -222,6 +222,20 @@ async fn objects_past_the_committed_offset_are_garbage_and_leftover_pieces_are_r
     fx.append(&id, 1200, pattern(10, 4)).await;
     assert_eq!(fx.objects(&id).await, [(0, 1200), (1200, 1210)]);
 
+    // A lost object lowers what is held; what lay past the gap is never read again.
+    let lost = ObjectPath::from(format!("lk/uploads/{id}/{:020}-{:020}", 1200, 1210));
+    fx.raw.delete(&lost).await.expect("delete");
+    fx.put_raw(&id, 1250, pattern(100, 6)).await;
+    assert_eq!(fx.upload_len(&id).await, Some(1200));
+    let resent = pattern(100, 7);
+    fx.append(&id, 1200, resent.clone()).await;
+    fx.append(&id, 1300, pattern(1, 8)).await;
+    assert_eq!(
+        fx.objects(&id).await,
+        [(0, 1200), (1200, 1300), (1300, 1301)]
+    );
+    assert_eq!(fx.read_at(&id, 1200, 100).await, resent);
+
     // A cut inside an object keeps the bytes below it.
     let cut = id.clone();
     fx.run(move |s| s.truncate_upload(&cut, 1100).expect("truncate"))
