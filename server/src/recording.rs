@@ -76,7 +76,7 @@ fn sha256_of(source: Box<dyn ReadSeek>, len: u64) -> std::io::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
-/// What a finalizer reads: an upload's first bytes, or a stored media.
+/// What a finalizer reads: an upload (reconciled to its committed bytes), or a stored media.
 enum Raw {
     Upload(UploadId),
     Media(String),
