@@ -47,3 +47,9 @@ for dir in www tests; do
     echo "$want" >"$stamp"
   fi
 done
+
+# An S3-compatible server for the object-storage tests (they start it on a free loopback port).
+if ! command -v moto_server >/dev/null; then
+  log "pip install moto[server]"
+  python3 -m pip install --quiet 'moto[server]==5.2.1'
+fi
