@@ -444,13 +444,27 @@ async fn a_node_starting_beside_running_ones_leaves_their_files_alone() {
 
 /// Ends every node's notification connection, as a PostgreSQL restart or a network cut would.
 async fn cut_listeners(db: &sqlx::PgPool) {
-    let cut: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'",
-    )
-    .fetch_all(db)
-    .await
-    .unwrap();
-    assert_eq!(cut, [true, true], "one listening connection per node");
+    // A node listens soon after it starts, or after the last cut: wait for both.
+    let deadline = Instant::now() + WAIT;
+    let listening = loop {
+        let pids: Vec<i32> =
+            sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %'")
+                .fetch_all(db)
+                .await
+                .unwrap();
+        if pids.len() == 2 || Instant::now() > deadline {
+            break pids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(listening.len(), 2, "one listening connection per node");
+    for pid in listening {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(db)
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
