@@ -2,12 +2,13 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use futures_util::StreamExt;
+use object_store::ObjectStoreExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -418,12 +419,95 @@ pub fn cluster_starts(bytes: &[u8]) -> Vec<usize> {
         .collect()
 }
 
+/// The storage every node shares: a directory, or a bucket of the test's moto server
+/// with `LIVEKEEP_TEST_STORAGE=s3`.
+pub enum SharedStorage {
+    /// `file://` on a temporary directory.
+    Dir(TempDir),
+    /// `s3://<bucket>/media`.
+    Bucket(String),
+}
+
+impl SharedStorage {
+    async fn new() -> Self {
+        if crate::s3::requested() {
+            Self::Bucket(crate::s3::moto().bucket().await)
+        } else {
+            Self::Dir(tempfile::tempdir().unwrap())
+        }
+    }
+
+    /// The URL given to the nodes.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Dir(dir) => format!("file://{}", dir.path().display()),
+            Self::Bucket(bucket) => format!("s3://{bucket}/media"),
+        }
+    }
+
+    fn object(
+        bucket: &str,
+        key: &str,
+    ) -> (
+        std::sync::Arc<dyn object_store::ObjectStore>,
+        object_store::path::Path,
+    ) {
+        // The server installs this in its own process; the test's client needs it too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        (
+            crate::s3::moto().client(bucket),
+            object_store::path::Path::from(format!("media/files/{key}")),
+        )
+    }
+
+    /// Puts a stored media file `key` that no row names.
+    pub async fn put_media(&self, key: &str, bytes: &[u8]) {
+        match self {
+            Self::Dir(dir) => std::fs::write(dir.path().join("files").join(key), bytes).unwrap(),
+            Self::Bucket(bucket) => {
+                let (store, location) = Self::object(bucket, key);
+                store.put(&location, bytes.to_vec().into()).await.unwrap();
+            }
+        }
+    }
+
+    /// Whether media file `key` exists.
+    pub async fn has_media(&self, key: &str) -> bool {
+        match self {
+            Self::Dir(dir) => dir.path().join("files").join(key).exists(),
+            Self::Bucket(bucket) => {
+                let (store, location) = Self::object(bucket, key);
+                store.head(&location).await.is_ok()
+            }
+        }
+    }
+
+    /// How many media files are stored.
+    pub async fn media_count(&self) -> usize {
+        match self {
+            Self::Dir(dir) => std::fs::read_dir(dir.path().join("files"))
+                .map(|entries| entries.count())
+                .unwrap_or(0),
+            Self::Bucket(bucket) => {
+                let (store, _) = Self::object(bucket, "");
+                let dir = object_store::path::Path::from("media/files");
+                store
+                    .list_with_delimiter(Some(&dir))
+                    .await
+                    .unwrap()
+                    .objects
+                    .len()
+            }
+        }
+    }
+}
+
 /// A PostgreSQL cluster, a shared storage and two nodes on them.
 pub struct Cluster {
-    /// The database (dropped last).
+    /// The nodes (dropped first).
     pub nodes: Vec<Node>,
-    /// Shared storage directory (file://).
-    pub storage: TempDir,
+    /// What the nodes store into.
+    pub storage: SharedStorage,
     /// The database.
     pub postgres: Postgres,
 }
@@ -432,11 +516,10 @@ impl Cluster {
     /// Two nodes started with `flags`.
     pub async fn start(flags: &[&str]) -> Self {
         let postgres = Postgres::start();
-        let storage = tempfile::tempdir().unwrap();
-        let storage_url = format!("file://{}", storage.path().display());
+        let storage = SharedStorage::new().await;
         // One after the other: the first one runs the migrations.
-        let a = Node::start(&postgres.url(), &storage_url, flags).await;
-        let b = Node::start(&postgres.url(), &storage_url, flags).await;
+        let a = Node::start(&postgres.url(), &storage.url(), flags).await;
+        let b = Node::start(&postgres.url(), &storage.url(), flags).await;
         Self {
             nodes: vec![a, b],
             storage,
@@ -461,12 +544,5 @@ impl Cluster {
             .enumerate()
             .map(|(i, node)| format!("--- node {i} ---\n{}", node.log()))
             .collect()
-    }
-
-    /// The shared storage's files under `sub`.
-    pub fn stored_files(&self, sub: &str) -> Vec<PathBuf> {
-        std::fs::read_dir(self.storage.path().join(sub))
-            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default()
     }
 }

@@ -2,9 +2,13 @@
 //! balancer: any node serves any request of any upload or live.
 //!
 //! Needs PostgreSQL 15's server programs (Debian's `postgresql-15`, see scripts/bootstrap.sh)
-//! and root (the cluster runs as the `postgres` user).
+//! and root (the cluster runs as the `postgres` user). `LIVEKEEP_TEST_STORAGE=s3` shares a
+//! bucket of a `moto_server` instead of a directory.
 
 mod harness;
+#[allow(dead_code)] // Shared with the API tests, which use more of it.
+#[path = "../api/s3.rs"]
+mod s3;
 
 use std::time::{Duration, Instant};
 
@@ -360,7 +364,7 @@ async fn two_sweepers_and_two_stops_finalize_each_live_exactly_once() {
     let logs = cluster.logs();
     assert!(!logs.contains("could not finalize"), "{logs}");
     assert_eq!(
-        cluster.stored_files("files").len(),
+        cluster.storage.media_count().await,
         lives.len(),
         "one stored recording per live"
     );
@@ -423,14 +427,14 @@ async fn a_node_starting_beside_running_ones_leaves_their_files_alone() {
     let mut cluster = Cluster::start(&[]).await;
     // What a finalization on a running node looks like between its file and its row.
     let key = "0123456789abcdef0123456789abcdef.webm";
-    let staged = cluster.storage.path().join("staging").join(key);
-    let committed = cluster.storage.path().join("files").join(key);
-    std::fs::write(&staged, b"being written").unwrap();
-    std::fs::write(&committed, b"row not yet committed").unwrap();
-    let storage_url = format!("file://{}", cluster.storage.path().display());
+    cluster
+        .storage
+        .put_media(key, b"row not yet committed")
+        .await;
+    let url = cluster.storage.url();
 
-    let third = harness::Node::start(&cluster.postgres.url(), &storage_url, &[]).await;
-    assert!(staged.exists() && committed.exists(), "{}", third.log());
+    let third = harness::Node::start(&cluster.postgres.url(), &url, &[]).await;
+    assert!(cluster.storage.has_media(key).await, "{}", third.log());
 
     // Alone (the others are gone), a node repairs the storage.
     drop(third);
@@ -438,8 +442,8 @@ async fn a_node_starting_beside_running_ones_leaves_their_files_alone() {
         node.kill();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let alone = harness::Node::start(&cluster.postgres.url(), &storage_url, &[]).await;
-    assert!(!staged.exists() && !committed.exists(), "{}", alone.log());
+    let alone = harness::Node::start(&cluster.postgres.url(), &url, &[]).await;
+    assert!(!cluster.storage.has_media(key).await, "{}", alone.log());
 }
 
 /// Ends every node's notification connection, as a PostgreSQL restart or a network cut would.
