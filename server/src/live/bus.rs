@@ -41,7 +41,7 @@ const MAX_PAYLOAD: usize = 7900;
 /// Lives per presence announcement, so one always fits in a payload.
 const PRESENCE_BATCH: usize = 100;
 /// Connections of the coordination pool: held locks (one per PATCH in flight) and notifies.
-const POOL_CONNECTIONS: u32 = 24;
+const POOL_CONNECTIONS: u32 = 32;
 
 /// Whether `url` names a PostgreSQL database (several nodes may share it).
 pub fn is_postgres(url: &str) -> bool {

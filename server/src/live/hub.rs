@@ -523,4 +523,38 @@ mod tests {
         assert!(progress.borrow_and_update().ended);
         assert!(events.try_recv().is_err(), "no Post, no ended event");
     }
+
+    #[test]
+    fn other_nodes_counts_add_up_in_order_and_expire() {
+        let hub = Hub::default();
+        // Announced before this node has a room: the room starts with it.
+        hub.remote_presence(5, "node-b", 1, 2);
+        let room = hub.room(5);
+        let Joined::Watching {
+            counts,
+            mut events,
+            seat: _seat,
+            ..
+        } = room.join(viewer("viewer-a"))
+        else {
+            panic!("ended");
+        };
+        assert_eq!((counts.viewers, counts.peak_viewers), (3, 3));
+        hub.remote_presence(5, "node-c", 1, 1);
+        let event = events.try_recv();
+        assert!(
+            matches!(event, Ok(LiveEvent::Viewers(c)) if c.viewers == 4),
+            "{event:?}"
+        );
+        // A late, older announcement changes nothing.
+        hub.remote_presence(5, "node-b", 3, 0);
+        hub.remote_presence(5, "node-b", 2, 7);
+        assert_eq!(room.counts().viewers, 2);
+        assert_eq!(room.counts().peak_viewers, 4);
+        assert_eq!(hub.local_presence(), [(5, 1)]);
+        // A node that stops announcing stops counting.
+        std::thread::sleep(Duration::from_millis(20));
+        hub.expire_presence(Duration::from_millis(10));
+        assert_eq!(room.counts().viewers, 1);
+    }
 }
