@@ -19,6 +19,7 @@ fn admin(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("DATABASE_URL")
+        .envs(crate::helpers::test_database_url(data_dir).map(|url| ("DATABASE_URL", url)))
         .env_remove("LIVEKEEP_STORAGE_URL")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())

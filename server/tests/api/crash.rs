@@ -31,6 +31,7 @@ impl Server {
             .arg("--www-dir")
             .arg(data_dir.join("no-www"))
             .env("RUST_LOG", "warn")
+            .envs(crate::helpers::test_database_url(data_dir).map(|url| ("DATABASE_URL", url)))
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

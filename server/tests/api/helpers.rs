@@ -79,6 +79,7 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
     let mut config = Config::with_data_dir(data_dir.path());
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.www_dir = data_dir.path().join("no-www");
+    config.database_url = test_database_url(data_dir.path());
     tweak(&mut config);
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://{}", app.address());
@@ -95,6 +96,89 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
         data_dir,
         stop: Some(stop),
         server: Some(server),
+    }
+}
+
+/// Where the scale-out configuration's database name is kept in a data directory.
+const DATABASE_MARKER: &str = "test-postgres-database";
+
+static DATABASE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The database for a server on `data_dir`: `None` (SQLite below the data directory) unless
+/// `LIVEKEEP_TEST_DATABASE=postgres`, then a fresh PostgreSQL database on the server of
+/// `LIVEKEEP_TEST_POSTGRES_URL` (scripts/services.sh), remembered in the data directory so a
+/// restart on the same directory finds the same database.
+pub fn test_database_url(data_dir: &Path) -> Option<String> {
+    match std::env::var("LIVEKEEP_TEST_DATABASE").as_deref() {
+        Ok("postgres") => {}
+        Ok("sqlite") | Ok("") | Err(_) => return None,
+        Ok(other) => panic!("LIVEKEEP_TEST_DATABASE={other:?}: use sqlite or postgres"),
+    }
+    let admin = std::env::var("LIVEKEEP_TEST_POSTGRES_URL").expect(
+        "LIVEKEEP_TEST_DATABASE=postgres needs LIVEKEEP_TEST_POSTGRES_URL (scripts/services.sh)",
+    );
+    let marker = data_dir.join(DATABASE_MARKER);
+    let name = match std::fs::read_to_string(&marker) {
+        Ok(name) => name,
+        Err(_) => {
+            let name = format!(
+                "livekeep_test_{}_{}",
+                std::process::id(),
+                DATABASE_COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            psql(&admin, &format!("CREATE DATABASE {name}"));
+            std::fs::write(&marker, &name).expect("writing the database marker");
+            name
+        }
+    };
+    Some(database_in(&admin, &name))
+}
+
+/// Drops the database `test_database_url` made for `data_dir`, if any (connections included).
+fn drop_test_database(data_dir: &Path) {
+    let (Ok(admin), Ok(name)) = (
+        std::env::var("LIVEKEEP_TEST_POSTGRES_URL"),
+        std::fs::read_to_string(data_dir.join(DATABASE_MARKER)),
+    ) else {
+        return;
+    };
+    psql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+}
+
+/// `admin` with its database replaced by `name` (query parameters kept).
+fn database_in(admin: &str, name: &str) -> String {
+    let (base, query) = admin
+        .split_once('?')
+        .map_or((admin, None), |(b, q)| (b, Some(q)));
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("a postgres:// URL with a database");
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// Runs one SQL statement through `psql`, which needs no driver feature in the test build.
+fn psql(url: &str, sql: &str) {
+    let output = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .output()
+        .expect("psql runs (apt-get install postgresql-client)");
+    assert!(
+        output.status.success(),
+        "psql {sql:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // After `shutdown`, the data directory (and its database) went back to the test.
+        drop_test_database(self.data_dir.path());
     }
 }
 
