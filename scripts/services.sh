@@ -47,6 +47,9 @@ services_start() {
         return 1
     fi
     trap services_stop EXIT
+    # A signal ends the caller through its EXIT trap, so the services stop then too.
+    trap "exit 130" INT
+    trap "exit 143" TERM
     SERVICES_DIR=$(mktemp -d /tmp/livekeep-services.XXXXXX)
     chmod 755 "$SERVICES_DIR"
     mkdir "$SERVICES_DIR/pg" "$SERVICES_DIR/run"
