@@ -89,7 +89,8 @@ pub struct Config {
     )]
     pub data_dir: PathBuf,
 
-    /// Database URL; defaults to `sqlite://<data-dir>/livekeep.db`.
+    /// Database URL: `sqlite://<path>` (default `sqlite://<data-dir>/livekeep.db`) or
+    /// `postgres://user:password@host/db` for several nodes sharing one database.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 

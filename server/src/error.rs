@@ -206,9 +206,15 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        // SQLite names the violated columns rather than the constraint.
+        // PostgreSQL names the violated index; SQLite names the columns (or the index, for an
+        // index on an expression).
         if let sqlx::Error::Database(db) = &err {
-            if db.is_unique_violation() && db.message().contains("users.username") {
+            let on_username = db
+                .constraint()
+                .is_some_and(|name| name.starts_with("users_username"))
+                || db.message().contains("users.username")
+                || db.message().contains("users_username_lower");
+            if db.is_unique_violation() && on_username {
                 return Self::conflict("username_taken", "this username is taken");
             }
         }

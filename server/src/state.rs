@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sqlx::SqlitePool;
+use crate::db::Db;
 
 use crate::{
     live::hub::Hub,
@@ -31,7 +31,7 @@ pub struct Settings {
 #[derive(Clone)]
 pub struct AppState {
     /// SQLite pool.
-    pub db: SqlitePool,
+    pub db: Db,
     /// Uploads and media files.
     pub storage: Arc<dyn Storage>,
     /// Serializes writers of one upload and finalizers of one live.

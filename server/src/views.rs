@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::Db;
 use serde::Serialize;
-use sqlx::SqlitePool;
 
 use crate::{
     db::{self, chat::ChatRow, media::MediaRow, posts::PostRow},
@@ -163,7 +163,7 @@ fn post_view(row: PostRow, media_files: Vec<MediaView>) -> PostView {
 }
 
 /// Builds `Post`s for rows, loading all their media in one query.
-pub async fn posts(db: &SqlitePool, rows: Vec<PostRow>) -> Result<Vec<PostView>, sqlx::Error> {
+pub async fn posts(db: &Db, rows: Vec<PostRow>) -> Result<Vec<PostView>, sqlx::Error> {
     let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
     let mut media: HashMap<i64, Vec<MediaView>> = HashMap::new();
     for row in db::media::for_posts(db, &ids).await? {
@@ -179,7 +179,7 @@ pub async fn posts(db: &SqlitePool, rows: Vec<PostRow>) -> Result<Vec<PostView>,
 }
 
 /// Loads one `Post` by id.
-pub async fn post(db: &SqlitePool, id: i64) -> Result<Option<PostView>, sqlx::Error> {
+pub async fn post(db: &Db, id: i64) -> Result<Option<PostView>, sqlx::Error> {
     let Some(row) = db::posts::get(db, id).await? else {
         return Ok(None);
     };

@@ -1,6 +1,6 @@
 //! Chat messages of lives.
 
-use sqlx::{FromRow, SqliteExecutor};
+use sqlx::{any::AnyExecutor, FromRow};
 
 /// A chat message with its author's name.
 #[derive(Debug, Clone, FromRow)]
@@ -22,16 +22,13 @@ pub struct ChatRow {
 }
 
 /// A post's messages, oldest first.
-pub async fn for_post(
-    db: impl SqliteExecutor<'_>,
-    post_id: i64,
-) -> Result<Vec<ChatRow>, sqlx::Error> {
+pub async fn for_post(db: impl AnyExecutor<'_>, post_id: i64) -> Result<Vec<ChatRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT chat_messages.id, chat_messages.post_id, chat_messages.author_id,
             users.username AS author_username, chat_messages.body, chat_messages.offset_secs,
             chat_messages.created_at
          FROM chat_messages JOIN users ON users.id = chat_messages.author_id
-         WHERE chat_messages.post_id = ? ORDER BY chat_messages.id",
+         WHERE chat_messages.post_id = $1 ORDER BY chat_messages.id",
     )
     .bind(post_id)
     .fetch_all(db)
@@ -41,12 +38,12 @@ pub async fn for_post(
 /// Counts a new message of a live that is still live, returning the time its offsets are
 /// measured from (the recording's start, else the live's); `None` when it is not live.
 pub async fn count_live_message(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     post_id: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE posts SET chat_message_count = chat_message_count + 1
-         WHERE id = ? AND live_status = 'live'
+         WHERE id = $1 AND live_status = 'live'
          RETURNING COALESCE(recording_started_at, started_at, created_at)",
     )
     .bind(post_id)
@@ -56,7 +53,7 @@ pub async fn count_live_message(
 
 /// Inserts a message; returns its id.
 pub async fn insert(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     post_id: i64,
     author_id: i64,
     body: &str,
@@ -65,7 +62,7 @@ pub async fn insert(
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO chat_messages (post_id, author_id, body, offset_secs, created_at)
-         VALUES (?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
     .bind(post_id)
     .bind(author_id)
@@ -78,7 +75,7 @@ pub async fn insert(
 
 /// The latest `limit` messages of a post, oldest first (what a joining viewer is shown).
 pub async fn latest(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     post_id: i64,
     limit: i64,
 ) -> Result<Vec<ChatRow>, sqlx::Error> {
@@ -87,7 +84,7 @@ pub async fn latest(
             users.username AS author_username, chat_messages.body, chat_messages.offset_secs,
             chat_messages.created_at
          FROM chat_messages JOIN users ON users.id = chat_messages.author_id
-         WHERE chat_messages.post_id = ? ORDER BY chat_messages.id DESC LIMIT ?",
+         WHERE chat_messages.post_id = $1 ORDER BY chat_messages.id DESC LIMIT $2",
     )
     .bind(post_id)
     .bind(limit)

@@ -1,6 +1,6 @@
 //! Media files and their links to posts.
 
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteExecutor};
+use sqlx::{any::AnyExecutor, FromRow};
 
 /// A media row with its owner's name and, when listed for posts, the post it is linked to.
 #[derive(Debug, Clone, FromRow)]
@@ -32,6 +32,7 @@ pub struct MediaRow {
     /// SHA-256 of the bytes as uploaded.
     pub original_sha256: String,
     /// Whether this is the recording of a live.
+    #[sqlx(try_from = "super::Flag")]
     pub is_live_recording: bool,
     /// The live it records.
     pub live_post_id: Option<i64>,
@@ -73,14 +74,14 @@ const MEDIA_COLUMNS: &str = "media.id, media.user_id, users.username, media.titl
 
 /// Inserts a live recording and links it to its post.
 pub async fn insert_live_recording(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     new: &NewMedia<'_>,
 ) -> Result<i64, sqlx::Error> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO media (user_id, title, description, file_type, storage_key, mime_type,
             duration, size, original_sha256, is_live_recording, live_post_id, poster_key,
             created_at)
-         VALUES (?, ?, ?, 'video', ?, ?, ?, ?, ?, 1, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, 'video', $4, $5, $6, $7, $8, TRUE, $9, $10, $11) RETURNING id",
     )
     .bind(new.user_id)
     .bind(new.title)
@@ -95,7 +96,7 @@ pub async fn insert_live_recording(
     .bind(new.created_at)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO media_files (post_id, media_id, position) VALUES (?, ?, 0)")
+    sqlx::query("INSERT INTO media_files (post_id, media_id, position) VALUES ($1, $2, 0)")
         .bind(new.live_post_id)
         .bind(id)
         .execute(&mut *tx)
@@ -104,10 +105,10 @@ pub async fn insert_live_recording(
 }
 
 /// One media by id.
-pub async fn get(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<MediaRow>, sqlx::Error> {
+pub async fn get(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<MediaRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT 0 AS post_id, {MEDIA_COLUMNS} FROM media
-         JOIN users ON users.id = media.user_id WHERE media.id = ?"
+         JOIN users ON users.id = media.user_id WHERE media.id = $1"
     ))
     .bind(id)
     .fetch_optional(db)
@@ -116,34 +117,37 @@ pub async fn get(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<MediaRow
 
 /// The media linked to each of `post_ids`, in link order.
 pub async fn for_posts(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     post_ids: &[i64],
 ) -> Result<Vec<MediaRow>, sqlx::Error> {
     if post_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+    // `$n` written out: the Any driver's query builder would emit `?`, which PostgreSQL refuses.
+    let placeholders: Vec<String> = (1..=post_ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
         "SELECT media_files.post_id, {MEDIA_COLUMNS} FROM media_files
          JOIN media ON media.id = media_files.media_id
          JOIN users ON users.id = media.user_id
-         WHERE media_files.post_id IN ("
-    ));
-    let mut ids = query.separated(", ");
-    for id in post_ids {
-        ids.push_bind(*id);
-    }
-    query.push(") ORDER BY media_files.post_id, media_files.position, media.id");
-    query.build_query_as().fetch_all(db).await
+         WHERE media_files.post_id IN ({})
+         ORDER BY media_files.post_id, media_files.position, media.id",
+        placeholders.join(", ")
+    );
+    post_ids
+        .iter()
+        .fold(sqlx::query_as(&sql), |query, id| query.bind(*id))
+        .fetch_all(db)
+        .await
 }
 
 /// The recording of a live, if it has one.
 pub async fn for_live(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     post_id: i64,
 ) -> Result<Option<MediaRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT 0 AS post_id, {MEDIA_COLUMNS} FROM media
-         JOIN users ON users.id = media.user_id WHERE media.live_post_id = ?"
+         JOIN users ON users.id = media.user_id WHERE media.live_post_id = $1"
     ))
     .bind(post_id)
     .fetch_optional(db)
@@ -152,16 +156,16 @@ pub async fn for_live(
 
 /// Sets a media's poster; returns the key it replaces.
 pub async fn swap_poster(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: i64,
     key: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    let old: Option<String> = sqlx::query_scalar("SELECT poster_key FROM media WHERE id = ?")
+    let old: Option<String> = sqlx::query_scalar("SELECT poster_key FROM media WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
         .flatten();
-    sqlx::query("UPDATE media SET poster_key = ? WHERE id = ?")
+    sqlx::query("UPDATE media SET poster_key = $1 WHERE id = $2")
         .bind(key)
         .bind(id)
         .execute(&mut *tx)
@@ -171,7 +175,7 @@ pub async fn swap_poster(
 
 /// Every media's id, file key and poster key (for the start-up consistency check).
 pub async fn all_keys(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
 ) -> Result<Vec<(i64, String, Option<String>)>, sqlx::Error> {
     sqlx::query_as("SELECT id, storage_key, poster_key FROM media ORDER BY id")
         .fetch_all(db)
@@ -179,8 +183,8 @@ pub async fn all_keys(
 }
 
 /// Forgets a media's poster (its file is gone).
-pub async fn clear_poster(db: impl SqliteExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE media SET poster_key = NULL WHERE id = ?")
+pub async fn clear_poster(db: impl AnyExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE media SET poster_key = NULL WHERE id = $1")
         .bind(id)
         .execute(db)
         .await?;
@@ -189,17 +193,17 @@ pub async fn clear_poster(db: impl SqliteExecutor<'_>, id: i64) -> Result<(), sq
 
 /// Points a media at a new file with its duration and size; returns the key it replaces.
 pub async fn replace_file(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: i64,
     key: &str,
     duration: f64,
     size: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    let old: Option<String> = sqlx::query_scalar("SELECT storage_key FROM media WHERE id = ?")
+    let old: Option<String> = sqlx::query_scalar("SELECT storage_key FROM media WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-    sqlx::query("UPDATE media SET storage_key = ?, duration = ?, size = ? WHERE id = ?")
+    sqlx::query("UPDATE media SET storage_key = $1, duration = $2, size = $3 WHERE id = $4")
         .bind(key)
         .bind(duration)
         .bind(size)
@@ -212,11 +216,11 @@ pub async fn replace_file(
 /// Deletes the media of a post (linked to it or recorded by its live); returns the file and
 /// poster keys they held, for deletion once the transaction is committed.
 pub async fn delete_for_post(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     post_id: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let owned = "SELECT media_id FROM media_files WHERE post_id = ?1
-                 UNION SELECT id FROM media WHERE live_post_id = ?1";
+    let owned = "SELECT media_id FROM media_files WHERE post_id = $1
+                 UNION SELECT id FROM media WHERE live_post_id = $1";
     let keys: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
         "SELECT storage_key, poster_key FROM media WHERE id IN ({owned})"
     ))

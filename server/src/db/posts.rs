@@ -1,6 +1,6 @@
 //! Posts, including lives.
 
-use sqlx::{FromRow, SqliteExecutor};
+use sqlx::{any::AnyExecutor, FromRow};
 
 /// A post with its author's name.
 #[derive(Debug, Clone, FromRow)]
@@ -14,6 +14,7 @@ pub struct PostRow {
     /// The text (a live's title).
     pub content: String,
     /// Whether the post is a live.
+    #[sqlx(try_from = "super::Flag")]
     pub is_live: bool,
     /// `live`, `ended` or `interrupted` for lives.
     pub live_status: Option<String>,
@@ -43,14 +44,14 @@ const SELECT_POST: &str = "SELECT posts.id, posts.author_id, users.username AS a
 
 /// Creates a post for a live that starts now.
 pub async fn insert_live(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     author_id: i64,
     content: &str,
     now: i64,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO posts (author_id, content, is_live, live_status, started_at, created_at)
-         VALUES (?, ?, 1, 'live', ?, ?) RETURNING id",
+         VALUES ($1, $2, TRUE, 'live', $3, $4) RETURNING id",
     )
     .bind(author_id)
     .bind(content)
@@ -61,8 +62,8 @@ pub async fn insert_live(
 }
 
 /// One post by id.
-pub async fn get(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<PostRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{SELECT_POST} WHERE posts.id = ?"))
+pub async fn get(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<PostRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT_POST} WHERE posts.id = $1"))
         .bind(id)
         .fetch_optional(db)
         .await
@@ -70,12 +71,12 @@ pub async fn get(db: impl SqliteExecutor<'_>, id: i64) -> Result<Option<PostRow>
 
 /// A page of the feed: newest first, strictly older than `before_id` when given.
 pub async fn page(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     before_id: Option<i64>,
     limit: i64,
 ) -> Result<Vec<PostRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "{SELECT_POST} WHERE posts.id < ? ORDER BY posts.id DESC LIMIT ?"
+        "{SELECT_POST} WHERE posts.id < $1 ORDER BY posts.id DESC LIMIT $2"
     ))
     .bind(before_id.unwrap_or(i64::MAX))
     .bind(limit)
@@ -85,13 +86,13 @@ pub async fn page(
 
 /// Ends a live (`ended` or `interrupted`); returns false if it was not live anymore.
 pub async fn finish_live(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     id: i64,
     status: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE posts SET live_status = ?, ended_at = ? WHERE id = ? AND live_status = 'live'",
+        "UPDATE posts SET live_status = $1, ended_at = $2 WHERE id = $3 AND live_status = 'live'",
     )
     .bind(status)
     .bind(now)
@@ -102,16 +103,14 @@ pub async fn finish_live(
 }
 
 /// Lives still open whose last sign of life (upload activity or start) is older than `cutoff`.
-pub async fn silent_lives(
-    db: impl SqliteExecutor<'_>,
-    cutoff: i64,
-) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn silent_lives(db: impl AnyExecutor<'_>, cutoff: i64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT posts.id FROM posts
          WHERE posts.live_status = 'live'
-           AND MAX(posts.started_at, COALESCE(
+           AND posts.started_at < $1
+           AND COALESCE(
                  (SELECT MAX(uploads.last_activity_at) FROM uploads WHERE uploads.post_id = posts.id),
-                 0)) < ?
+                 0) < $1
          ORDER BY posts.id",
     )
     .bind(cutoff)
@@ -121,12 +120,12 @@ pub async fn silent_lives(
 
 /// Dates the recording's media time 0, once: the first estimate is kept.
 pub async fn set_recording_start(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     id: i64,
     at: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE posts SET recording_started_at = ? WHERE id = ? AND recording_started_at IS NULL",
+        "UPDATE posts SET recording_started_at = $1 WHERE id = $2 AND recording_started_at IS NULL",
     )
     .bind(at)
     .bind(id)
@@ -137,13 +136,14 @@ pub async fn set_recording_start(
 
 /// Records a viewer of a live; returns whether it is a new distinct viewer.
 pub async fn add_viewer(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: i64,
     viewer_id: &str,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let added = sqlx::query(
-        "INSERT OR IGNORE INTO live_viewers (post_id, viewer_id, first_seen_at) VALUES (?, ?, ?)",
+        "INSERT INTO live_viewers (post_id, viewer_id, first_seen_at) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
     )
     .bind(id)
     .bind(viewer_id)
@@ -153,7 +153,7 @@ pub async fn add_viewer(
     .rows_affected()
         == 1;
     if added {
-        sqlx::query("UPDATE posts SET viewer_count = viewer_count + 1 WHERE id = ?")
+        sqlx::query("UPDATE posts SET viewer_count = viewer_count + 1 WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -162,12 +162,8 @@ pub async fn add_viewer(
 }
 
 /// Raises the peak of a live's viewers (never lowers it).
-pub async fn raise_peak(
-    db: impl SqliteExecutor<'_>,
-    id: i64,
-    peak: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE posts SET peak_viewers = MAX(peak_viewers, ?) WHERE id = ?")
+pub async fn raise_peak(db: impl AnyExecutor<'_>, id: i64, peak: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE posts SET peak_viewers = $1 WHERE id = $2 AND peak_viewers < $1")
         .bind(peak)
         .bind(id)
         .execute(db)
@@ -177,16 +173,16 @@ pub async fn raise_peak(
 
 /// Sets the poster of a live in progress; returns the key it replaces.
 pub async fn swap_poster(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: i64,
     key: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    let old: Option<String> = sqlx::query_scalar("SELECT poster_key FROM posts WHERE id = ?")
+    let old: Option<String> = sqlx::query_scalar("SELECT poster_key FROM posts WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
         .flatten();
-    sqlx::query("UPDATE posts SET poster_key = ? WHERE id = ?")
+    sqlx::query("UPDATE posts SET poster_key = $1 WHERE id = $2")
         .bind(key)
         .bind(id)
         .execute(&mut *tx)
@@ -195,8 +191,8 @@ pub async fn swap_poster(
 }
 
 /// Forgets a live's poster once its Media holds it.
-pub async fn clear_poster(db: impl SqliteExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE posts SET poster_key = NULL WHERE id = ?")
+pub async fn clear_poster(db: impl AnyExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE posts SET poster_key = NULL WHERE id = $1")
         .bind(id)
         .execute(db)
         .await?;
@@ -204,14 +200,14 @@ pub async fn clear_poster(db: impl SqliteExecutor<'_>, id: i64) -> Result<(), sq
 }
 
 /// Every poster waiting on a live (post id, key).
-pub async fn poster_keys(db: impl SqliteExecutor<'_>) -> Result<Vec<(i64, String)>, sqlx::Error> {
+pub async fn poster_keys(db: impl AnyExecutor<'_>) -> Result<Vec<(i64, String)>, sqlx::Error> {
     sqlx::query_as("SELECT id, poster_key FROM posts WHERE poster_key IS NOT NULL ORDER BY id")
         .fetch_all(db)
         .await
 }
 
 /// How many lives are in progress.
-pub async fn count_live(db: impl SqliteExecutor<'_>) -> Result<i64, sqlx::Error> {
+pub async fn count_live(db: impl AnyExecutor<'_>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM posts WHERE live_status = 'live'")
         .fetch_one(db)
         .await
@@ -219,11 +215,11 @@ pub async fn count_live(db: impl SqliteExecutor<'_>) -> Result<i64, sqlx::Error>
 
 /// Every live, oldest first, only those with `status` when given.
 pub async fn lives(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     status: Option<&str>,
 ) -> Result<Vec<PostRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "{SELECT_POST} WHERE posts.is_live = 1 AND (? IS NULL OR posts.live_status = ?)
+        "{SELECT_POST} WHERE posts.is_live AND ($1 IS NULL OR posts.live_status = $2)
          ORDER BY posts.id"
     ))
     .bind(status)
@@ -235,14 +231,14 @@ pub async fn lives(
 /// Deletes a post (its chat, viewers, uploads and media links go with it by cascade); returns
 /// the ids of the uploads it had, whose files the caller deletes after the commit.
 pub async fn delete(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: i64,
 ) -> Result<Option<Vec<String>>, sqlx::Error> {
-    let uploads: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE post_id = ?")
+    let uploads: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE post_id = $1")
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
-    let done = sqlx::query("DELETE FROM posts WHERE id = ?")
+    let done = sqlx::query("DELETE FROM posts WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;

@@ -1,6 +1,6 @@
 //! tus uploads.
 
-use sqlx::{FromRow, SqliteExecutor};
+use sqlx::{any::AnyExecutor, FromRow};
 
 /// An upload's row.
 #[derive(Debug, Clone, FromRow)]
@@ -30,7 +30,7 @@ const SELECT_UPLOAD: &str = r#"SELECT id, owner_id, post_id, "offset", length, s
 
 /// Creates an upload row.
 pub async fn insert(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     id: &str,
     owner_id: i64,
     post_id: i64,
@@ -40,7 +40,7 @@ pub async fn insert(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO uploads (id, owner_id, post_id, length, created_at, expires_at, last_activity_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id)
     .bind(owner_id)
@@ -55,8 +55,8 @@ pub async fn insert(
 }
 
 /// One upload by id.
-pub async fn get(db: impl SqliteExecutor<'_>, id: &str) -> Result<Option<UploadRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{SELECT_UPLOAD} WHERE id = ?"))
+pub async fn get(db: impl AnyExecutor<'_>, id: &str) -> Result<Option<UploadRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT_UPLOAD} WHERE id = $1"))
         .bind(id)
         .fetch_optional(db)
         .await
@@ -64,11 +64,11 @@ pub async fn get(db: impl SqliteExecutor<'_>, id: &str) -> Result<Option<UploadR
 
 /// The upload of a live that most recently received bytes (the one to finalize).
 pub async fn latest_for_post(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     post_id: i64,
 ) -> Result<Option<UploadRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        r#"{SELECT_UPLOAD} WHERE post_id = ? AND state = 'open'
+        r#"{SELECT_UPLOAD} WHERE post_id = $1 AND state = 'open'
            ORDER BY "offset" > 0 DESC, last_activity_at DESC, created_at DESC LIMIT 1"#
     ))
     .bind(post_id)
@@ -78,14 +78,14 @@ pub async fn latest_for_post(
 
 /// Records a new committed offset after its bytes were synced, extending the expiry.
 pub async fn commit_offset(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     id: &str,
     offset: i64,
     now: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        r#"UPDATE uploads SET "offset" = ?, last_activity_at = ?, expires_at = ? WHERE id = ?"#,
+        r#"UPDATE uploads SET "offset" = $1, last_activity_at = $2, expires_at = $3 WHERE id = $4"#,
     )
     .bind(offset)
     .bind(now)
@@ -98,11 +98,11 @@ pub async fn commit_offset(
 
 /// Lowers the committed offset to what the file really holds (crash recovery).
 pub async fn lower_offset(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     id: &str,
     offset: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(r#"UPDATE uploads SET "offset" = ? WHERE id = ? AND "offset" > ?"#)
+    sqlx::query(r#"UPDATE uploads SET "offset" = $1 WHERE id = $2 AND "offset" > $3"#)
         .bind(offset)
         .bind(id)
         .bind(offset)
@@ -113,11 +113,11 @@ pub async fn lower_offset(
 
 /// Sets the deferred length, once.
 pub async fn set_length(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     id: &str,
     length: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE uploads SET length = ? WHERE id = ? AND length IS NULL")
+    sqlx::query("UPDATE uploads SET length = $1 WHERE id = $2 AND length IS NULL")
         .bind(length)
         .bind(id)
         .execute(db)
@@ -126,12 +126,8 @@ pub async fn set_length(
 }
 
 /// Moves an upload to another state.
-pub async fn set_state(
-    db: impl SqliteExecutor<'_>,
-    id: &str,
-    state: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE uploads SET state = ? WHERE id = ?")
+pub async fn set_state(db: impl AnyExecutor<'_>, id: &str, state: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE uploads SET state = $1 WHERE id = $2")
         .bind(state)
         .bind(id)
         .execute(db)
@@ -140,9 +136,9 @@ pub async fn set_state(
 }
 
 /// Open uploads whose expiry has passed.
-pub async fn expired(db: impl SqliteExecutor<'_>, now: i64) -> Result<Vec<UploadRow>, sqlx::Error> {
+pub async fn expired(db: impl AnyExecutor<'_>, now: i64) -> Result<Vec<UploadRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "{SELECT_UPLOAD} WHERE state = 'open' AND expires_at < ?"
+        "{SELECT_UPLOAD} WHERE state = 'open' AND expires_at < $1"
     ))
     .bind(now)
     .fetch_all(db)
@@ -151,12 +147,12 @@ pub async fn expired(db: impl SqliteExecutor<'_>, now: i64) -> Result<Vec<Upload
 
 /// Closes every open upload of a live (it ended); returns their ids so their files can go.
 pub async fn close_for_post(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     post_id: i64,
     state: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE uploads SET state = ? WHERE post_id = ? AND state = 'open' RETURNING id",
+        "UPDATE uploads SET state = $1 WHERE post_id = $2 AND state = 'open' RETURNING id",
     )
     .bind(state)
     .bind(post_id)
@@ -165,14 +161,14 @@ pub async fn close_for_post(
 }
 
 /// Every upload still accepting bytes.
-pub async fn open_uploads(db: impl SqliteExecutor<'_>) -> Result<Vec<UploadRow>, sqlx::Error> {
+pub async fn open_uploads(db: impl AnyExecutor<'_>) -> Result<Vec<UploadRow>, sqlx::Error> {
     sqlx::query_as(&format!("{SELECT_UPLOAD} WHERE state = 'open'"))
         .fetch_all(db)
         .await
 }
 
 /// Every upload's id and state (for the start-up consistency check).
-pub async fn all_states(db: impl SqliteExecutor<'_>) -> Result<Vec<(String, String)>, sqlx::Error> {
+pub async fn all_states(db: impl AnyExecutor<'_>) -> Result<Vec<(String, String)>, sqlx::Error> {
     sqlx::query_as("SELECT id, state FROM uploads")
         .fetch_all(db)
         .await

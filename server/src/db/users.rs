@@ -1,6 +1,6 @@
 //! Users and their sessions.
 
-use sqlx::{FromRow, SqliteExecutor};
+use sqlx::{any::AnyExecutor, FromRow};
 
 /// A user as other tables show it.
 #[derive(Debug, Clone, FromRow)]
@@ -24,13 +24,13 @@ pub struct Credentials {
 
 /// Inserts a user; a taken name fails with a unique violation on `users.username`.
 pub async fn insert(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     username: &str,
     password_hash: &str,
     now: i64,
 ) -> Result<UserRow, sqlx::Error> {
     sqlx::query_as(
-        "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)
+        "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3)
          RETURNING id, username",
     )
     .bind(username)
@@ -42,23 +42,26 @@ pub async fn insert(
 
 /// Finds a user's credentials by name (case-insensitive).
 pub async fn credentials(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     username: &str,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = ?")
-        .bind(username)
-        .fetch_optional(db)
-        .await
+    // lower() on both sides: the unique index is on lower(username) in both databases.
+    sqlx::query_as(
+        "SELECT id, username, password_hash FROM users WHERE lower(username) = lower($1)",
+    )
+    .bind(username)
+    .fetch_optional(db)
+    .await
 }
 
 /// Records a session by the SHA-256 of its token.
 pub async fn insert_session(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     token_hash: &[u8],
     user_id: i64,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES (?, ?, ?)")
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at) VALUES ($1, $2, $3)")
         .bind(token_hash)
         .bind(user_id)
         .bind(now)
@@ -69,12 +72,12 @@ pub async fn insert_session(
 
 /// The user owning the session whose token hashes to `token_hash`.
 pub async fn by_session(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     token_hash: &[u8],
 ) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT users.id, users.username FROM sessions
-         JOIN users ON users.id = sessions.user_id WHERE sessions.token_hash = ?",
+         JOIN users ON users.id = sessions.user_id WHERE sessions.token_hash = $1",
     )
     .bind(token_hash)
     .fetch_optional(db)
@@ -83,10 +86,10 @@ pub async fn by_session(
 
 /// Deletes the session whose token hashes to `token_hash`; whether there was one.
 pub async fn delete_session(
-    db: impl SqliteExecutor<'_>,
+    db: impl AnyExecutor<'_>,
     token_hash: &[u8],
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+    let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash)
         .execute(db)
         .await?;

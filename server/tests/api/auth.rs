@@ -1,5 +1,6 @@
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::helpers::{error_code, spawn_app, TestApp};
 
@@ -130,12 +131,27 @@ async fn writes_without_a_token_or_with_a_garbage_token_return_401() {
 async fn the_database_stores_a_hash_not_the_password_or_the_token() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let db = std::fs::read(app.data_dir.path().join("livekeep.db")).unwrap_or_default();
-    let wal = std::fs::read(app.data_dir.path().join("livekeep.db-wal")).unwrap_or_default();
-    for bytes in [db, wal] {
-        let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains("password123"));
-        assert!(!text.contains(&user.token));
+    let db = app.database().await;
+    let hashes: Vec<String> = sqlx::query_scalar("SELECT password_hash FROM users")
+        .fetch_all(&db)
+        .await
+        .expect("users");
+    assert_eq!(hashes.len(), 1);
+    assert!(hashes[0].starts_with("$argon2id$"), "{}", hashes[0]);
+    let tokens: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM sessions")
+        .fetch_all(&db)
+        .await
+        .expect("sessions");
+    assert_eq!(tokens, vec![Sha256::digest(user.token.as_bytes()).to_vec()]);
+    // On SQLite, not even the file's free pages or the WAL hold them.
+    if app.database_url.starts_with("sqlite:") {
+        let file = std::fs::read(app.data_dir.path().join("livekeep.db")).unwrap_or_default();
+        let wal = std::fs::read(app.data_dir.path().join("livekeep.db-wal")).unwrap_or_default();
+        for bytes in [file, wal] {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains("password123"));
+            assert!(!text.contains(&user.token));
+        }
     }
 }
 

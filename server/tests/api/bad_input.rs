@@ -96,11 +96,7 @@ fn ten_thousand_digits() -> String {
 
 /// Row counts and the state of every live and upload: what a bad request must not change.
 async fn snapshot(app: &TestApp) -> Vec<String> {
-    let url = format!(
-        "sqlite://{}?mode=ro",
-        app.data_dir.path().join("livekeep.db").display()
-    );
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("open the db");
+    let pool = app.database().await;
     let mut rows = Vec::new();
     for table in [
         "users",
@@ -118,16 +114,29 @@ async fn snapshot(app: &TestApp) -> Vec<String> {
             .expect("count");
         rows.push(format!("{table}={count}"));
     }
-    let states: Vec<String> = sqlx::query_scalar(
-        "SELECT id || ':' || coalesce(live_status, '') || ':' || coalesce(ended_at, '') \
-         || ':' || chat_message_count || ':' || coalesce(
-             (SELECT group_concat(id || '@' || \"offset\" || '/' || coalesce(length, '-') \
-              || '/' || state) FROM uploads WHERE post_id = posts.id), '') \
-         FROM posts ORDER BY id",
+    // Plain columns, joined here: string aggregation differs between SQLite and PostgreSQL.
+    let posts: Vec<(i64, Option<String>, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT id, live_status, ended_at, chat_message_count FROM posts ORDER BY id",
     )
     .fetch_all(&pool)
     .await
-    .expect("states");
+    .expect("posts");
+    let uploads: Vec<(i64, String, i64, Option<i64>, String)> = sqlx::query_as(
+        r#"SELECT post_id, id, "offset", length, state FROM uploads ORDER BY post_id, id"#,
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("uploads");
+    let states = posts.into_iter().map(|(id, status, ended_at, chats)| {
+        let uploads: Vec<String> = uploads
+            .iter()
+            .filter(|upload| upload.0 == id)
+            .map(|(_, upload, offset, length, state)| {
+                format!("{upload}@{offset}/{length:?}/{state}")
+            })
+            .collect();
+        format!("{id}:{status:?}:{ended_at:?}:{chats}:{}", uploads.join(","))
+    });
     rows.extend(states);
     pool.close().await;
     rows

@@ -25,13 +25,17 @@ impl Server {
 
     /// Starts the binary on `data_dir` with extra environment variables.
     pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let database = crate::helpers::postgres_database_for(data_dir)
+            .await
+            .map(|url| vec!["--database-url".to_owned(), url])
+            .unwrap_or_default();
         let mut child = Command::new(env!("CARGO_BIN_EXE_livekeep"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--www-dir")
             .arg(data_dir.join("no-www"))
+            .args(database)
             .env("RUST_LOG", "warn")
-            .envs(crate::helpers::test_database_url(data_dir).map(|url| ("DATABASE_URL", url)))
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

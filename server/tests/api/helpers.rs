@@ -20,6 +20,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The data directory (deleted on drop).
     pub data_dir: TempDir,
+    /// The database the server uses (SQLite in `data_dir`, or PostgreSQL).
+    pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -79,8 +81,11 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
     let mut config = Config::with_data_dir(data_dir.path());
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.www_dir = data_dir.path().join("no-www");
-    config.database_url = test_database_url(data_dir.path());
+    if let Some(url) = postgres_database_for(data_dir.path()).await {
+        config.database_url = Some(url);
+    }
     tweak(&mut config);
+    let database_url = config.database_url();
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://{}", app.address());
     let (stop, stopped) = oneshot::channel();
@@ -94,92 +99,75 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
             .build()
             .expect("client"),
         data_dir,
+        database_url,
         stop: Some(stop),
         server: Some(server),
     }
 }
 
-/// Where the scale-out configuration's database name is kept in a data directory.
-const DATABASE_MARKER: &str = "test-postgres-database";
-
-static DATABASE_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// The database for a server on `data_dir`: `None` (SQLite below the data directory) unless
-/// `LIVEKEEP_TEST_DATABASE=postgres`, then a fresh PostgreSQL database on the server of
-/// `LIVEKEEP_TEST_POSTGRES_URL` (scripts/services.sh), remembered in the data directory so a
-/// restart on the same directory finds the same database.
-pub fn test_database_url(data_dir: &Path) -> Option<String> {
-    match std::env::var("LIVEKEEP_TEST_DATABASE").as_deref() {
-        Ok("postgres") => {}
-        Ok("sqlite") | Ok("") | Err(_) => return None,
-        Ok(other) => panic!("LIVEKEEP_TEST_DATABASE={other:?}: use sqlite or postgres"),
+/// With `LIVEKEEP_TEST_DATABASE=postgres`, a new empty database on the server at
+/// `LIVEKEEP_TEST_POSTGRES_URL` (an admin URL, e.g. `postgres://postgres@127.0.0.1:5432/postgres`),
+/// so the same tests run on PostgreSQL; `None` (SQLite in the data directory) otherwise.
+pub async fn fresh_postgres_database() -> Option<String> {
+    if std::env::var("LIVEKEEP_TEST_DATABASE").ok()?.as_str() != "postgres" {
+        return None;
     }
     let admin = std::env::var("LIVEKEEP_TEST_POSTGRES_URL").expect(
         "LIVEKEEP_TEST_DATABASE=postgres needs LIVEKEEP_TEST_POSTGRES_URL (scripts/services.sh)",
     );
-    let marker = data_dir.join(DATABASE_MARKER);
-    let name = match std::fs::read_to_string(&marker) {
-        Ok(name) => name,
-        Err(_) => {
-            let name = format!(
-                "livekeep_test_{}_{}",
-                std::process::id(),
-                DATABASE_COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            psql(&admin, &format!("CREATE DATABASE {name}"));
-            std::fs::write(&marker, &name).expect("writing the database marker");
-            name
-        }
-    };
-    Some(database_in(&admin, &name))
+    Some(fresh_postgres_database_on(&admin).await)
 }
 
-/// Drops the database `test_database_url` made for `data_dir`, if any (connections included).
-fn drop_test_database(data_dir: &Path) {
-    let (Ok(admin), Ok(name)) = (
-        std::env::var("LIVEKEEP_TEST_POSTGRES_URL"),
-        std::fs::read_to_string(data_dir.join(DATABASE_MARKER)),
-    ) else {
-        return;
-    };
-    psql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+/// Creates an empty database on the PostgreSQL server of `admin`; returns its URL.
+pub async fn fresh_postgres_database_on(admin: &str) -> String {
+    static DATABASES: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "lk_test_{}_{}",
+        std::process::id(),
+        DATABASES.fetch_add(1, Ordering::Relaxed)
     );
-}
-
-/// `admin` with its database replaced by `name` (query parameters kept).
-fn database_in(admin: &str, name: &str) -> String {
-    let (base, query) = admin
-        .split_once('?')
-        .map_or((admin, None), |(b, q)| (b, Some(q)));
-    let (server, _) = base
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create a test database");
+    let (base, _) = admin
         .rsplit_once('/')
-        .expect("a postgres:// URL with a database");
-    match query {
-        Some(query) => format!("{server}/{name}?{query}"),
-        None => format!("{server}/{name}"),
-    }
+        .expect("the admin URL names a database");
+    format!("{base}/{name}")
 }
 
-/// Runs one SQL statement through `psql`, which needs no driver feature in the test build.
-fn psql(url: &str, sql: &str) {
-    let output = std::process::Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
-        .output()
-        .expect("psql runs (apt-get install postgresql-client)");
-    assert!(
-        output.status.success(),
-        "psql {sql:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+/// The PostgreSQL database of a data directory under `LIVEKEEP_TEST_DATABASE=postgres`: created
+/// on first use and remembered in the directory, so a restarted server finds its rows again.
+pub async fn postgres_database_for(data_dir: &Path) -> Option<String> {
+    let marker = data_dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let url = fresh_postgres_database().await?;
+    std::fs::write(&marker, &url).expect("remember the test database");
+    Some(url)
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        // After `shutdown`, the data directory (and its database) went back to the test.
-        drop_test_database(self.data_dir.path());
-    }
+/// The database URL arguments for running the binary on `data_dir` (empty on SQLite), from
+/// synchronous code: the database is created on a runtime of its own.
+pub fn database_args(data_dir: &Path) -> Vec<String> {
+    let url = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime")
+                    .block_on(postgres_database_for(data_dir))
+            })
+            .join()
+            .expect("database set-up")
+    });
+    url.map(|url| vec!["--database-url".to_owned(), url])
+        .unwrap_or_default()
 }
 
 impl TestApp {
@@ -193,6 +181,14 @@ impl TestApp {
         }
         let placeholder = tempfile::tempdir().expect("temporary directory");
         std::mem::replace(&mut self.data_dir, placeholder)
+    }
+
+    /// A pool on the server's database, for tests that check rows directly.
+    pub async fn database(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&self.database_url)
+            .await
+            .expect("open the database")
     }
 
     /// An absolute URL for a path.

@@ -16,6 +16,7 @@ mod metrics;
 mod openapi;
 mod poster;
 mod room;
+mod schema;
 mod security_headers;
 mod slow_clients;
 mod uploads;
