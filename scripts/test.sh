@@ -9,13 +9,6 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 scripts/bootstrap.sh
 
-# PostgreSQL and an S3-compatible server on loopback for the whole run (stopped on exit): the
-# two-node tests (`--test scaleout`) need them and run within `cargo test --workspace`; every
-# other test stays on SQLite and local files until LIVEKEEP_TEST_DATABASE / _STORAGE say otherwise.
-# shellcheck source=scripts/services.sh
-source scripts/services.sh
-services_start
-
 export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
 
@@ -43,15 +36,20 @@ step "end-to-end tests (real server, headless Chromium, fake camera)"
 # `cargo test` above built target/debug/livekeep with the same features; reuse it.
 (cd tests && node --test --test-concurrency=1 --test-timeout=300000 e2e/)
 
-# The scale-out configuration: every server the tests start gets a fresh PostgreSQL database
-# and a fresh prefix in the S3 bucket, so the same tests check the other backends.
+# The scale-out configuration: PostgreSQL 15 and an S3-compatible server on loopback (stopped
+# on exit); every server the tests start gets a fresh database and a fresh bucket or prefix, so
+# the same tests check the other backends.
+step "start PostgreSQL and moto_server (scripts/services.sh)"
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+services_start
 export LIVEKEEP_TEST_DATABASE=postgres LIVEKEEP_TEST_STORAGE=s3
 
 step "server API tests on PostgreSQL + S3 (moto)"
 cargo test -p livekeep-server --test api
 
-# The two-node tests (server/tests/scaleout/, when present) already ran in `cargo test --workspace`
-# above, on the services started at the top: not run twice.
+# The two-node tests (server/tests/scaleout/, when present) start their own PostgreSQL and ran
+# in `cargo test --workspace` above: not run twice.
 
 step "end-to-end subset on PostgreSQL + S3 (moto)"
 # Recording to replay, a live room with viewers and chat, crashes and cuts, an unmodified tus
