@@ -55,6 +55,7 @@ pub async fn serve<S>(
     let (stop_tx, stop_rx) = watch::channel(());
     let (open_tx, open_rx) = watch::channel(());
     tokio::pin!(shutdown);
+    let mut at_cap = false;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -67,9 +68,21 @@ pub async fn serve<S>(
             () = &mut shutdown => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Logged once per spell at the cap, not once per refused connection.
+            if !at_cap {
+                at_cap = true;
+                tracing::warn!(
+                    max = limits.max_connections,
+                    "at the open connection cap: refusing new connections with 503"
+                );
+            }
             refuse(stream);
             continue;
         };
+        if at_cap {
+            at_cap = false;
+            tracing::info!("below the open connection cap again");
+        }
         let app = app.clone();
         let stop = stop_rx.clone();
         let open = open_rx.clone();
@@ -126,7 +139,6 @@ async fn serve_connection<S>(
 fn refuse(stream: TcpStream) {
     // A fresh socket's send buffer takes these few bytes at once; if not, it is closed silently.
     let _ = stream.try_write(OVER_CAPACITY);
-    tracing::debug!("connection refused: at the open connection cap");
 }
 
 /// Accept errors of one connection are skipped; running out of file descriptors (or memory)
