@@ -24,11 +24,14 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# An S3-compatible server for the scale-out tests, pinned.
+# An S3-compatible server, pinned: the object-storage API tests start `moto_server` on a free
+# loopback port, scripts/services.sh does for the scale-out step.
 MOTO_VERSION=5.2.1
 if [ "$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "$MOTO_VERSION" ]; then
   log "pip install moto[server]==$MOTO_VERSION"
   python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  # Under pyenv, the new `moto_server` command needs a shim.
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
 # Rust: the wasm target and a wasm-bindgen CLI of exactly the version in Cargo.lock

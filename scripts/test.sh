@@ -22,6 +22,9 @@ cargo clippy --quiet -p recorder-wasm --target wasm32-unknown-unknown --all-targ
 step "Rust unit and integration tests"
 cargo test --workspace
 
+step "API tests again on S3 (moto on loopback, a bucket per test)"
+LIVEKEEP_TEST_STORAGE=s3 cargo test -p livekeep-server --test api
+
 step "schemathesis against /api/openapi.json (bounded)"
 scripts/schemathesis.sh
 

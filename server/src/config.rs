@@ -94,7 +94,9 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
-    /// Where media and uploads live; only `file://` is supported; defaults to `file://<data-dir>/media`.
+    /// Where media and uploads live: `file:///dir` (the default, `file://<data-dir>/media`) or
+    /// `s3://bucket/prefix` configured by the usual `AWS_*` variables (`AWS_ENDPOINT_URL`,
+    /// `AWS_ALLOW_HTTP`, …); `gs://` and `az://` with the `gcs` / `azure` features.
     #[arg(long, env = "LIVEKEEP_STORAGE_URL", global = true)]
     pub storage_url: Option<String>,
 
@@ -129,6 +131,16 @@ pub struct Config {
         global = true
     )]
     pub max_patch_size: ByteSize,
+
+    /// On an object store, the size small PATCH pieces are compacted into, and of a finalized
+    /// media's multipart parts (S3 needs at least 5MiB).
+    #[arg(
+        long,
+        env = "LIVEKEEP_STORAGE_PART_SIZE",
+        default_value = "5MiB",
+        global = true
+    )]
+    pub storage_part_size: ByteSize,
 
     /// Seconds an upload stays resumable after its last activity (tus `Upload-Expires`).
     #[arg(
@@ -181,6 +193,7 @@ impl Config {
             interrupt_after: 120,
             max_upload_size: ByteSize(8 << 30),
             max_patch_size: ByteSize(64 << 20),
+            storage_part_size: ByteSize(crate::storage::DEFAULT_PART_SIZE),
             upload_expiry: 86_400,
             patch_idle_timeout: 60,
             cors_origins: Vec::new(),

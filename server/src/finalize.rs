@@ -1,10 +1,6 @@
 //! Turns a raw upload into the file the feed serves: a seekable WebM, or a checked MP4.
 
-use std::{
-    fs::File,
-    io::{self, BufReader, BufWriter, Read, Write},
-    path::Path,
-};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
 pub use livekeep_webm::Container;
 
@@ -83,20 +79,53 @@ pub fn looks_like_video(first: &[u8]) -> Option<bool> {
     None
 }
 
-/// Finalizes the raw recording at `raw` into `out` (blocking: run it in `spawn_blocking`).
+/// Counts the bytes written through it.
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Finalizes the raw recording read from `raw` into the writer `open_out` returns for its
+/// container (blocking: run it in `spawn_blocking`); hands the writer back, flushed, for
+/// the caller to commit.
 ///
 /// WebM is rewritten with Duration, SeekHead and Cues (frames copied byte for byte); MP4 is
-/// probed for its structure and duration, then copied unchanged.
-pub fn finalize_recording(raw: &Path, out: &Path) -> Result<FinalizeOutcome, FinalizeError> {
+/// probed for its structure and duration, then copied unchanged. Both stream: memory stays
+/// bounded whatever the recording's size.
+pub fn finalize_recording<R, W>(
+    mut raw: R,
+    open_out: impl FnOnce(Container) -> io::Result<W>,
+) -> Result<(FinalizeOutcome, W), FinalizeError>
+where
+    R: Read + Seek,
+    W: Write,
+{
     let mut head = Vec::with_capacity(4096);
-    File::open(raw)?.take(4096).read_to_end(&mut head)?;
+    (&mut raw).take(4096).read_to_end(&mut head)?;
     let container = livekeep_webm::sniff(&head).ok_or(FinalizeError::UnsupportedContainer)?;
+    raw.seek(SeekFrom::Start(0))?;
+    let mut output = Counting {
+        inner: open_out(container)?,
+        written: 0,
+    };
     let (duration_secs, dropped_tail_bytes, cue_points) = match container {
         Container::WebM => {
-            let input = BufReader::with_capacity(1 << 20, File::open(raw)?);
-            let mut output = BufWriter::with_capacity(1 << 20, File::create(out)?);
-            let finalized = livekeep_webm::finalize_webm(input, &mut output)?;
-            output.flush()?;
+            let input = BufReader::with_capacity(1 << 20, raw);
+            let mut buffered = BufWriter::with_capacity(1 << 20, &mut output);
+            let finalized = livekeep_webm::finalize_webm(input, &mut buffered)?;
+            buffered.flush()?;
             (
                 finalized.duration_secs,
                 finalized.dropped_tail_bytes,
@@ -104,23 +133,31 @@ pub fn finalize_recording(raw: &Path, out: &Path) -> Result<FinalizeOutcome, Fin
             )
         }
         Container::Mp4 => {
-            let info = livekeep_webm::probe_mp4(BufReader::new(File::open(raw)?))?;
-            std::fs::copy(raw, out)?;
+            let info = livekeep_webm::probe_mp4(BufReader::new(&mut raw))?;
+            raw.seek(SeekFrom::Start(0))?;
+            let mut buffered = BufWriter::with_capacity(1 << 20, &mut output);
+            io::copy(&mut BufReader::with_capacity(1 << 20, raw), &mut buffered)?;
+            buffered.flush()?;
             (info.duration_secs, 0, 0)
         }
     };
-    let size = std::fs::metadata(out)?.len();
-    Ok(FinalizeOutcome {
-        container,
-        duration_secs,
-        size,
-        dropped_tail_bytes,
-        cue_points,
-    })
+    output.flush()?;
+    Ok((
+        FinalizeOutcome {
+            container,
+            duration_secs,
+            size: output.written,
+            dropped_tail_bytes,
+            cue_points,
+        },
+        output.inner,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::{fs::File, path::Path};
+
     use super::*;
 
     #[test]
@@ -136,7 +173,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live.webm");
         let out = dir.path().join("out.webm");
-        let outcome = finalize_recording(&raw, &out).unwrap();
+        let (outcome, _) =
+            finalize_recording(File::open(&raw).unwrap(), |_| File::create(&out)).unwrap();
         assert_eq!(outcome.container, Container::WebM);
         assert!(
             (outcome.duration_secs - 3.0).abs() < 0.2,
@@ -149,9 +187,10 @@ mod tests {
     #[test]
     fn text_is_refused_as_an_unsupported_container() {
         let dir = tempfile::tempdir().unwrap();
-        let raw = dir.path().join("raw");
-        std::fs::write(&raw, b"definitely not a video").unwrap();
-        let err = finalize_recording(&raw, &dir.path().join("out")).unwrap_err();
+        let out = dir.path().join("out");
+        let raw = io::Cursor::new(b"definitely not a video".to_vec());
+        let err = finalize_recording(raw, |_| File::create(&out)).unwrap_err();
+        assert!(!out.exists(), "nothing is written for a refused recording");
         assert!(matches!(err, FinalizeError::UnsupportedContainer));
         assert!(err.is_bad_recording());
     }

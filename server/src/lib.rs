@@ -1,8 +1,9 @@
 //! Livekeep server: accounts, lives, tus uploads that survive crashes, feed and media.
 //!
 //! One recorded byte, by file name: `routes/uploads.rs` parses the tus PATCH, `tus.rs` checks
-//! the offset and streams the body through `storage/local.rs` (append, `sync_data`), then
-//! commits the new offset in `db/uploads.rs` before the 204. At the stop (`routes/lives.rs`)
+//! the offset and streams the body through `storage/local.rs` (append, `sync_data`) or
+//! `storage/object.rs` (one piece object per PATCH), then commits the new offset in
+//! `db/uploads.rs` before the 204. At the stop (`routes/lives.rs`)
 //! or when the live goes silent (`sweeper.rs`), `recording.rs` checks size and SHA-256, has
 //! `finalize.rs` rewrite the WebM with Duration and Cues, commits the file to storage, and
 //! records the Media in `db/media.rs`; `routes/media.rs` serves it with Range support.

@@ -5,7 +5,7 @@
 //! transaction creates the Media, links it and ends the live; if that transaction fails the
 //! file is deleted. The raw upload is deleted only after the commit.
 
-use std::{fs::File, path::Path};
+use std::{io::Read, sync::Arc};
 
 use anyhow::Context;
 use rand_core::{OsRng, RngCore};
@@ -15,9 +15,12 @@ use crate::{
     db::{self, media::NewMedia, posts::PostRow, uploads::UploadRow, users::UserRow},
     domain::{now_millis, Sha256Hex, UploadId},
     error::ApiError,
-    finalize::{container_extension, container_mime, finalize_recording, FinalizeOutcome},
+    finalize::{
+        container_extension, container_mime, finalize_recording, FinalizeError, FinalizeOutcome,
+    },
     locks,
     state::AppState,
+    storage::{MediaWriter, ReadSeek},
     tus,
     views::{self, PostView},
 };
@@ -65,12 +68,18 @@ pub fn default_description(content: &str) -> String {
     format!("Vidéo enregistrée du live '{content}'")
 }
 
-/// SHA-256 of a whole file, streamed (blocking).
-fn file_sha256(path: &Path) -> std::io::Result<[u8; 32]> {
-    let mut file = std::io::BufReader::with_capacity(1 << 20, File::open(path)?);
+/// SHA-256 of the first `len` bytes of a source, streamed (blocking).
+fn sha256_of(source: Box<dyn ReadSeek>, len: u64) -> std::io::Result<[u8; 32]> {
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, source.take(len));
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
+    std::io::copy(&mut reader, &mut hasher)?;
     Ok(hasher.finalize().into())
+}
+
+/// What a finalizer reads: an upload (reconciled to its committed bytes), or a stored media.
+enum Raw {
+    Upload(UploadId),
+    Media(String),
 }
 
 /// A fresh random storage key (128 bits, hex): no user input ever names a file.
@@ -135,11 +144,10 @@ pub async fn finalize_live(
         }
     }
 
-    let raw_path = state.storage.upload_path(&id);
-    let hash_path = raw_path.clone();
-    let digest = tokio::task::spawn_blocking(move || file_sha256(&hash_path))
+    let hashed = id.clone();
+    let digest = state
+        .with_storage(move |s| Ok(sha256_of(s.open_upload(&hashed)?, held)?))
         .await
-        .context("hashing task")?
         .context("hashing the upload")?;
     let original_sha256 = Sha256Hex::from_digest(&digest);
     if let Some(claimed) = &claims.sha256 {
@@ -151,7 +159,7 @@ pub async fn finalize_live(
         }
     }
 
-    let (stored_key, outcome) = finalize_into_storage(state, raw_path).await?;
+    let (stored_key, outcome) = finalize_into_storage(state, Raw::Upload(id)).await?;
     if outcome.dropped_tail_bytes > 0 {
         tracing::info!(
             post = post.id,
@@ -237,51 +245,47 @@ pub async fn finalize_live(
     Ok(())
 }
 
-/// Finalizes the raw recording at `raw_path` into a new stored file; returns its key.
+/// Finalizes a raw recording into a new stored file; returns its key.
 ///
-/// The file is written under a fresh random key in staging, named with its container's
-/// extension and committed (renamed, fsynced); on any failure nothing is left behind.
+/// The file is written under a fresh random key named with its container's extension, and
+/// committed (renamed and fsynced, or its multipart upload completed) only once whole; on
+/// any failure nothing is left behind.
 async fn finalize_into_storage(
     state: &AppState,
-    raw_path: std::path::PathBuf,
+    raw: Raw,
 ) -> Result<(String, FinalizeOutcome), ApiError> {
     let key = media_key();
-    let staging = state.storage.media_staging_path(&key);
+    let storage = Arc::clone(&state.storage);
     let finalize_started = std::time::Instant::now();
-    let finalized = tokio::task::spawn_blocking(move || finalize_recording(&raw_path, &staging))
-        .await
-        .context("finalizing task")?;
+    let finalized = tokio::task::spawn_blocking(move || {
+        let source: Box<dyn ReadSeek> = match &raw {
+            // Reconciled under the upload's lock: it holds exactly the committed bytes.
+            Raw::Upload(id) => storage.open_upload(id).map_err(std::io::Error::from)?,
+            Raw::Media(key) => storage
+                .open_media(key)
+                .map_err(std::io::Error::from)?
+                .ok_or_else(|| std::io::Error::other(format!("the file {key} is missing")))?,
+        };
+        let mut stored_key = String::new();
+        let (outcome, writer) = finalize_recording(source, |container| {
+            stored_key = format!("{key}.{}", container_extension(container));
+            storage
+                .media_writer(&stored_key)
+                .map_err(std::io::Error::from)
+        })?;
+        MediaWriter::commit(writer).map_err(std::io::Error::from)?;
+        Ok::<_, FinalizeError>((stored_key, outcome))
+    })
+    .await
+    .context("finalizing task")?;
     state.metrics.finalized(finalize_started.elapsed());
-    let outcome = match finalized {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            let staged = key.clone();
-            let _ = state
-                .with_storage(move |s| Ok(s.delete_media(&staged)?))
-                .await;
-            if err.is_bad_recording() {
-                return Err(ApiError::bad_request("invalid_recording", err.to_string()));
-            }
-            return Err(anyhow::Error::new(err).into());
+    match finalized {
+        Ok(done) => Ok(done),
+        Err(err) if err.is_bad_recording() => {
+            Err(ApiError::bad_request("invalid_recording", err.to_string()))
         }
-    };
-    // The stored name carries the container's extension; the id part is random.
-    let stored_key = format!("{key}.{}", container_extension(outcome.container));
-    let (from, to) = (key, stored_key.clone());
-    state
-        .with_storage(move |s| {
-            let committed = std::fs::rename(s.media_staging_path(&from), s.media_staging_path(&to))
-                .context("naming the staged media")
-                .and_then(|()| Ok(s.commit_media(&to)?));
-            if committed.is_err() {
-                // Best effort: the error being returned matters more than this cleanup's.
-                let _ = s.delete_media(&from);
-                let _ = s.delete_media(&to);
-            }
-            committed
-        })
-        .await?;
-    Ok((stored_key, outcome))
+        Err(err) => Err(anyhow::Error::new(err).into()),
+    }
 }
 
 /// What re-running the finalizer over a stored recording changed.
@@ -303,11 +307,15 @@ pub async fn refinalize(state: &AppState, media_id: i64) -> Result<Refinalized, 
     let media = db::media::get(&state.db, media_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let source = state.storage.media_path(&media.storage_key);
-    if !source.is_file() {
+    let key = media.storage_key.clone();
+    let present = state
+        .with_storage(move |s| Ok(s.open_media(&key)?.is_some()))
+        .await?;
+    if !present {
         return Err(anyhow::anyhow!("the file of media {media_id} is missing").into());
     }
-    let (stored_key, outcome) = finalize_into_storage(state, source).await?;
+    let (stored_key, outcome) =
+        finalize_into_storage(state, Raw::Media(media.storage_key.clone())).await?;
     let replaced = async {
         let mut tx = state.db.begin().await?;
         let size = i64::try_from(outcome.size).unwrap_or(i64::MAX);

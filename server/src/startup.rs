@@ -107,7 +107,7 @@ impl Application {
 pub async fn open_state(config: &Config) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let storage = storage::open(&config.storage_url())?;
+    let storage = storage::open(&config.storage_url(), config.storage_part_size.bytes())?;
     let db = db::connect(&config.database_url()).await?;
     Ok(AppState {
         db,

@@ -1,7 +1,7 @@
 //! `GET /media/{id}` and `GET /media/{id}/poster`: stored files with Range, ETag and
 //! Last-Modified support.
 
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 
 use anyhow::Context;
 use axum::{
@@ -18,7 +18,12 @@ use tower_http::services::ServeFile;
 
 use super::extract::Path;
 use super::openapi::{Binary, ErrorBody};
-use crate::{db, error::ApiError, state::AppState, storage::range};
+use crate::{
+    db,
+    error::ApiError,
+    state::AppState,
+    storage::{range, MediaSource},
+};
 
 /// The media routes.
 pub fn router() -> Router<AppState> {
@@ -50,8 +55,8 @@ async fn serve(
     let media = db::media::get(&state.db, media_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let path = state.storage.media_path(&media.storage_key);
-    let served = serve_stored(request, path, &media.storage_key, &media.mime_type).await?;
+    let source = state.storage.media_source(&media.storage_key);
+    let served = serve_stored(request, source, &media.storage_key, &media.mime_type).await?;
     served.ok_or_else(|| {
         tracing::error!(media = media_id, "media row without its file");
         ApiError::NotFound
@@ -75,8 +80,8 @@ async fn serve_poster(
         .await?
         .and_then(|media| media.poster_key)
         .ok_or(ApiError::NotFound)?;
-    let path = state.storage.media_path(&key);
-    let served = serve_stored(request, path, &key, "image/jpeg").await?;
+    let source = state.storage.media_source(&key);
+    let served = serve_stored(request, source, &key, "image/jpeg").await?;
     served.ok_or_else(|| {
         tracing::error!(media = media_id, "poster key without its file");
         ApiError::NotFound
@@ -143,7 +148,7 @@ fn httpdate(time: std::time::SystemTime) -> String {
 /// Serves a stored file with Range, ETag and If-Range support; `None` if the file is missing.
 async fn serve_stored(
     mut request: Request,
-    path: PathBuf,
+    source: MediaSource,
     key: &str,
     content_type: &str,
 ) -> Result<Option<Response>, ApiError> {
@@ -175,7 +180,17 @@ async fn serve_stored(
         .and_then(|v| v.to_str().ok())
         .filter(|_| request.method() == Method::GET)
         .map(str::to_owned);
-    let mut response = match read_small_range(range, &path).await? {
+    let path = match source {
+        MediaSource::Local(path) => path,
+        MediaSource::Object { store, location } => {
+            let head = request.method() == Method::HEAD;
+            let Some(response) = serve_object(store.as_ref(), &location, range, head).await? else {
+                return Ok(None);
+            };
+            return Ok(Some(finish(response, content_type, etag)));
+        }
+    };
+    let response = match read_small_range(range, &path).await? {
         Some(response) => response,
         None => {
             // One blocking-pool hop per MiB read instead of one per 64 KiB (the default).
@@ -191,6 +206,11 @@ async fn serve_stored(
             response
         }
     };
+    Ok(Some(finish(response, content_type, etag)))
+}
+
+/// The headers every answer with a stored file carries.
+fn finish(mut response: Response, content_type: &str, etag: HeaderValue) -> Response {
     let success = response.status().is_success();
     let headers = response.headers_mut();
     // As recorded, codecs included (`video/webm;codecs=vp9,opus`), not guessed from the name.
@@ -209,5 +229,80 @@ async fn serve_stored(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    response
+}
+
+/// Serves an object: one ranged get streamed through for a `Range`, else the whole object
+/// streamed; `None` if the object is missing. Memory stays bounded whatever the size.
+async fn serve_object(
+    store: &dyn object_store::ObjectStore,
+    location: &object_store::path::Path,
+    range: Option<String>,
+    head: bool,
+) -> Result<Option<Response>, ApiError> {
+    use object_store::{GetOptions, GetRange, ObjectStoreExt};
+    let meta = match store.head(location).await {
+        Ok(meta) => meta,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(err) => {
+            return Err(anyhow::Error::new(err)
+                .context("reading a stored object")
+                .into())
+        }
+    };
+    let total = meta.size;
+    let modified = crate::domain::http_date(meta.last_modified.timestamp_millis());
+    let resolved = match range.as_deref() {
+        Some(header) => match range::resolve(header, total) {
+            Some(resolved) => Some(resolved),
+            None => {
+                // Like ServeFile: a range that cannot be served as one part is refused.
+                let unsatisfiable = (
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+                );
+                return Ok(Some(unsatisfiable.into_response()));
+            }
+        },
+        None => None,
+    };
+    let (status, first, last) = match resolved {
+        Some((first, last)) => (StatusCode::PARTIAL_CONTENT, first, last),
+        None => (StatusCode::OK, 0, total.saturating_sub(1)),
+    };
+    let length = if total == 0 { 0 } else { last - first + 1 };
+    let body = if head || length == 0 {
+        Body::empty()
+    } else {
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(first..last + 1)),
+            ..GetOptions::default()
+        };
+        match store.get_opts(location, options).await {
+            Ok(result) => Body::from_stream(result.into_stream()),
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(err) => {
+                return Err(anyhow::Error::new(err)
+                    .context("reading a stored object")
+                    .into())
+            }
+        }
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        header::LAST_MODIFIED,
+        HeaderValue::from_str(&modified).context("Last-Modified")?,
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        let content_range = format!("bytes {first}-{last}/{total}");
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&content_range).context("Content-Range")?,
+        );
+    }
     Ok(Some(response))
 }

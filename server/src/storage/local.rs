@@ -4,7 +4,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{Storage, StorageError, UploadWriter};
+use super::{MediaSource, MediaWriter, ReadSeek, Storage, StorageError, UploadWriter};
 use crate::domain::UploadId;
 
 /// Files on the local disk: `uploads/<id>.part`, `files/<key>`, and `staging/` for media being written.
@@ -56,6 +56,32 @@ impl LocalStorage {
         Ok(storage)
     }
 
+    fn upload_path(&self, id: &UploadId) -> PathBuf {
+        self.uploads.join(format!("{id}.part"))
+    }
+
+    fn media_staging_path(&self, key: &str) -> PathBuf {
+        Self::key_path(&self.staging, key)
+    }
+
+    fn media_path(&self, key: &str) -> PathBuf {
+        Self::key_path(&self.files, key)
+    }
+
+    /// Makes a staged media file durable under `key` (fsync, rename, fsync of the directory).
+    fn commit_media(staged: &Path, target: &Path, files: &Path) -> Result<(), StorageError> {
+        File::open(staged)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(|| format!("syncing {}", staged.display())))?;
+        crate::fault::point("before_rename");
+        fs::rename(staged, target).map_err(io_err(|| {
+            format!("moving {} to {}", staged.display(), target.display())
+        }))?;
+        sync_dir(files)?;
+        crate::fault::point("after_rename");
+        Ok(())
+    }
+
     /// Refuses keys that could escape the storage directory; keys are server-generated.
     fn key_path(dir: &Path, key: &str) -> PathBuf {
         debug_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'));
@@ -81,6 +107,46 @@ impl UploadWriter for LocalUploadWriter {
         self.file
             .sync_data()
             .map_err(io_err(|| format!("syncing {}", path.display())))
+    }
+}
+
+/// A media file being written in staging; removed if dropped before its commit.
+struct LocalMediaWriter {
+    file: Option<io::BufWriter<File>>,
+    staged: PathBuf,
+    target: PathBuf,
+    files: PathBuf,
+}
+
+impl Write for LocalMediaWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("media writer closed"))?
+            .write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), Write::flush)
+    }
+}
+
+impl MediaWriter for LocalMediaWriter {
+    fn commit(mut self: Box<Self>) -> Result<(), StorageError> {
+        let staged = self.staged.clone();
+        if let Some(file) = self.file.take() {
+            file.into_inner()
+                .map_err(|err| err.into_error())
+                .map_err(io_err(|| format!("writing {}", staged.display())))?;
+        }
+        LocalStorage::commit_media(&staged, &self.target, &self.files)
+    }
+}
+
+impl Drop for LocalMediaWriter {
+    fn drop(&mut self) {
+        // Not committed (or the commit failed): nothing must stay behind in staging.
+        let _ = fs::remove_file(&self.staged);
     }
 }
 
@@ -143,13 +209,10 @@ impl Storage for LocalStorage {
         Ok(Box::new(LocalUploadWriter { file, path }))
     }
 
-    fn open_upload(&self, id: &UploadId) -> Result<File, StorageError> {
+    fn open_upload(&self, id: &UploadId) -> Result<Box<dyn ReadSeek>, StorageError> {
         let path = self.upload_path(id);
-        File::open(&path).map_err(io_err(|| format!("opening {}", path.display())))
-    }
-
-    fn upload_path(&self, id: &UploadId) -> PathBuf {
-        self.uploads.join(format!("{id}.part"))
+        let file = File::open(&path).map_err(io_err(|| format!("opening {}", path.display())))?;
+        Ok(Box::new(file))
     }
 
     fn delete_upload(&self, id: &UploadId) -> Result<(), StorageError> {
@@ -162,29 +225,26 @@ impl Storage for LocalStorage {
         }
     }
 
-    fn media_staging_path(&self, key: &str) -> PathBuf {
-        Self::key_path(&self.staging, key)
+    fn media_writer(&self, key: &str) -> Result<Box<dyn MediaWriter>, StorageError> {
+        let staged = self.media_staging_path(key);
+        let file =
+            File::create(&staged).map_err(io_err(|| format!("creating {}", staged.display())))?;
+        Ok(Box::new(LocalMediaWriter {
+            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+            staged,
+            target: self.media_path(key),
+            files: self.files.clone(),
+        }))
     }
 
     fn write_media(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         let staged = self.media_staging_path(key);
         fs::write(&staged, bytes).map_err(io_err(|| format!("writing {}", staged.display())))?;
-        self.commit_media(key)
-    }
-
-    fn commit_media(&self, key: &str) -> Result<(), StorageError> {
-        let staged = self.media_staging_path(key);
-        let target = self.media_path(key);
-        File::open(&staged)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err(|| format!("syncing {}", staged.display())))?;
-        crate::fault::point("before_rename");
-        fs::rename(&staged, &target).map_err(io_err(|| {
-            format!("moving {} to {}", staged.display(), target.display())
-        }))?;
-        sync_dir(&self.files)?;
-        crate::fault::point("after_rename");
-        Ok(())
+        let committed = Self::commit_media(&staged, &self.media_path(key), &self.files);
+        if committed.is_err() {
+            let _ = fs::remove_file(&staged);
+        }
+        committed
     }
 
     fn delete_media(&self, key: &str) -> Result<(), StorageError> {
@@ -199,8 +259,17 @@ impl Storage for LocalStorage {
         Ok(())
     }
 
-    fn media_path(&self, key: &str) -> PathBuf {
-        Self::key_path(&self.files, key)
+    fn open_media(&self, key: &str) -> Result<Option<Box<dyn ReadSeek>>, StorageError> {
+        let path = self.media_path(key);
+        match File::open(&path) {
+            Ok(file) => Ok(Some(Box::new(file))),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(io_err(|| format!("opening {}", path.display()))(err)),
+        }
+    }
+
+    fn media_source(&self, key: &str) -> MediaSource {
+        MediaSource::Local(self.media_path(key))
     }
 
     fn list_media(&self) -> Result<Vec<String>, StorageError> {
@@ -254,11 +323,24 @@ mod tests {
     fn a_committed_media_moves_out_of_staging() {
         let dir = tempfile::tempdir().unwrap();
         let storage = LocalStorage::open(dir.path().to_path_buf()).unwrap();
-        fs::write(storage.media_staging_path("abc.webm"), b"video").unwrap();
-        storage.commit_media("abc.webm").unwrap();
+        let mut writer = storage.media_writer("abc.webm").unwrap();
+        writer.write_all(b"video").unwrap();
+        assert!(storage.media_staging_path("abc.webm").exists());
+        writer.commit().unwrap();
         assert!(!storage.media_staging_path("abc.webm").exists());
         assert_eq!(fs::read(storage.media_path("abc.webm")).unwrap(), b"video");
         storage.delete_media("abc.webm").unwrap();
         assert!(!storage.media_path("abc.webm").exists());
+    }
+
+    #[test]
+    fn a_media_writer_dropped_without_commit_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::open(dir.path().to_path_buf()).unwrap();
+        let mut writer = storage.media_writer("abc.webm").unwrap();
+        writer.write_all(b"half").unwrap();
+        drop(writer);
+        assert!(storage.list_staged().unwrap().is_empty());
+        assert!(storage.open_media("abc.webm").unwrap().is_none());
     }
 }

@@ -21,6 +21,12 @@ fn admin(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
         .args(crate::helpers::database_args(data_dir))
         .env_remove("DATABASE_URL")
         .env_remove("LIVEKEEP_STORAGE_URL")
+        // The storage the test servers of this data directory used (a bucket with
+        // LIVEKEEP_TEST_STORAGE=s3; the AWS_* variables are inherited).
+        .envs(
+            std::fs::read_to_string(data_dir.join("test-storage-url"))
+                .map(|url| ("LIVEKEEP_STORAGE_URL", url)),
+        )
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -151,7 +157,7 @@ async fn a_stuck_live_is_listed_then_finalized_by_hand_as_interrupted() {
     let post = app.get_json(&format!("/api/posts/{live_id}/")).await;
     assert_eq!(post["live_status"], "interrupted");
     assert_eq!(post["media_files"].as_array().unwrap().len(), 1);
-    assert!(app.stored_files("uploads").is_empty());
+    assert!(app.stored_files("uploads").await.is_empty());
 }
 
 #[tokio::test]
@@ -159,7 +165,7 @@ async fn refinalize_replaces_the_stored_file_and_the_media_follows() {
     let (app, live_id) = recorded_live(true).await;
     let post = app.get_json(&format!("/api/posts/{live_id}/")).await;
     let media: Value = post["media_files"][0].clone();
-    let before = app.stored_files("files");
+    let before = app.stored_files("files").await;
     assert_eq!(before.len(), 1);
     let dir = app.shutdown().await;
 
@@ -173,7 +179,7 @@ async fn refinalize_replaces_the_stored_file_and_the_media_follows() {
     assert!(unknown.contains("media 999 does not exist"), "{unknown}");
 
     let app = spawn_app_in(dir, |_| {}).await;
-    let after = app.stored_files("files");
+    let after = app.stored_files("files").await;
     assert_eq!(after.len(), 1, "the old file is gone, the new one alone");
     assert_ne!(after, before);
     let post = app.get_json(&format!("/api/posts/{live_id}/")).await;
@@ -217,8 +223,8 @@ async fn delete_post_removes_its_rows_and_every_file_it_owned() {
     assert!(again.contains("does not exist"), "{again}");
 
     let app = spawn_app_in(dir, |_| {}).await;
-    assert!(app.stored_files("files").is_empty());
-    assert!(app.stored_files("uploads").is_empty());
+    assert!(app.stored_files("files").await.is_empty());
+    assert!(app.stored_files("uploads").await.is_empty());
     for path in [
         format!("/api/posts/{live_id}/"),
         format!("/media/{media_id}"),

@@ -1,12 +1,14 @@
 //! The start-up consistency check, on data directories tampered with by hand.
 
-use std::{fs, time::Duration};
+use std::time::Duration;
 
 use livekeep_server::{config::Config, consistency, startup::Application};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{error_code, fixture, spawn_app, spawn_app_in, spawn_app_with, TestApp};
+use crate::helpers::{
+    error_code, fixture, spawn_app, spawn_app_in, spawn_app_with, StorageView, TestApp,
+};
 
 const ORPHAN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -42,10 +44,6 @@ async fn stopped_live(
     (response.json().await.unwrap(), live.upload_url)
 }
 
-fn file_name(path: &std::path::Path) -> String {
-    path.file_name().unwrap().to_string_lossy().into_owned()
-}
-
 #[tokio::test]
 async fn files_without_rows_are_deleted_at_start_and_files_with_rows_are_kept() {
     let app = spawn_app().await;
@@ -53,48 +51,50 @@ async fn files_without_rows_are_deleted_at_start_and_files_with_rows_are_kept() 
     let (_, finished_upload) = stopped_live(&app, &user, "finished").await;
     let running = app.start_live(&user, "still live").await;
     put_poster(&app, &user.token, running.id).await;
+    // Some bytes: an object store holds nothing at all for an empty upload.
+    let bytes = fixture();
+    let first = app
+        .patch(&user.token, &running.upload_url, 0, &bytes[..1000])
+        .await;
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
     // A recording and the poster waiting on the running live.
-    let mut kept: Vec<String> = app
-        .stored_files("files")
-        .iter()
-        .map(|p| file_name(p))
-        .collect();
-    kept.sort();
+    let kept = app.stored_files("files").await;
     assert_eq!(kept.len(), 2);
-    let media = app.data_dir.path().join("media");
     let data_dir = app.shutdown().await;
 
     // A crash leaves a committed file without its row, a staged file, an upload file without
     // a row, the file of a finished upload; someone left a file of their own.
-    fs::write(media.join(format!("files/{ORPHAN}.webm")), b"orphan").unwrap();
-    fs::write(media.join(format!("staging/{ORPHAN}")), b"half written").unwrap();
-    fs::write(media.join(format!("uploads/{ORPHAN}.part")), b"no row").unwrap();
+    let stored = StorageView::of(data_dir.path());
+    stored
+        .put_raw("files", &format!("{ORPHAN}.webm"), b"orphan")
+        .await;
+    if stored.has_staging() {
+        stored.put_raw("staging", ORPHAN, b"half written").await;
+    }
+    stored
+        .put_raw("uploads", &format!("{ORPHAN}.part"), b"no row")
+        .await;
     let finished = finished_upload.rsplit('/').next().unwrap();
-    fs::write(media.join(format!("uploads/{finished}.part")), b"ended").unwrap();
-    fs::write(media.join("uploads/notes.txt"), b"not ours").unwrap();
+    stored
+        .put_raw("uploads", &format!("{finished}.part"), b"ended")
+        .await;
+    stored.put_raw("uploads", "notes.txt", b"not ours").await;
 
     let app = spawn_app_in(data_dir, |_| {}).await;
-    let mut files: Vec<String> = app
-        .stored_files("files")
-        .iter()
-        .map(|p| file_name(p))
-        .collect();
-    files.sort();
-    assert_eq!(files, kept);
-    assert!(app.stored_files("staging").is_empty());
-    let mut uploads: Vec<String> = app
-        .stored_files("uploads")
-        .iter()
-        .map(|p| file_name(p))
-        .collect();
-    uploads.sort();
+    assert_eq!(app.stored_files("files").await, kept);
+    assert!(app.stored_files("staging").await.is_empty());
+    let uploads = app.stored_files("uploads").await;
     let running_upload = running.upload_url.rsplit('/').next().unwrap();
     assert_eq!(
         uploads,
         [format!("{running_upload}.part"), "notes.txt".to_owned()]
     );
     // The running live still accepts its bytes.
-    app.upload_all(&user, &running, &fixture()).await;
+    let rest = app
+        .patch(&user.token, &running.upload_url, 1000, &bytes[1000..])
+        .await;
+    assert_eq!(rest.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.upload_bytes(&running.upload_url).await.unwrap(), bytes);
 }
 
 #[tokio::test]
@@ -114,9 +114,7 @@ async fn a_lost_recording_is_a_404_and_a_lost_poster_is_forgotten_never_a_500() 
     let media_id = post["media_files"][0]["id"].as_i64().unwrap();
     assert!(post["media_files"][0]["poster_url"].is_string());
     let data_dir = app.shutdown().await;
-    for file in fs::read_dir(data_dir.path().join("media/files")).unwrap() {
-        fs::remove_file(file.unwrap().path()).unwrap();
-    }
+    StorageView::of(data_dir.path()).lose_all_files().await;
 
     let app = spawn_app_in(data_dir, |_| {}).await;
     let post = app.get_json(&format!("/api/posts/{}", live.id)).await;
@@ -141,14 +139,15 @@ async fn an_upload_past_its_expiry_is_expired_at_start_and_a_second_check_finds_
     let user = app.user().await;
     let live = app.start_live(&user, "stale").await;
     app.upload_all(&user, &live, &fixture()[..1000]).await;
-    let upload_file = app.upload_file(&live.upload_url);
+    assert!(app.upload_bytes(&live.upload_url).await.is_some());
     let data_dir = app.shutdown().await;
     // The expiry is a wall-clock deadline: let it pass while the server is down.
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let app = spawn_app_in(data_dir, quick_expiry).await;
-    assert!(
-        !upload_file.exists(),
+    assert_eq!(
+        app.upload_bytes(&live.upload_url).await,
+        None,
         "the expired upload's file is deleted"
     );
     let late = app
@@ -160,6 +159,7 @@ async fn an_upload_past_its_expiry_is_expired_at_start_and_a_second_check_finds_
 
     let mut config = Config::with_data_dir(data_dir.path());
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.storage_url = Some(StorageView::of(data_dir.path()).url);
     quick_expiry(&mut config);
     let built = Application::build(config).await.unwrap();
     let again = consistency::check_and_repair(built.state()).await.unwrap();

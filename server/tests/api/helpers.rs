@@ -1,7 +1,15 @@
 //! `spawn_app()` and request helpers shared by every integration test.
+//!
+//! Environment switches (each keeps the default, SQLite + local files, when unset):
+//! - `LIVEKEEP_TEST_STORAGE=s3`: every server stores its media and uploads in a fresh bucket
+//!   of one `moto_server` started for the test binary (`s3.rs`); a restart on the same data
+//!   directory reuses its bucket (remembered in `<data dir>/test-storage-url`). A test's
+//!   `tweak` may still set its own `storage_url` (tests of the local disk itself do).
+//! - `LIVEKEEP_TEST_DATABASE=postgres`: a fresh PostgreSQL database per data directory (see
+//!   `postgres_database_for`).
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::atomic::{AtomicU32, Ordering},
 };
 
@@ -81,6 +89,7 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
     let mut config = Config::with_data_dir(data_dir.path());
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.www_dir = data_dir.path().join("no-www");
+    config.storage_url = test_storage_url(data_dir.path()).await;
     if let Some(url) = postgres_database_for(data_dir.path()).await {
         config.database_url = Some(url);
     }
@@ -103,6 +112,21 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
         stop: Some(stop),
         server: Some(server),
     }
+}
+
+/// The storage URL `LIVEKEEP_TEST_STORAGE` asks for, the same for a restart on `data_dir`.
+async fn test_storage_url(data_dir: &Path) -> Option<String> {
+    if !crate::s3::requested() {
+        return None;
+    }
+    let marker = data_dir.join("test-storage-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let bucket = crate::s3::moto().bucket().await;
+    let url = format!("s3://{bucket}/media");
+    std::fs::write(&marker, &url).expect("remembering the test bucket");
+    Some(url)
 }
 
 /// With `LIVEKEEP_TEST_DATABASE=postgres`, a new empty database on the server at
@@ -320,22 +344,147 @@ impl TestApp {
         })
     }
 
-    /// Files under a storage subdirectory (`files`, `staging`, `uploads`).
-    pub fn stored_files(&self, sub: &str) -> Vec<PathBuf> {
-        let dir = self.data_dir.path().join("media").join(sub);
-        std::fs::read_dir(dir)
-            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default()
+    /// The bytes this server keeps, seen through its storage (local files or a bucket).
+    pub fn stored(&self) -> StorageView {
+        StorageView::of(self.data_dir.path())
     }
 
-    /// The file behind an upload URL.
-    pub fn upload_file(&self, upload_url: &str) -> PathBuf {
-        let id = upload_url.rsplit('/').next().expect("id");
-        self.data_dir
-            .path()
-            .join("media/uploads")
-            .join(format!("{id}.part"))
+    /// Names held in a storage area: `files` (media and posters), `staging`, `uploads`
+    /// (`<upload id>.part`, or a foreign name as it is).
+    pub async fn stored_files(&self, area: &str) -> Vec<String> {
+        self.stored().names(area).await
     }
+
+    /// The bytes held for an upload (its contiguous bytes from 0); `None` if it has none stored.
+    pub async fn upload_bytes(&self, upload_url: &str) -> Option<Vec<u8>> {
+        self.stored().upload_bytes(upload_url).await
+    }
+}
+
+/// A test's view of a server's storage, usable while the server is down (to act as a crash).
+pub struct StorageView {
+    /// The storage URL.
+    pub url: String,
+}
+
+impl StorageView {
+    /// The storage of the server run on `data_dir`.
+    pub fn of(data_dir: &Path) -> Self {
+        let url = std::fs::read_to_string(data_dir.join("test-storage-url"))
+            .unwrap_or_else(|_| format!("file://{}", data_dir.join("media").display()));
+        Self { url }
+    }
+
+    /// Whether this storage has a staging area (local files; an object appears whole).
+    pub fn has_staging(&self) -> bool {
+        self.url.starts_with("file://")
+    }
+
+    /// Runs `op` on the storage on a blocking thread, as the server does.
+    async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&dyn livekeep_server::storage::Storage) -> T + Send + 'static,
+    ) -> T {
+        let storage =
+            livekeep_server::storage::open(&self.url, livekeep_server::storage::DEFAULT_PART_SIZE)
+                .expect("opening the test storage");
+        tokio::task::spawn_blocking(move || op(storage.as_ref()))
+            .await
+            .expect("storage task")
+    }
+
+    /// Sorted names in an area (see [`TestApp::stored_files`]).
+    pub async fn names(&self, area: &str) -> Vec<String> {
+        let area = area.to_owned();
+        let mut names = self
+            .run(move |s| match area.as_str() {
+                "files" => s.list_media(),
+                "staging" => s.list_staged(),
+                "uploads" => s.list_upload_files(),
+                other => panic!("no storage area {other}"),
+            })
+            .await
+            .expect("listing the storage");
+        names.sort();
+        names
+    }
+
+    /// The bytes held for an upload; `None` if it has none stored.
+    pub async fn upload_bytes(&self, upload_url: &str) -> Option<Vec<u8>> {
+        let id = upload_id(upload_url);
+        if !self.names("uploads").await.contains(&format!("{id}.part")) {
+            return None;
+        }
+        let bytes = self
+            .run(move |s| {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut s.open_upload(&id)?, &mut bytes)?;
+                anyhow::Ok(bytes)
+            })
+            .await
+            .expect("reading an upload");
+        Some(bytes)
+    }
+
+    /// Stores bytes the way a writer that died before committing their offset left them.
+    pub async fn append_unacknowledged(&self, upload_url: &str, bytes: &[u8]) {
+        let id = upload_id(upload_url);
+        let bytes = bytes.to_vec();
+        self.run(move |s| {
+            let held = s.upload_len(&id)?.unwrap_or(0);
+            let mut writer = s.upload_writer(&id, held)?;
+            writer.write(&bytes)?;
+            writer.sync()?;
+            anyhow::Ok(())
+        })
+        .await
+        .expect("appending to an upload");
+    }
+
+    /// Deletes every media and poster, as a lost disk or bucket would.
+    pub async fn lose_all_files(&self) {
+        self.run(|s| {
+            for key in s.list_media()? {
+                s.delete_media(&key)?;
+            }
+            anyhow::Ok(())
+        })
+        .await
+        .expect("deleting the stored files");
+    }
+
+    /// Puts a raw file or object in an area, as a crash or someone else would leave it: an
+    /// `uploads/<id>.part` holds that upload's bytes from offset 0.
+    pub async fn put_raw(&self, area: &str, name: &str, bytes: &[u8]) {
+        match self.url.strip_prefix("file://") {
+            Some(root) => {
+                let path = Path::new(root).join(area).join(name);
+                std::fs::write(path, bytes).expect("writing a raw file");
+            }
+            None => {
+                let rest = self.url.strip_prefix("s3://").expect("an s3:// URL");
+                let (bucket, prefix) = rest.split_once('/').expect("s3://bucket/prefix");
+                let key = match (area, name.strip_suffix(".part")) {
+                    ("uploads", Some(id)) => {
+                        format!("{prefix}/uploads/{id}/{:020}-{:020}", 0, bytes.len())
+                    }
+                    _ => format!("{prefix}/{area}/{name}"),
+                };
+                use object_store::ObjectStoreExt;
+                crate::s3::moto()
+                    .client(bucket)
+                    .put(&object_store::path::Path::from(key), bytes.to_vec().into())
+                    .await
+                    .expect("putting a raw object");
+            }
+        }
+    }
+}
+
+/// The upload id at the end of an upload URL.
+pub fn upload_id(upload_url: &str) -> livekeep_server::domain::UploadId {
+    livekeep_server::domain::UploadId::parse(upload_url.rsplit('/').next().expect("id"))
+        .expect("an upload id")
 }
 
 /// The `error.code` of a JSON error answer.

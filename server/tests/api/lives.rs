@@ -91,10 +91,10 @@ async fn stopping_a_live_creates_its_media_and_ends_it() {
     assert_eq!(listed["id"], live.id);
     assert_eq!(listed["media_files"][0]["id"], media_id);
 
-    assert_eq!(app.stored_files("files").len(), 1);
-    assert!(app.stored_files("staging").is_empty());
+    assert_eq!(app.stored_files("files").await.len(), 1);
+    assert!(app.stored_files("staging").await.is_empty());
     assert!(
-        app.stored_files("uploads").is_empty(),
+        app.stored_files("uploads").await.is_empty(),
         "the raw upload is deleted after commit"
     );
 }
@@ -137,7 +137,7 @@ async fn a_repeated_stop_returns_the_same_post_and_media() {
     assert_eq!(again.status(), StatusCode::OK);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again, first);
-    assert_eq!(app.stored_files("files").len(), 1);
+    assert_eq!(app.stored_files("files").await.len(), 1);
 }
 
 #[tokio::test]
@@ -172,8 +172,8 @@ async fn assert_nothing_was_stored(app: &TestApp, live_id: i64) {
     let post = app.get_json(&format!("/api/posts/{live_id}")).await;
     assert_eq!(post["live_status"], "live");
     assert_eq!(post["media_files"], Value::Array(vec![]));
-    assert!(app.stored_files("files").is_empty());
-    assert!(app.stored_files("staging").is_empty());
+    assert!(app.stored_files("files").await.is_empty());
+    assert!(app.stored_files("staging").await.is_empty());
 }
 
 #[tokio::test]
@@ -346,10 +346,7 @@ async fn bytes_that_are_not_a_video_fail_clearly_and_keep_the_upload() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(response).await, "invalid_recording");
     assert_nothing_was_stored(&app, live.id).await;
-    assert_eq!(
-        std::fs::read(app.upload_file(&live.upload_url)).unwrap(),
-        bytes
-    );
+    assert_eq!(app.upload_bytes(&live.upload_url).await.unwrap(), bytes);
 }
 
 #[tokio::test]

@@ -50,10 +50,11 @@ async fn stop(app: &TestApp, user: &TestUser, live: &crate::helpers::TestLive) -
     response.json().await.unwrap()
 }
 
-fn stored_posters(app: &TestApp) -> usize {
+async fn stored_posters(app: &TestApp) -> usize {
     app.stored_files("files")
+        .await
         .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .filter(|name| name.ends_with(".jpg"))
         .count()
 }
 
@@ -97,7 +98,7 @@ async fn a_poster_sent_during_the_live_becomes_the_medias_and_is_served_as_a_jpe
         .await
         .unwrap();
     assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
-    assert_eq!(stored_posters(&app), 1);
+    assert_eq!(stored_posters(&app).await, 1);
 }
 
 #[tokio::test]
@@ -116,7 +117,11 @@ async fn a_poster_sent_again_or_after_the_stop_replaces_the_old_one_whose_file_g
         .await;
         assert_eq!(put.status(), StatusCode::NO_CONTENT);
     }
-    assert_eq!(stored_posters(&app), 1, "the first poster was replaced");
+    assert_eq!(
+        stored_posters(&app).await,
+        1,
+        "the first poster was replaced"
+    );
     let post = stop(&app, &user, &live).await;
     let url = post["media_files"][0]["poster_url"]
         .as_str()
@@ -135,7 +140,7 @@ async fn a_poster_sent_again_or_after_the_stop_replaces_the_old_one_whose_file_g
     assert_eq!(put.status(), StatusCode::NO_CONTENT);
     let served = app.request(Method::GET, &url, None).send().await.unwrap();
     assert_eq!(served.bytes().await.unwrap(), late);
-    assert_eq!(stored_posters(&app), 1);
+    assert_eq!(stored_posters(&app).await, 1);
 }
 
 /// Token, live, Content-Type, body, expected status and code.
@@ -203,7 +208,7 @@ async fn a_poster_needs_its_owner_a_jpeg_and_at_most_one_mib() {
         assert_eq!(response.status(), status, "{code}");
         assert_eq!(error_code(response).await, code);
     }
-    assert_eq!(stored_posters(&app), 0);
+    assert_eq!(stored_posters(&app).await, 0);
     // Without a poster: null in the JSON, 404 at the URL.
     let post = stop(&app, &user, &live).await;
     assert!(post["media_files"][0]["poster_url"].is_null());

@@ -4,4 +4,7 @@
 #[allow(dead_code)] // The soak uses a few of the shared helpers.
 #[path = "../api/helpers.rs"]
 mod helpers;
+#[allow(dead_code)] // helpers.rs honours LIVEKEEP_TEST_STORAGE=s3 through it.
+#[path = "../api/s3.rs"]
+mod s3;
 mod soak;

@@ -1,0 +1,130 @@
+//! A real S3-compatible server for the tests: `moto_server`, started once per test binary on a
+//! free loopback port, with a fresh bucket per test.
+//!
+//! The server is configured the way an operator would: `AWS_*` variables (set once, before
+//! the first store is built) and `s3://bucket/prefix` URLs.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Mutex, OnceLock,
+    },
+    time::{Duration, Instant},
+};
+
+/// The running moto server.
+pub struct Moto {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    _guard: Mutex<Child>,
+}
+
+static MOTO: OnceLock<Moto> = OnceLock::new();
+static BUCKETS: AtomicU32 = AtomicU32::new(0);
+
+/// The shared moto server, started on first use; panics with what to do if it cannot start.
+pub fn moto() -> &'static Moto {
+    MOTO.get_or_init(start)
+}
+
+fn start() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port();
+    // The shell stops moto when our end of its stdin closes, that is when this test binary
+    // exits however it exits: nothing is left running after the tests.
+    let script = format!(
+        "command -v moto_server >/dev/null || {{ echo missing; exit 127; }}; \
+         moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; \
+         echo started; read _ignored; kill $pid"
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("reading from sh");
+    assert_eq!(
+        line.trim(),
+        "started",
+        "moto_server is not installed: run scripts/bootstrap.sh (it installs moto[server] from PyPI)"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(_)) = child.try_wait() {
+            panic!("moto_server exited at once: install it with scripts/bootstrap.sh");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not listen on port {port} within 30 s: is it installed? \
+             Run scripts/bootstrap.sh (it installs moto[server] from PyPI)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let endpoint = format!("http://127.0.0.1:{port}");
+    // Set once, before any store reads them; moto accepts any credentials.
+    for (name, value) in [
+        ("AWS_ACCESS_KEY_ID", "livekeep-test"),
+        ("AWS_SECRET_ACCESS_KEY", "livekeep-test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+    ] {
+        std::env::set_var(name, value);
+    }
+    std::env::remove_var("AWS_SESSION_TOKEN");
+    Moto {
+        endpoint,
+        _guard: Mutex::new(child),
+    }
+}
+
+impl Moto {
+    /// Creates a fresh, empty bucket and returns its name.
+    pub async fn bucket(&self) -> String {
+        let name = format!(
+            "livekeep-{}-{}",
+            std::process::id(),
+            BUCKETS.fetch_add(1, Ordering::Relaxed)
+        );
+        let response = reqwest::Client::new()
+            .put(format!("{}/{name}", self.endpoint))
+            .send()
+            .await
+            .expect("creating a bucket in moto");
+        assert!(
+            response.status().is_success(),
+            "creating bucket {name}: {}",
+            response.status()
+        );
+        name
+    }
+
+    /// A raw client on `bucket`, to look at and tamper with objects as a crash would.
+    pub fn client(&self, bucket: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+        std::sync::Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(format!("s3://{bucket}"))
+                .build()
+                .expect("an S3 client"),
+        )
+    }
+}
+
+/// Whether `LIVEKEEP_TEST_STORAGE=s3` asks the API tests to run on moto.
+pub fn requested() -> bool {
+    match std::env::var("LIVEKEEP_TEST_STORAGE").as_deref() {
+        Ok("s3") => true,
+        Ok("" | "file") | Err(_) => false,
+        Ok(other) => panic!("LIVEKEEP_TEST_STORAGE={other:?}: use s3 or file"),
+    }
+}

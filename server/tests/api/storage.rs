@@ -1,0 +1,385 @@
+//! The object-store backend against a real S3 server (moto): pieces, compaction at the part
+//! size, garbage past the committed offset, ranged reads across object boundaries, streamed
+//! media, and the HTTP answers served from it.
+
+use std::{
+    io::{Read, Seek, SeekFrom, Write},
+    sync::Arc,
+};
+
+use futures_util::TryStreamExt;
+use livekeep_server::{
+    domain::UploadId,
+    storage::{self, Storage},
+};
+use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt, PutPayload};
+use reqwest::{Method, StatusCode};
+
+use crate::{
+    helpers::{fixture, spawn_app_with, TestApp},
+    s3::moto,
+};
+
+/// Part size of these tests: small, so compaction happens after a few pieces.
+const PART: u64 = 1000;
+
+struct Fixture {
+    storage: Arc<dyn Storage>,
+    raw: Arc<dyn ObjectStore>,
+}
+
+async fn object_storage(part_size: u64) -> Fixture {
+    let moto = moto();
+    let bucket = moto.bucket().await;
+    let storage = storage::open(&format!("s3://{bucket}/lk"), part_size).expect("open s3");
+    Fixture {
+        storage: Arc::from(storage),
+        raw: moto.client(&bucket),
+    }
+}
+
+impl Fixture {
+    /// Runs storage calls on a blocking thread, as the server does.
+    async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&dyn Storage) -> T + Send + 'static,
+    ) -> T {
+        let storage = Arc::clone(&self.storage);
+        tokio::task::spawn_blocking(move || op(storage.as_ref()))
+            .await
+            .expect("storage task")
+    }
+
+    /// Appends `bytes` at `offset` as one PATCH would (one piece).
+    async fn append(&self, id: &UploadId, offset: u64, bytes: Vec<u8>) {
+        let id = id.clone();
+        self.run(move |s| {
+            let mut writer = s.upload_writer(&id, offset).expect("writer");
+            writer.write(&bytes).expect("write");
+            writer.sync().expect("sync");
+        })
+        .await;
+    }
+
+    /// The names of an upload's objects, as `start-end` pairs.
+    async fn objects(&self, id: &UploadId) -> Vec<(u64, u64)> {
+        let prefix = ObjectPath::from(format!("lk/uploads/{id}"));
+        let listed: Vec<_> = self
+            .raw
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .expect("list");
+        let mut names: Vec<(u64, u64)> = listed
+            .iter()
+            .map(|meta| {
+                let name = meta.location.filename().expect("a name");
+                let (start, end) = name.split_once('-').expect("start-end");
+                (start.parse().expect("start"), end.parse().expect("end"))
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Puts an object by hand, as a crashed writer would have left it.
+    async fn put_raw(&self, id: &UploadId, start: u64, bytes: Vec<u8>) {
+        let end = start + bytes.len() as u64;
+        let location = ObjectPath::from(format!("lk/uploads/{id}/{start:020}-{end:020}"));
+        self.raw
+            .put(&location, PutPayload::from(bytes))
+            .await
+            .expect("put");
+    }
+
+    /// Reads `len` bytes at `pos` through `open_upload`.
+    async fn read_at(&self, id: &UploadId, pos: u64, len: usize) -> Vec<u8> {
+        let id = id.clone();
+        self.run(move |s| {
+            let mut reader = s.open_upload(&id).expect("open");
+            reader.seek(SeekFrom::Start(pos)).expect("seek");
+            let mut bytes = vec![0; len];
+            reader.read_exact(&mut bytes).expect("read");
+            bytes
+        })
+        .await
+    }
+
+    async fn upload_len(&self, id: &UploadId) -> Option<u64> {
+        let id = id.clone();
+        self.run(move |s| s.upload_len(&id).expect("len")).await
+    }
+}
+
+/// Bytes that differ at every offset, so a misplaced read shows.
+fn pattern(len: usize, seed: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 7 + seed * 13) % 251) as u8)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_patch_is_one_piece_and_committed_pieces_are_compacted_at_the_part_size() {
+    let fx = object_storage(PART).await;
+    let id = UploadId::generate();
+    let mut all = Vec::new();
+    for (n, offset) in [0u64, 400, 800].into_iter().enumerate() {
+        let bytes = pattern(400, n);
+        all.extend_from_slice(&bytes);
+        fx.append(&id, offset, bytes).await;
+    }
+    assert_eq!(fx.objects(&id).await, [(0, 400), (400, 800), (800, 1200)]);
+    assert_eq!(fx.upload_len(&id).await, Some(1200));
+    // A read across piece boundaries, before compaction.
+    assert_eq!(fx.read_at(&id, 390, 420).await, all[390..810]);
+
+    // The next PATCH finds 1200 committed bytes in small pieces: they become one part.
+    let tail = pattern(100, 9);
+    all.extend_from_slice(&tail);
+    fx.append(&id, 1200, tail).await;
+    assert_eq!(fx.objects(&id).await, [(0, 1200), (1200, 1300)]);
+    assert_eq!(fx.upload_len(&id).await, Some(1300));
+    // Across the part / piece boundary, and the whole upload read sequentially.
+    assert_eq!(fx.read_at(&id, 1150, 120).await, all[1150..1270]);
+    assert_eq!(fx.read_at(&id, 0, 1300).await, all);
+
+    // A writer at any other offset than the held length is refused.
+    let other = id.clone();
+    let refused = fx
+        .run(move |s| s.upload_writer(&other, 1000).err().map(|e| e.to_string()))
+        .await;
+    assert!(
+        refused.is_some_and(|e| e.contains("holds 1300 bytes, expected 1000")),
+        "a misplaced writer must be refused"
+    );
+
+    let doomed = id.clone();
+    fx.run(move |s| s.delete_upload(&doomed).expect("delete"))
+        .await;
+    assert!(fx.objects(&id).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_reader_opened_before_a_compaction_still_reads_the_bytes() {
+    // A viewer's stream or another node lists the pieces, then a PATCH compacts them away.
+    let fx = object_storage(PART).await;
+    let id = UploadId::generate();
+    let mut all = Vec::new();
+    for (n, offset) in [0u64, 600].into_iter().enumerate() {
+        let bytes = pattern(600, n);
+        all.extend_from_slice(&bytes);
+        fx.append(&id, offset, bytes).await;
+    }
+    let (reader_id, writer_id) = (id.clone(), id.clone());
+    let read = fx
+        .run(move |s| {
+            let mut reader = s.open_upload(&reader_id)?;
+            let mut first = vec![0; 10];
+            reader.read_exact(&mut first)?;
+            // Compaction: the pieces the reader listed are deleted.
+            let mut writer = s.upload_writer(&writer_id, 1200)?;
+            writer.write(&[7; 10])?;
+            writer.sync()?;
+            reader.seek(SeekFrom::Start(590))?;
+            let mut across = vec![0; 20];
+            reader.read_exact(&mut across)?;
+            anyhow::Ok((first, across))
+        })
+        .await
+        .expect("reads around a compaction");
+    assert_eq!(fx.objects(&id).await, [(0, 1200), (1200, 1210)]);
+    assert_eq!(read.0, all[..10]);
+    assert_eq!(read.1, all[590..610]);
+}
+
+#[tokio::test]
+async fn objects_past_the_committed_offset_are_garbage_and_leftover_pieces_are_removed() {
+    let fx = object_storage(PART).await;
+    let id = UploadId::generate();
+    let committed = pattern(1200, 1);
+    fx.append(&id, 0, committed[..600].to_vec()).await;
+    fx.append(&id, 600, committed[600..].to_vec()).await;
+    // A crash after a piece's put, before its offset commit; another after a compaction's
+    // put, before its pieces were deleted; and a stray object after a gap.
+    fx.put_raw(&id, 1200, pattern(50, 2)).await;
+    fx.put_raw(&id, 1300, pattern(50, 3)).await;
+    fx.put_raw(&id, 0, committed.clone()).await;
+    assert_eq!(
+        fx.upload_len(&id).await,
+        Some(1250),
+        "the contiguous bytes are reported, so reconciling sees more than the committed offset"
+    );
+    // What tus reconciliation does with a committed offset of 1200.
+    let cut = id.clone();
+    fx.run(move |s| s.truncate_upload(&cut, 1200).expect("truncate"))
+        .await;
+    assert_eq!(fx.upload_len(&id).await, Some(1200));
+    assert_eq!(fx.objects(&id).await, [(0, 600), (0, 1200), (600, 1200)]);
+    // Readers tolerate the part and its pieces side by side.
+    assert_eq!(fx.read_at(&id, 0, 1200).await, committed);
+
+    // The next writer removes the pieces the part covers.
+    fx.append(&id, 1200, pattern(10, 4)).await;
+    assert_eq!(fx.objects(&id).await, [(0, 1200), (1200, 1210)]);
+
+    // A lost object lowers what is held; what lay past the gap is never read again.
+    let lost = ObjectPath::from(format!("lk/uploads/{id}/{:020}-{:020}", 1200, 1210));
+    fx.raw.delete(&lost).await.expect("delete");
+    fx.put_raw(&id, 1250, pattern(100, 6)).await;
+    assert_eq!(fx.upload_len(&id).await, Some(1200));
+    let resent = pattern(100, 7);
+    fx.append(&id, 1200, resent.clone()).await;
+    fx.append(&id, 1300, pattern(1, 8)).await;
+    assert_eq!(
+        fx.objects(&id).await,
+        [(0, 1200), (1200, 1300), (1300, 1301)]
+    );
+    assert_eq!(fx.read_at(&id, 1200, 100).await, resent);
+
+    // A cut inside an object keeps the bytes below it.
+    let cut = id.clone();
+    fx.run(move |s| s.truncate_upload(&cut, 1100).expect("truncate"))
+        .await;
+    assert_eq!(fx.objects(&id).await, [(0, 1100)]);
+    assert_eq!(fx.read_at(&id, 1000, 100).await, committed[1000..1100]);
+}
+
+#[tokio::test]
+async fn a_media_is_streamed_in_parts_of_at_least_5_mib_and_exists_only_once_committed() {
+    // moto, like S3, refuses multipart parts under 5 MiB except the last: 11 MiB makes three.
+    let fx = object_storage(PART).await;
+    let media = pattern(11 << 20, 5);
+    let written = media.clone();
+    fx.run(move |s| {
+        let mut writer = s.media_writer("00000000000000000000000000000001.webm")?;
+        for chunk in written.chunks(1 << 20) {
+            writer.write_all(chunk)?;
+        }
+        assert!(
+            s.open_media("00000000000000000000000000000001.webm")?
+                .is_none(),
+            "no object before the commit"
+        );
+        writer.commit()?;
+        anyhow::Ok(())
+    })
+    .await
+    .expect("media written");
+    let (listed, read) = fx
+        .run(|s| {
+            let listed = s.list_media()?;
+            let mut reader = s
+                .open_media("00000000000000000000000000000001.webm")?
+                .expect("committed");
+            reader.seek(SeekFrom::Start(5 << 20))?;
+            let mut read = Vec::new();
+            reader.read_to_end(&mut read)?;
+            anyhow::Ok((listed, read))
+        })
+        .await
+        .expect("media read");
+    assert_eq!(listed, ["00000000000000000000000000000001.webm"]);
+    assert_eq!(read, media[5 << 20..]);
+
+    // Dropped before its commit (a failed finalize): nothing appears.
+    fx.run(|s| {
+        let mut writer = s.media_writer("00000000000000000000000000000002.webm")?;
+        writer.write_all(&[1; 4096])?;
+        drop(writer);
+        assert_eq!(s.list_media()?.len(), 1);
+        assert!(s.list_staged()?.is_empty());
+        s.check()?;
+        anyhow::Ok(())
+    })
+    .await
+    .expect("dropped writer");
+}
+
+/// The app on a fresh bucket, whatever `LIVEKEEP_TEST_STORAGE` says, with a part size small
+/// enough for the fixture's PATCHes to be compacted.
+async fn s3_app() -> (TestApp, Arc<dyn ObjectStore>) {
+    let moto = moto();
+    let bucket = moto.bucket().await;
+    let url = format!("s3://{bucket}/media");
+    let app = spawn_app_with(|config| {
+        config.storage_url = Some(url);
+        config.storage_part_size = livekeep_server::domain::ByteSize(10_000);
+    })
+    .await;
+    (app, moto.client(&bucket))
+}
+
+#[tokio::test]
+async fn a_live_recorded_on_s3_is_finalized_and_served_with_ranges() {
+    let (app, raw) = s3_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "on s3").await;
+    let bytes = fixture();
+    // Small PATCHes, as a recorder sends them.
+    let mut offset = 0;
+    for chunk in bytes.chunks(bytes.len() / 5 + 1) {
+        let response = app
+            .patch(&user.token, &live.upload_url, offset, chunk)
+            .await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        offset += chunk.len() as u64;
+    }
+    let id = crate::helpers::upload_id(&live.upload_url);
+    let prefix = ObjectPath::from(format!("media/uploads/{id}"));
+    let listed: Vec<_> = raw.list(Some(&prefix)).try_collect().await.expect("list");
+    let sizes: Vec<u64> = listed.iter().map(|meta| meta.size).collect();
+    assert!(
+        sizes.len() < 5 && sizes.iter().any(|&size| size >= 10_000),
+        "five PATCHes, compacted into parts of at least 10 000 bytes: {sizes:?}"
+    );
+    assert_eq!(sizes.iter().sum::<u64>(), bytes.len() as u64);
+    let stopped = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    assert_eq!(stopped.status(), StatusCode::OK);
+    let body: serde_json::Value = stopped.json().await.expect("JSON");
+    let media_id = body["media_files"][0]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("a media id in {body}"));
+    let path = format!("/media/{media_id}");
+
+    let whole = app
+        .request(Method::GET, &path, None)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    let etag = whole.headers()["etag"].clone();
+    let whole = whole.bytes().await.expect("body");
+    assert!(whole.len() > 1000);
+
+    let ranged = app
+        .request(Method::GET, &path, None)
+        .header("Range", "bytes=100-1099")
+        .send()
+        .await
+        .expect("GET range");
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        ranged.headers()["content-range"],
+        format!("bytes 100-1099/{}", whole.len()).as_str()
+    );
+    assert_eq!(ranged.headers()["etag"], etag);
+    assert_eq!(ranged.bytes().await.expect("body"), whole[100..1100]);
+
+    let past_the_end = app
+        .request(Method::GET, &path, None)
+        .header("Range", format!("bytes={}-", whole.len()))
+        .send()
+        .await
+        .expect("GET past the end");
+    assert_eq!(past_the_end.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        past_the_end.headers()["content-range"],
+        format!("bytes */{}", whole.len()).as_str()
+    );
+    // The upload's objects are gone once the media is committed.
+    let left: Vec<_> = raw.list(Some(&prefix)).try_collect().await.expect("list");
+    assert!(left.is_empty(), "{left:?}");
+}
