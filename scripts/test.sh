@@ -19,6 +19,13 @@ step "cargo clippy (native and wasm)"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 cargo clippy --quiet -p recorder-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
 
+# PostgreSQL 15 and an S3-compatible server on loopback, stopped on exit. Started before the
+# Rust tests: the schema test compares both engines' migrations in every run.
+step "start PostgreSQL and moto_server (scripts/services.sh)"
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+services_start
+
 step "Rust unit and integration tests"
 cargo test --workspace
 
@@ -39,13 +46,8 @@ step "end-to-end tests (real server, headless Chromium, fake camera)"
 # `cargo test` above built target/debug/livekeep with the same features; reuse it.
 (cd tests && node --test --test-concurrency=1 --test-timeout=300000 e2e/)
 
-# The scale-out configuration: PostgreSQL 15 and an S3-compatible server on loopback (stopped
-# on exit); every server the tests start gets a fresh database and a fresh bucket or prefix, so
-# the same tests check the other backends.
-step "start PostgreSQL and moto_server (scripts/services.sh)"
-# shellcheck source=scripts/services.sh
-source scripts/services.sh
-services_start
+# The scale-out configuration's tests: every server they start gets a fresh database and a
+# fresh bucket or prefix, so the same tests check the other backends.
 export LIVEKEEP_TEST_DATABASE=postgres LIVEKEEP_TEST_STORAGE=s3
 
 step "server API tests on PostgreSQL + S3 (moto)"
