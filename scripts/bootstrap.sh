@@ -15,10 +15,23 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
+# PostgreSQL 15 (Debian 12's) for the scale-out tests; scripts/services.sh runs it in a temp dir.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
+command -v curl >/dev/null || need_apt+=(curl)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# An S3-compatible server, pinned: the object-storage API tests start `moto_server` on a free
+# loopback port, scripts/services.sh does for the scale-out step.
+MOTO_VERSION=5.2.1
+if [ "$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "$MOTO_VERSION" ]; then
+  log "pip install moto[server]==$MOTO_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  # Under pyenv, the new `moto_server` command needs a shim.
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
 # Rust: the wasm target and a wasm-bindgen CLI of exactly the version in Cargo.lock
@@ -47,9 +60,3 @@ for dir in www tests; do
     echo "$want" >"$stamp"
   fi
 done
-
-# An S3-compatible server for the object-storage tests (they start it on a free loopback port).
-if ! command -v moto_server >/dev/null; then
-  log "pip install moto[server]"
-  python3 -m pip install --quiet 'moto[server]==5.2.1'
-fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, Rust unit and integration tests, the recorder's
-# browser tests in headless Chromium, and the end-to-end tests against the real server.
+# browser tests in headless Chromium, and the end-to-end tests against the real server; then
+# the same server tests and an e2e subset on the scale-out configuration (PostgreSQL + S3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,13 @@ cargo fmt --all --check
 step "cargo clippy (native and wasm)"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 cargo clippy --quiet -p recorder-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+# PostgreSQL 15 and an S3-compatible server on loopback, stopped on exit. Started before the
+# Rust tests: the schema test compares both engines' migrations in every run.
+step "start PostgreSQL and moto_server (scripts/services.sh)"
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+services_start
 
 step "Rust unit and integration tests"
 cargo test --workspace
@@ -37,3 +45,20 @@ scripts/build.sh
 step "end-to-end tests (real server, headless Chromium, fake camera)"
 # `cargo test` above built target/debug/livekeep with the same features; reuse it.
 (cd tests && node --test --test-concurrency=1 --test-timeout=300000 e2e/)
+
+# The scale-out configuration's tests: every server they start gets a fresh database and a
+# fresh bucket or prefix, so the same tests check the other backends.
+export LIVEKEEP_TEST_DATABASE=postgres LIVEKEEP_TEST_STORAGE=s3
+
+step "server API tests on PostgreSQL + S3 (moto)"
+cargo test -p livekeep-server --test api
+
+# The two-node tests (server/tests/scaleout/, when present) start their own PostgreSQL and ran
+# in `cargo test --workspace` above: not run twice.
+
+step "end-to-end subset on PostgreSQL + S3 (moto)"
+# Recording to replay, a live room with viewers and chat, crashes and cuts, an unmodified tus
+# client: what reaches the database and the store. The page-only and package tests are not
+# about the backends and run once above.
+(cd tests && node --test --test-concurrency=1 --test-timeout=300000 \
+  e2e/record-and-replay.test.mjs e2e/live-room.test.mjs e2e/resilience.test.mjs e2e/tus-interop.test.mjs)

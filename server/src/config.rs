@@ -169,6 +169,16 @@ pub struct Config {
         global = true
     )]
     pub cors_origins: Vec<String>,
+
+    /// Connections served at once; above it a connection gets a 503 and is closed.
+    #[arg(long, env = "LIVEKEEP_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_connections: u32,
+
+    /// Seconds a client may take to send a request's headers (or idle between requests).
+    #[arg(long, env = "LIVEKEEP_HEADER_READ_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub header_read_timeout: u64,
 }
 
 impl Config {
@@ -187,6 +197,8 @@ impl Config {
             upload_expiry: 86_400,
             patch_idle_timeout: 60,
             cors_origins: Vec::new(),
+            max_connections: 10_000,
+            header_read_timeout: 10,
         }
     }
 
@@ -212,6 +224,11 @@ impl Config {
     /// How long an upload stays resumable after its last activity.
     pub fn upload_expiry(&self) -> Duration {
         Duration::from_secs(self.upload_expiry)
+    }
+
+    /// How long a client may take to send a request's headers.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout)
     }
 
     /// How long a PATCH body may stall before the server gives up on it.
@@ -252,6 +269,24 @@ mod tests {
         assert_eq!(cli.config.database_url(), "sqlite:///srv/lk/livekeep.db");
         assert_eq!(cli.config.storage_url(), "file:///srv/lk/media");
         assert_eq!(cli.config.interrupt_after, 120);
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_flags() {
+        let cli = Cli::try_parse_from(["livekeep"]).unwrap();
+        assert_eq!(cli.config.max_connections, 10_000);
+        assert_eq!(cli.config.header_read_timeout(), Duration::from_secs(10));
+        let cli = Cli::try_parse_from([
+            "livekeep",
+            "--max-connections",
+            "50",
+            "--header-read-timeout",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.max_connections, 50);
+        assert_eq!(cli.config.header_read_timeout, 3);
+        assert!(Cli::try_parse_from(["livekeep", "--max-connections", "0"]).is_err());
     }
 
     #[test]

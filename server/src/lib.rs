@@ -31,6 +31,7 @@ pub mod rate_limit;
 pub mod recording;
 pub mod routes;
 pub mod security;
+pub mod serve;
 pub mod startup;
 pub mod state;
 pub mod storage;

@@ -3,7 +3,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use axum::{extract::Request, Router, ServiceExt};
+use axum::Router;
 use tokio::{net::TcpListener, sync::watch};
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
@@ -14,7 +14,7 @@ use crate::{
     live::bus::Coordination,
     metrics::Metrics,
     rate_limit::{LoginLimiter, RateLimiter},
-    routes,
+    routes, serve,
     state::{AppState, Settings},
     storage, sweeper,
 };
@@ -36,6 +36,7 @@ pub struct Application {
     address: SocketAddr,
     router: Router,
     state: AppState,
+    limits: serve::Limits,
 }
 
 impl Application {
@@ -67,6 +68,10 @@ impl Application {
             address,
             router,
             state,
+            limits: serve::Limits {
+                max_connections: config.max_connections as usize,
+                header_read_timeout: config.header_read_timeout(),
+            },
         })
     }
 
@@ -96,12 +101,7 @@ impl Application {
         let bus = crate::live::bus::start(&self.state);
         // Trailing slashes are optional on every route: strip them before routing.
         let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
-        // The peer address reaches handlers as `ConnectInfo` (login attempts are limited per IP).
-        let app = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        serve::serve(self.listener, app, self.limits, shutdown).await;
         let _ = stop_sweeper.send(true);
         let _ = sweeper.await;
         drop(bus);

@@ -12,10 +12,51 @@ export const root = resolve(import.meta.dirname, "../..");
 const targetDir = process.env.CARGO_TARGET_DIR ?? join(root, "target");
 export const serverBin = join(targetDir, "debug", "livekeep");
 
-/** A running `livekeep serve`; restartable on the same data directory. */
+let scaleOutCounter = 0;
+
+/**
+ * The scale-out configuration (scripts/services.sh), when asked for: with
+ * LIVEKEEP_TEST_DATABASE=postgres a fresh PostgreSQL database on LIVEKEEP_TEST_POSTGRES_URL's
+ * server, with LIVEKEEP_TEST_STORAGE=s3 a fresh prefix in LIVEKEEP_TEST_S3_BUCKET (the AWS_*
+ * variables reach the server through its environment). Returns the server's extra environment
+ * and a function that drops the database.
+ */
+function scaleOutEnvironment() {
+  const env = {};
+  let dispose = () => {};
+  const name = `livekeep_e2e_${process.pid}_${scaleOutCounter++}`;
+  const database = process.env.LIVEKEEP_TEST_DATABASE ?? "sqlite";
+  if (database === "postgres") {
+    const admin = process.env.LIVEKEEP_TEST_POSTGRES_URL;
+    if (!admin) throw new Error("LIVEKEEP_TEST_DATABASE=postgres needs LIVEKEEP_TEST_POSTGRES_URL (scripts/services.sh)");
+    const psql = (sql) => execFileSync("psql", [admin, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], { stdio: ["ignore", "ignore", "inherit"] });
+    psql(`CREATE DATABASE ${name}`);
+    const url = new URL(admin);
+    url.pathname = `/${name}`;
+    env.DATABASE_URL = url.toString();
+    dispose = () => psql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } else if (database !== "sqlite") {
+    throw new Error(`LIVEKEEP_TEST_DATABASE=${database}: use sqlite or postgres`);
+  }
+  const storage = process.env.LIVEKEEP_TEST_STORAGE ?? "file";
+  if (storage === "s3") {
+    const bucket = process.env.LIVEKEEP_TEST_S3_BUCKET;
+    if (!bucket || !process.env.AWS_ENDPOINT_URL) {
+      throw new Error("LIVEKEEP_TEST_STORAGE=s3 needs LIVEKEEP_TEST_S3_BUCKET and AWS_ENDPOINT_URL (scripts/services.sh)");
+    }
+    env.LIVEKEEP_STORAGE_URL = `s3://${bucket}/${name}`;
+  } else if (storage !== "file") {
+    throw new Error(`LIVEKEEP_TEST_STORAGE=${storage}: use file or s3`);
+  }
+  return { env, dispose };
+}
+
+/** A running `livekeep serve`; restartable on the same data directory (and database, and prefix). */
 export class Server {
   constructor({ env = {}, args = [], dataDir } = {}) {
-    this.env = env;
+    const scaleOut = scaleOutEnvironment();
+    this.env = { ...scaleOut.env, ...env };
+    this.disposeScaleOut = scaleOut.dispose;
     this.args = args;
     this.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), "livekeep-e2e-"));
     this.ownsDataDir = !dataDir;
@@ -68,10 +109,11 @@ export class Server {
     await exited;
   }
 
-  /** Stops the server and removes the data directory it created. */
+  /** Stops the server and removes the data directory (and database) it created. */
   async dispose() {
     await this.stop();
     if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+    this.disposeScaleOut();
   }
 
   /** JSON API call; returns { status, body }. */

@@ -1,9 +1,16 @@
 //! Slow and broken clients: a stalled or cut PATCH body keeps none of its bytes (the upload
-//! stays at the last acknowledged offset), and hundreds of idle connections starve no one.
+//! stays at the last acknowledged offset); thousands of idle or slowloris connections starve no
+//! one: the header-read timeout closes them and above the connection cap new ones get a 503.
 
 use axum::body::Bytes;
 use reqwest::StatusCode;
-use tokio::{io::AsyncWriteExt, net::TcpStream, sync::mpsc};
+use std::time::{Duration, Instant};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::mpsc,
+};
 
 use crate::helpers::{fixture, spawn_app, spawn_app_with, TestApp, EVENT_WAIT};
 
@@ -92,29 +99,206 @@ async fn a_patch_cut_mid_body_keeps_none_of_its_bytes() {
     finish(&app, &user, &live).await;
 }
 
-#[tokio::test]
-async fn five_hundred_idle_connections_do_not_starve_a_normal_request() {
-    let app = spawn_app().await;
-    let address = app.address.trim_start_matches("http://").to_owned();
-    let mut idle = Vec::new();
-    for n in 0..500 {
-        let mut socket = TcpStream::connect(&address).await.expect("connect");
-        // Half say nothing, half stop in the middle of their headers.
-        if n % 2 == 0 {
+/// Idle connections the starvation test holds open at once (the server's side of each is a file
+/// descriptor of this process too, so the test raises its descriptor limit).
+const IDLE_CONNECTIONS: usize = 3_000;
+
+/// Raises this process's soft descriptor limit to its hard limit (a fresh Debian shell gives
+/// 1024), and fails clearly if even that cannot hold `needed` descriptors.
+fn raise_descriptor_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    assert!(
+        limit.rlim_cur >= needed,
+        "the test needs {needed} file descriptors; `ulimit -Hn` allows {}",
+        limit.rlim_cur
+    );
+}
+
+/// `host:port` of the app.
+fn socket_address(app: &TestApp) -> String {
+    app.address.trim_start_matches("http://").to_owned()
+}
+
+/// Opens `count` connections: even ones say nothing, odd ones stop in the middle of their headers.
+async fn idle_connections(address: &str, count: usize) -> Vec<TcpStream> {
+    let mut sockets = Vec::with_capacity(count);
+    for n in 0..count {
+        let mut socket = TcpStream::connect(address).await.expect("connect");
+        if n % 2 == 1 {
             socket
                 .write_all(b"GET /api/posts/ HTTP/1.1\r\nHost: x\r\n")
                 .await
                 .unwrap();
         }
-        idle.push(socket);
+        sockets.push(socket);
     }
+    sockets
+}
+
+/// Whether the server has closed `socket` (end of stream or reset), without waiting.
+fn closed_by_server(socket: &TcpStream) -> bool {
+    let mut byte = [0u8; 64];
+    match socket.try_read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false, // An answer (the server may say 408 before closing): not yet closed.
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    }
+}
+
+/// Reads until the server closes `socket`; the bytes it sent before closing.
+async fn read_until_closed(socket: &mut TcpStream, within: Duration) -> Vec<u8> {
+    let mut received = Vec::new();
+    tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 1024];
+        loop {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the server closes the connection");
+    received
+}
+
+#[tokio::test]
+async fn thousands_of_idle_connections_do_not_starve_a_normal_request() {
+    raise_descriptor_limit(2 * IDLE_CONNECTIONS as u64 + 1_000);
+    // A long header timeout: every idle connection is still open while the request is served.
+    let app = spawn_app_with(|config| config.header_read_timeout = 120).await;
+    let user = app.user().await;
+    let idle = idle_connections(&socket_address(&app), IDLE_CONNECTIONS).await;
+    let started = Instant::now();
     let answered = tokio::time::timeout(EVENT_WAIT, async {
-        let user = app.user().await;
         app.start_live(&user, "still served").await;
         app.get_json("/api/posts/").await
     })
     .await
-    .expect("a normal request is served beside 500 idle connections");
+    .expect("a normal request is served beside thousands of idle connections");
+    let took = started.elapsed();
     assert_eq!(answered["results"][0]["content"], "still served");
+    assert!(took < Duration::from_secs(5), "served in {took:?}");
+    let closed = idle
+        .iter()
+        .filter(|socket| closed_by_server(socket))
+        .count();
+    assert_eq!(closed, 0, "idle connections were open all along");
+}
+
+#[tokio::test]
+async fn connections_stalled_in_their_headers_are_closed_after_the_timeout() {
+    raise_descriptor_limit(2_000);
+    let app = spawn_app_with(|config| config.header_read_timeout = 2).await;
+    let address = socket_address(&app);
+    let opened = Instant::now();
+    let mut stalled = idle_connections(&address, 400).await;
+    // Slowloris proper: a header byte every 200 ms, forever; trickling does not reset the clock.
+    let mut slowloris = Vec::new();
+    for _ in 0..100 {
+        let mut socket = TcpStream::connect(&address).await.expect("connect");
+        socket.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        slowloris.push(tokio::spawn(async move {
+            let started = Instant::now();
+            while socket.write_all(b"X").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                assert!(started.elapsed() < EVENT_WAIT, "the trickle was never cut");
+            }
+            started.elapsed()
+        }));
+    }
+    // Meanwhile a normal request is answered well within the timeout.
+    let served = Instant::now();
+    assert_eq!(
+        app.get_json("/api/posts/").await["results"],
+        serde_json::json!([])
+    );
+    assert!(served.elapsed() < Duration::from_millis(1_500));
+    // None was closed before its time (each was accepted after `opened`).
+    let before_the_timeout = opened.elapsed() < Duration::from_millis(1_900);
+    let closed_early = stalled.iter().filter(|s| closed_by_server(s)).count();
+    if before_the_timeout {
+        assert_eq!(closed_early, 0, "closed before the timeout");
+    }
+    for socket in &mut stalled {
+        read_until_closed(socket, EVENT_WAIT).await;
+    }
+    for trickle in slowloris {
+        let lasted = trickle
+            .await
+            .expect("the trickle ends when the server closes");
+        assert!(
+            lasted >= Duration::from_millis(1_800),
+            "cut after {lasted:?}"
+        );
+        assert!(lasted < Duration::from_secs(6), "cut after {lasted:?}");
+    }
+    // A client that completes its request in time is not affected by the timeout.
+    let mut prompt = TcpStream::connect(&address).await.expect("connect");
+    prompt
+        .write_all(b"GET /api/posts/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut prompt, EVENT_WAIT).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[tokio::test]
+async fn connections_above_the_cap_get_a_503_while_those_below_work() {
+    const CAP: usize = 40;
+    let app = spawn_app_with(|config| {
+        config.max_connections = CAP as u32;
+        config.header_read_timeout = 120;
+    })
+    .await;
+    let address = socket_address(&app);
+    // The test client's pooled connection is one of the cap.
+    let user = app.user().await;
+    let mut idle = idle_connections(&address, CAP - 1).await;
+    // Accepts are in order: once these are in, the next connection is over the cap.
+    let mut over = TcpStream::connect(&address).await.expect("connect");
+    let refused = read_until_closed(&mut over, EVENT_WAIT).await;
+    let refused = String::from_utf8(refused).expect("UTF-8");
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(refused.contains("\"over_capacity\""), "{refused}");
+    let fresh = reqwest::Client::new();
+    match fresh.get(app.url("/api/posts/")).send().await {
+        Ok(response) => assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE),
+        Err(err) => assert!(!err.is_timeout(), "{err}"), // A reset racing the 503: refused too.
+    }
+    // The connections below the cap are served as usual.
+    app.start_live(&user, "below the cap").await;
+    // Closing idle connections frees their places for new clients.
+    idle.truncate(CAP - 11);
+    let fresh_served = tokio::time::timeout(EVENT_WAIT, async {
+        loop {
+            let response = fresh.get(app.url("/api/posts/")).send().await;
+            if let Ok(response) = response {
+                if response.status() == StatusCode::OK {
+                    return response.json::<serde_json::Value>().await.expect("JSON");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a place frees up when idle connections close");
+    assert_eq!(fresh_served["results"][0]["content"], "below the cap");
     drop(idle);
 }
