@@ -41,6 +41,32 @@ impl std::fmt::Debug for LockGuard {
     }
 }
 
+impl LockGuard {
+    /// Checks that the lock is still held: on PostgreSQL, a lock goes with its connection
+    /// (a database restart, a cut), and another node may then take it. Called before
+    /// committing what the lock protects.
+    pub async fn ensure_held(&mut self) -> anyhow::Result<()> {
+        let Some(advisory) = self.advisory.as_mut() else {
+            return Ok(());
+        };
+        let Some(conn) = advisory.conn.as_mut() else {
+            anyhow::bail!("the lock {:?} has no connection", advisory.key);
+        };
+        // Unknown state until the answer: cancelled or failed, the connection is closed.
+        advisory.clean = false;
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks \
+             WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted)",
+        )
+        .fetch_one(&mut **conn)
+        .await
+        .with_context(|| format!("checking the lock {:?}", advisory.key))?;
+        advisory.clean = true;
+        anyhow::ensure!(held, "the lock {:?} was lost", advisory.key);
+        Ok(())
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
         let local = self.local.take();
@@ -57,6 +83,8 @@ struct Advisory {
     conn: Option<PoolConnection<Postgres>>,
     /// Read-held while the unlock runs, so [`Locks::close`] can wait for it.
     releases: Arc<RwLock<()>>,
+    /// False while a query on the connection may be unfinished.
+    clean: bool,
 }
 
 impl Advisory {
@@ -65,8 +93,11 @@ impl Advisory {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to unlock on: closing the connection releases the lock.
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|_| self.clean);
+        let Some(runtime) = runtime else {
+            // No runtime to unlock on, or a query cut short: closing the connection releases it.
             drop(conn.detach());
             return;
         };
@@ -299,6 +330,7 @@ async fn try_advisory(
         key: key.to_owned(),
         conn: Some(conn),
         releases: Arc::clone(releases),
+        clean: true,
     };
     let conn = advisory.conn.as_mut().expect("just set");
     let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")

@@ -278,7 +278,7 @@ pub async fn append(
     let id = UploadId::parse(raw_id).map_err(|_| ApiError::NotFound)?;
     // A client that just lost a connection may resume before the server has noticed the old
     // PATCH is dead: wait a little for its rollback rather than fail at once.
-    let _guard = state
+    let mut guard = state
         .locks
         .lock_timeout(&locks::upload_key(id.as_str()), LOCK_WAIT)
         .await?
@@ -347,6 +347,9 @@ pub async fn append(
         }
     };
 
+    // Not committed if the lock went with its connection: another node may write now (the
+    // bytes are not rolled back either, that node's reconciliation owns the upload).
+    guard.ensure_held().await?;
     let new_offset = start + written;
     let now = now_millis();
     let expires_at = expiry_from(state, now);

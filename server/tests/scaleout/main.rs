@@ -398,8 +398,12 @@ async fn advisory_locks_exclude_other_nodes_and_die_with_their_connection() {
         .await;
     assert!(cancelled.unwrap().is_none());
     drop(again);
-    let guard = node_a.lock_timeout("upload:x", WAIT).await.unwrap();
-    assert!(guard.is_some());
+    let mut guard = node_a
+        .lock_timeout("upload:x", WAIT)
+        .await
+        .unwrap()
+        .unwrap();
+    guard.ensure_held().await.unwrap();
 
     // A holder whose session dies (its node was killed) releases it.
     let holders: Vec<i32> =
@@ -408,7 +412,6 @@ async fn advisory_locks_exclude_other_nodes_and_die_with_their_connection() {
             .await
             .unwrap();
     assert_eq!(holders.len(), 1, "one advisory lock held");
-    std::mem::forget(guard);
     let other = postgres.pool().await;
     sqlx::query("SELECT pg_terminate_backend($1)")
         .bind(holders[0])
@@ -420,6 +423,8 @@ async fn advisory_locks_exclude_other_nodes_and_die_with_their_connection() {
         .await
         .unwrap()
         .is_some());
+    // The former holder learns it before committing anything.
+    assert!(guard.ensure_held().await.is_err());
 }
 
 #[tokio::test]
