@@ -161,6 +161,11 @@ pub struct Config {
     )]
     pub patch_idle_timeout: u64,
 
+    /// Seconds a stored file no row names must age before the start-up check deletes it;
+    /// default 0 on SQLite (one node), 3600 on PostgreSQL (other nodes may be mid-write).
+    #[arg(long, env = "LIVEKEEP_ORPHAN_GRACE", global = true)]
+    pub orphan_grace: Option<u64>,
+
     /// Origins allowed to call the API from another site; repeatable or comma-separated.
     #[arg(
         long = "cors-origin",
@@ -196,6 +201,7 @@ impl Config {
             storage_part_size: ByteSize(crate::storage::DEFAULT_PART_SIZE),
             upload_expiry: 86_400,
             patch_idle_timeout: 60,
+            orphan_grace: None,
             cors_origins: Vec::new(),
             max_connections: 10_000,
             header_read_timeout: 10,
@@ -224,6 +230,15 @@ impl Config {
     /// How long an upload stays resumable after its last activity.
     pub fn upload_expiry(&self) -> Duration {
         Duration::from_secs(self.upload_expiry)
+    }
+
+    /// How old a file without a row must be before the start-up check deletes it.
+    pub fn orphan_grace(&self) -> Duration {
+        let default = match crate::db::Backend::of_url(&self.database_url()) {
+            Some(crate::db::Backend::Postgres) => 3600,
+            _ => 0,
+        };
+        Duration::from_secs(self.orphan_grace.unwrap_or(default))
     }
 
     /// How long a client may take to send a request's headers.

@@ -6,8 +6,15 @@
 //! without a file are reported, and a poster without a file is forgotten so no Media
 //! advertises a poster that cannot be served. Stale uploads and silent lives go through the
 //! sweeper's own pass, which finalizes silent lives before it expires their uploads.
+//!
+//! On a shared database (PostgreSQL) other nodes keep serving while one starts: a file no row
+//! names yet may be a finalization or an upload about to commit its row. Rows are read before
+//! files are listed, and a file without a row is deleted only once older than a grace period.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Context;
 
@@ -36,6 +43,20 @@ pub struct Report {
     pub posters_without_file: Vec<String>,
     /// Open uploads past their expiry: expired by the sweeper's pass.
     pub expired_uploads: Vec<String>,
+    /// Files without a row but written recently, maybe by another node: left for a later check.
+    pub recent_unnamed_files: Vec<String>,
+}
+
+/// Whether a file written at `modified` (`None`: gone meanwhile) is too recent to delete.
+fn is_recent(modified: Option<SystemTime>, grace: Duration) -> bool {
+    let Some(modified) = modified else {
+        return false;
+    };
+    !grace.is_zero()
+        && SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or_default()
+            < grace
 }
 
 impl Report {
@@ -45,7 +66,7 @@ impl Report {
     }
 
     fn log(&self) {
-        let lists: [(&str, &[String]); 6] = [
+        let lists: [(&str, &[String]); 7] = [
             ("deleted media files no row names", &self.orphan_files),
             ("deleted files left in staging", &self.staged_files),
             (
@@ -61,6 +82,10 @@ impl Report {
                 &self.posters_without_file,
             ),
             ("expired uploads past their expiry", &self.expired_uploads),
+            (
+                "left for a later check recent files without a row",
+                &self.recent_unnamed_files,
+            ),
         ];
         for (what, names) in lists {
             if !names.is_empty() {
@@ -99,12 +124,16 @@ pub async fn check_and_repair(state: &AppState) -> anyhow::Result<Report> {
 
 /// Recordings and posters: files against `media` and `posts` rows.
 async fn check_media(state: &AppState, report: &mut Report) -> anyhow::Result<()> {
+    // Rows before files: a file and row written in between look like an orphan (kept by the
+    // grace period), never like a row without its file.
+    let media_rows = db::media::all_keys(&state.db).await?;
+    let poster_rows = db::posts::poster_keys(&state.db).await?;
     let (files, staged) = state
         .with_storage(|s| Ok((s.list_media()?, s.list_staged()?)))
         .await?;
     let present: HashSet<&str> = files.iter().map(String::as_str).collect();
     let mut named = HashSet::new();
-    for (media_id, storage_key, poster_key) in db::media::all_keys(&state.db).await? {
+    for (media_id, storage_key, poster_key) in media_rows {
         if !present.contains(storage_key.as_str()) {
             report.media_without_file.push(media_id);
         }
@@ -118,7 +147,7 @@ async fn check_media(state: &AppState, report: &mut Report) -> anyhow::Result<()
             }
         }
     }
-    for (post_id, poster) in db::posts::poster_keys(&state.db).await? {
+    for (post_id, poster) in poster_rows {
         if present.contains(poster.as_str()) {
             named.insert(poster);
         } else {
@@ -143,27 +172,37 @@ async fn check_media(state: &AppState, report: &mut Report) -> anyhow::Result<()
             report.foreign_files.push(format!("staging/{name}"));
         }
     }
-    let doomed: Vec<String> = report
+    let candidates: Vec<String> = report
         .orphan_files
         .iter()
         .chain(&report.staged_files)
         .cloned()
         .collect();
-    state
+    let grace = state.settings.orphan_grace;
+    let recent = state
         .with_storage(move |s| {
-            for key in doomed {
-                s.delete_media(&key)?;
+            let mut recent = Vec::new();
+            for key in candidates {
+                if is_recent(s.media_modified(&key)?, grace) {
+                    recent.push(key);
+                } else {
+                    s.delete_media(&key)?;
+                }
             }
-            Ok(())
+            Ok(recent)
         })
-        .await
+        .await?;
+    report.orphan_files.retain(|key| !recent.contains(key));
+    report.staged_files.retain(|key| !recent.contains(key));
+    report.recent_unnamed_files.extend(recent);
+    Ok(())
 }
 
 /// Upload files against `uploads` rows: an ended upload keeps no file, except a failed one.
 async fn check_uploads(state: &AppState, report: &mut Report) -> anyhow::Result<()> {
+    let states = db::uploads::all_states(&state.db).await?;
     let files = state.with_storage(|s| Ok(s.list_upload_files()?)).await?;
-    let kept: HashSet<String> = db::uploads::all_states(&state.db)
-        .await?
+    let kept: HashSet<String> = states
         .into_iter()
         .filter(|(_, upload_state)| matches!(upload_state.as_str(), "open" | "failed"))
         .map(|(id, _)| id)
@@ -182,12 +221,23 @@ async fn check_uploads(state: &AppState, report: &mut Report) -> anyhow::Result<
             None => report.foreign_files.push(format!("uploads/{name}")),
         }
     }
-    state
+    let grace = state.settings.orphan_grace;
+    let recent = state
         .with_storage(move |s| {
+            let mut recent = Vec::new();
             for id in doomed {
-                s.delete_upload(&id)?;
+                if is_recent(s.upload_modified(&id)?, grace) {
+                    recent.push(format!("{id}.part"));
+                } else {
+                    s.delete_upload(&id)?;
+                }
             }
-            Ok(())
+            Ok(recent)
         })
-        .await
+        .await?;
+    report
+        .orphan_upload_files
+        .retain(|name| !recent.contains(name));
+    report.recent_unnamed_files.extend(recent);
+    Ok(())
 }

@@ -139,6 +139,7 @@ pub async fn open_state(config: &Config) -> anyhow::Result<AppState> {
             upload_expiry: config.upload_expiry(),
             interrupt_after: config.interrupt_after(),
             patch_idle_timeout: config.patch_idle_timeout(),
+            orphan_grace: config.orphan_grace(),
         }),
     })
 }

@@ -25,12 +25,14 @@ pub struct Settings {
     pub interrupt_after: Duration,
     /// How long a PATCH body may send nothing before it is abandoned (bytes rolled back).
     pub patch_idle_timeout: Duration,
+    /// How old a file without a row must be before the start-up check deletes it.
+    pub orphan_grace: Duration,
 }
 
 /// Cloneable handle on the database, storage, per-resource locks and settings.
 #[derive(Clone)]
 pub struct AppState {
-    /// SQLite pool.
+    /// The database (SQLite or PostgreSQL).
     pub db: Db,
     /// Uploads and media files.
     pub storage: Arc<dyn Storage>,

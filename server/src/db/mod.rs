@@ -46,6 +46,11 @@ impl Backend {
     }
 }
 
+/// The engine behind an open pool.
+pub fn backend(db: &Db) -> Backend {
+    Backend::of_url(db.connect_options().database_url.as_str()).unwrap_or(Backend::Sqlite)
+}
+
 /// Connections per pool: SQLite has one writer anyway; PostgreSQL is shared by every node.
 const SQLITE_CONNECTIONS: u32 = 8;
 const POSTGRES_CONNECTIONS: u32 = 16;

@@ -2,6 +2,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write},
     path::{Path, PathBuf},
+    time::SystemTime,
 };
 
 use super::{MediaSource, MediaWriter, ReadSeek, Storage, StorageError, UploadWriter};
@@ -40,6 +41,15 @@ fn list(dir: &Path) -> Result<Vec<String>, StorageError> {
     }
     names.sort();
     Ok(names)
+}
+
+/// A file's modification time; `None` if it is missing.
+fn modified(path: &Path) -> Result<Option<SystemTime>, StorageError> {
+    match fs::metadata(path).and_then(|meta| meta.modified()) {
+        Ok(time) => Ok(Some(time)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(io_err(|| format!("reading the time of {}", path.display()))(err)),
+    }
 }
 
 impl LocalStorage {
@@ -282,6 +292,19 @@ impl Storage for LocalStorage {
 
     fn list_upload_files(&self) -> Result<Vec<String>, StorageError> {
         list(&self.uploads)
+    }
+
+    fn media_modified(&self, key: &str) -> Result<Option<SystemTime>, StorageError> {
+        let paths = [self.media_path(key), self.media_staging_path(key)];
+        let times = paths
+            .iter()
+            .map(|path| modified(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(times.into_iter().flatten().max())
+    }
+
+    fn upload_modified(&self, id: &UploadId) -> Result<Option<SystemTime>, StorageError> {
+        modified(&self.upload_path(id))
     }
 
     fn check(&self) -> Result<(), StorageError> {

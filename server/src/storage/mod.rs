@@ -12,6 +12,7 @@ use std::{
     io::{self, Read, Seek, Write},
     path::PathBuf,
     sync::Arc,
+    time::SystemTime,
 };
 
 pub use local::LocalStorage;
@@ -136,6 +137,10 @@ pub trait Storage: Send + Sync + 'static {
     fn list_staged(&self) -> Result<Vec<String>, StorageError>;
     /// Names of the uploads held, as `<upload id>.part` (anything else is foreign).
     fn list_upload_files(&self) -> Result<Vec<String>, StorageError>;
+    /// When a media (committed or staged) was last written; `None` if it is missing.
+    fn media_modified(&self, key: &str) -> Result<Option<SystemTime>, StorageError>;
+    /// When an upload last received bytes; `None` if it holds none.
+    fn upload_modified(&self, id: &UploadId) -> Result<Option<SystemTime>, StorageError>;
     /// Checks that the storage answers (for `/healthz`).
     fn check(&self) -> Result<(), StorageError>;
 }

@@ -17,6 +17,7 @@ use std::{
     io::{self, Read, Seek, SeekFrom, Write},
     ops::Range,
     sync::Arc,
+    time::SystemTime,
 };
 
 use bytes::Bytes;
@@ -681,6 +682,26 @@ impl Storage for ObjectStorage {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    fn media_modified(&self, key: &str) -> Result<Option<SystemTime>, StorageError> {
+        let location = self.media_location(key);
+        match self.block_on(self.store.head(&location)) {
+            Ok(meta) => Ok(Some(meta.last_modified.into())),
+            Err(err) if is_not_found(&err) => Ok(None),
+            Err(err) => Err(object_err(|| format!("reading {location}"))(err)),
+        }
+    }
+
+    fn upload_modified(&self, id: &UploadId) -> Result<Option<SystemTime>, StorageError> {
+        let dir = self.upload_dir(id);
+        let listed: Vec<_> = self
+            .block_on(self.store.list(Some(&dir)).try_collect())
+            .map_err(object_err(|| format!("listing {dir}")))?;
+        Ok(listed
+            .into_iter()
+            .map(|meta| meta.last_modified.into())
+            .max())
     }
 
     fn check(&self) -> Result<(), StorageError> {

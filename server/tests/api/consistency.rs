@@ -45,6 +45,37 @@ async fn stopped_live(
 }
 
 #[tokio::test]
+async fn with_a_grace_period_a_fresh_file_without_a_row_is_kept_for_another_node() {
+    // On a shared database another node may have written the file and not yet its row.
+    let app = spawn_app_with(|config| config.orphan_grace = Some(3600)).await;
+    let data_dir = app.shutdown().await;
+    let stored = StorageView::of(data_dir.path());
+    stored
+        .put_raw("files", &format!("{ORPHAN}.webm"), b"being finalized")
+        .await;
+    stored
+        .put_raw(
+            "uploads",
+            &format!("{ORPHAN}.part"),
+            b"row not committed yet",
+        )
+        .await;
+
+    let app = spawn_app_in(data_dir, |config| config.orphan_grace = Some(3600)).await;
+    assert_eq!(app.stored_files("files").await, [format!("{ORPHAN}.webm")]);
+    assert_eq!(
+        app.stored_files("uploads").await,
+        [format!("{ORPHAN}.part")]
+    );
+    let data_dir = app.shutdown().await;
+
+    // Once older than the grace (here: none), the next start deletes them.
+    let app = spawn_app_in(data_dir, |config| config.orphan_grace = Some(0)).await;
+    assert!(app.stored_files("files").await.is_empty());
+    assert!(app.stored_files("uploads").await.is_empty());
+}
+
+#[tokio::test]
 async fn files_without_rows_are_deleted_at_start_and_files_with_rows_are_kept() {
     let app = spawn_app().await;
     let user = app.user().await;

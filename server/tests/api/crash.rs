@@ -27,7 +27,13 @@ impl Server {
     pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let database = crate::helpers::postgres_database_for(data_dir)
             .await
-            .map(|url| vec!["--database-url".to_owned(), url])
+            .map(|url| {
+                vec![
+                    "--database-url".to_owned(),
+                    url,
+                    "--orphan-grace=0".to_owned(),
+                ]
+            })
             .unwrap_or_default();
         let mut child = Command::new(env!("CARGO_BIN_EXE_livekeep"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

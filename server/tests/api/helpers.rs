@@ -92,6 +92,9 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
     config.storage_url = test_storage_url(data_dir.path()).await;
     if let Some(url) = postgres_database_for(data_dir.path()).await {
         config.database_url = Some(url);
+        // One node at a time here: repairs are tested at once, as on SQLite (the grace that
+        // protects other nodes' writes has its own test).
+        config.orphan_grace = Some(0);
     }
     tweak(&mut config);
     let database_url = config.database_url();
