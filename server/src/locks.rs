@@ -8,19 +8,13 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use anyhow::Context;
-use sqlx::{pool::PoolConnection, PgConnection, PgPool, Postgres};
+use sqlx::{pool::PoolConnection, PgPool, Postgres};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedRwLockReadGuard, RwLock};
-
-/// The advisory lock every running node holds shared; exclusive only for a lone start.
-const NODES_KEY: &str = "livekeep:nodes";
 
 /// First pause between two tries of an advisory lock another node holds.
 const RETRY_FIRST: Duration = Duration::from_millis(5);
@@ -137,10 +131,6 @@ pub struct Locks {
     postgres: Option<PgPool>,
     /// Unlocks still running in the background.
     releases: Arc<RwLock<()>>,
-    /// This node's membership: a connection of its own holding [`NODES_KEY`].
-    member: AsyncMutex<Option<PgConnection>>,
-    /// Exclusive holds of the membership lock taken by [`Locks::alone`].
-    exclusive: AtomicUsize,
 }
 
 impl std::fmt::Debug for Locks {
@@ -173,64 +163,8 @@ impl Locks {
     pub async fn close(&self) {
         if let Some(pool) = &self.postgres {
             drop(self.releases.write().await);
-            drop(self.member.lock().await.take());
             pool.close().await;
         }
-    }
-
-    /// At start: whether no other node runs on the database (always so on SQLite), in which
-    /// case start-up repairs that delete files no row names are safe; other nodes starting
-    /// meanwhile wait until [`Self::joined`].
-    ///
-    /// Another node may be between writing a file and committing its row at any moment,
-    /// so with a node running those repairs must wait for a lone start.
-    pub async fn alone(&self) -> anyhow::Result<bool> {
-        let Some(pool) = &self.postgres else {
-            return Ok(true);
-        };
-        let mut member = self.member.lock().await;
-        let conn = membership(pool, &mut member).await?;
-        let alone: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(NODES_KEY)
-                .fetch_one(conn)
-                .await
-                .context("looking for other nodes")?;
-        if alone {
-            self.exclusive.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(alone)
-    }
-
-    /// Counts this node among the running ones until it stops (its connection closes).
-    pub async fn joined(&self) -> anyhow::Result<()> {
-        let Some(pool) = &self.postgres else {
-            return Ok(());
-        };
-        let mut member = self.member.lock().await;
-        let conn = membership(pool, &mut member).await?;
-        let mut pause = RETRY_FIRST;
-        // A node starting alone holds the lock exclusively during its repairs: wait for them.
-        while !sqlx::query_scalar::<_, bool>(
-            "SELECT pg_try_advisory_lock_shared(hashtextextended($1, 0))",
-        )
-        .bind(NODES_KEY)
-        .fetch_one(&mut *conn)
-        .await
-        .context("joining the nodes")?
-        {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(RETRY_MAX);
-        }
-        // The exclusive holds of a lone start end; the shared one stays.
-        for _ in 0..self.exclusive.swap(0, Ordering::Relaxed) {
-            sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
-                .bind(NODES_KEY)
-                .execute(&mut *conn)
-                .await
-                .context("ending a lone start")?;
-        }
-        Ok(())
     }
 
     fn entry(&self, key: &str) -> Arc<AsyncMutex<()>> {
@@ -297,22 +231,6 @@ impl Locks {
                 advisory: Some(advisory),
             }))
     }
-}
-
-/// The node's own connection for its membership, opened on first use (out of the pool, so
-/// it is never handed to anyone else).
-async fn membership<'a>(
-    pool: &PgPool,
-    member: &'a mut Option<PgConnection>,
-) -> anyhow::Result<&'a mut PgConnection> {
-    if member.is_none() {
-        let conn = pool
-            .acquire()
-            .await
-            .context("a connection to join the nodes")?;
-        *member = Some(conn.detach());
-    }
-    Ok(member.as_mut().expect("just set"))
 }
 
 /// One `pg_try_advisory_lock` on a pooled connection, kept when it succeeds.

@@ -43,21 +43,14 @@ impl Application {
     /// Opens the database and storage, runs migrations, builds routes and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let state = open_state(&config).await?;
-        // Other nodes on the same database may be writing files not yet named by a row.
-        let alone = state.locks.alone().await?;
         // Bytes written but never acknowledged before a crash are cut off before serving.
         crate::tus::recover_all(&state)
             .await
             .context("recovering uploads")?;
         // Files and rows a crash left out of step are repaired or reported before serving.
-        if alone {
-            crate::consistency::check_and_repair(&state)
-                .await
-                .context("checking storage against the database")?;
-        } else {
-            tracing::info!("other nodes are running: the storage check waits for a lone start");
-        }
-        state.locks.joined().await?;
+        crate::consistency::check_and_repair(&state)
+            .await
+            .context("checking storage against the database")?;
         let router = routes::router(state.clone(), &config.www_dir, &config.cors_origins)?;
         let listener = TcpListener::bind(config.listen)
             .await
