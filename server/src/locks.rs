@@ -16,6 +16,8 @@ use anyhow::Context;
 use sqlx::{pool::PoolConnection, PgPool, Postgres};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedRwLockReadGuard, RwLock};
 
+/// Longest wait at shutdown for the unlocks still running.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// First pause between two tries of an advisory lock another node holds.
 const RETRY_FIRST: Duration = Duration::from_millis(5);
 /// Longest pause between two tries (the wait of a stop behind a finalization).
@@ -162,8 +164,10 @@ impl Locks {
     /// (at shutdown: another process may want the locks right after).
     pub async fn close(&self) {
         if let Some(pool) = &self.postgres {
-            drop(self.releases.write().await);
-            pool.close().await;
+            // Bounded: an unreachable database must not hold the shutdown (closing the
+            // connections releases their locks anyway).
+            let _ = tokio::time::timeout(CLOSE_WAIT, self.releases.write()).await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, pool.close()).await;
         }
     }
 
