@@ -53,8 +53,9 @@ export LIVEKEEP_TEST_DATABASE=postgres LIVEKEEP_TEST_STORAGE=s3
 step "server API tests on PostgreSQL + S3 (moto)"
 cargo test -p livekeep-server --test api
 
-# The two-node tests (server/tests/scaleout/, when present) start their own PostgreSQL and ran
-# in `cargo test --workspace` above: not run twice.
+step "two-node tests on one PostgreSQL and one moto bucket"
+# They ran above on a shared directory; here the nodes share an S3 bucket.
+cargo test -p livekeep-server --test scaleout
 
 step "end-to-end subset on PostgreSQL + S3 (moto)"
 # Recording to replay, a live room with viewers and chat, crashes and cuts, an unmodified tus

@@ -27,8 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (the default).
     Serve,
-    /// Maintenance on the data directory (run them while the server is stopped, or on lives
-    /// that no recorder is writing to: they share the database and files, not its locks).
+    /// Maintenance on the data directory. On PostgreSQL they take the same locks as the
+    /// running nodes; on SQLite the locks live in the server's process, so run them while it
+    /// is stopped or on lives no recorder is writing to.
     #[command(subcommand)]
     Admin(AdminCommand),
 }
