@@ -43,8 +43,10 @@ scripts/build.sh
 (cd www && npx --no-install tsc --noEmit)
 
 step "end-to-end tests (real server, headless Chromium, fake camera)"
-# `cargo test` above built target/debug/livekeep with the same features; reuse it.
-(cd tests && node --test --test-concurrency=1 --test-timeout=300000 e2e/)
+# `cargo test` above built target/debug/livekeep with the same features; reuse it. Every test
+# file but two-nodes.test.mjs, which needs PostgreSQL and a shared store and runs below.
+(cd tests && node --test --test-concurrency=1 --test-timeout=300000 \
+  $(find e2e -name '*.test.mjs' ! -name two-nodes.test.mjs | sort))
 
 # The scale-out configuration's tests: every server they start gets a fresh database and a
 # fresh bucket or prefix, so the same tests check the other backends.
@@ -60,6 +62,8 @@ cargo test -p livekeep-server --test scaleout
 step "end-to-end subset on PostgreSQL + S3 (moto)"
 # Recording to replay, a live room with viewers and chat, crashes and cuts, an unmodified tus
 # client: what reaches the database and the store. The page-only and package tests are not
-# about the backends and run once above.
+# about the backends and run once above. two-nodes.test.mjs: two nodes on one database and one
+# prefix behind a round-robin proxy, a live, a viewer and chat across them, one node killed.
 (cd tests && node --test --test-concurrency=1 --test-timeout=300000 \
-  e2e/record-and-replay.test.mjs e2e/live-room.test.mjs e2e/resilience.test.mjs e2e/tus-interop.test.mjs)
+  e2e/record-and-replay.test.mjs e2e/live-room.test.mjs e2e/resilience.test.mjs e2e/tus-interop.test.mjs \
+  e2e/two-nodes.test.mjs)

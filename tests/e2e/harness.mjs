@@ -2,6 +2,7 @@
 // directory, headless Chromium with a fake camera, and the checks we make on recordings.
 import { spawn, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { Agent, createServer, request as httpRequest } from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -21,7 +22,7 @@ let scaleOutCounter = 0;
  * variables reach the server through its environment). Returns the server's extra environment
  * and a function that drops the database.
  */
-function scaleOutEnvironment() {
+export function scaleOutEnvironment() {
   const env = {};
   let dispose = () => {};
   const name = `livekeep_e2e_${process.pid}_${scaleOutCounter++}`;
@@ -51,12 +52,17 @@ function scaleOutEnvironment() {
   return { env, dispose };
 }
 
-/** A running `livekeep serve`; restartable on the same data directory (and database, and prefix). */
+/**
+ * A running `livekeep serve`; restartable on the same data directory (and database, and prefix).
+ * Nodes of one cluster pass the same `scaleOut` (from scaleOutEnvironment()): they share its
+ * database and store, and whoever created it disposes of it.
+ */
 export class Server {
-  constructor({ env = {}, args = [], dataDir } = {}) {
-    const scaleOut = scaleOutEnvironment();
+  constructor({ env = {}, args = [], dataDir, scaleOut } = {}) {
+    const shared = scaleOut !== undefined;
+    scaleOut ??= scaleOutEnvironment();
     this.env = { ...scaleOut.env, ...env };
-    this.disposeScaleOut = scaleOut.dispose;
+    this.disposeScaleOut = shared ? () => {} : scaleOut.dispose;
     this.args = args;
     this.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), "livekeep-e2e-"));
     this.ownsDataDir = !dataDir;
@@ -128,6 +134,97 @@ export class Server {
     });
     const text = await response.text();
     return { status: response.status, body: text ? JSON.parse(text) : undefined };
+  }
+}
+
+/**
+ * A load balancer in front of several nodes: a reverse proxy on 127.0.0.1 that sends each request
+ * to the next target in turn, with no stickiness. Bodies stream both ways (tus PATCHes, SSE, Range
+ * responses); a target that cannot be reached, or dies before answering, gets the client a 502,
+ * as a real load balancer would. `served` lists which target took each request.
+ */
+export class RoundRobinProxy {
+  constructor(targets) {
+    this.setTargets(targets);
+    this.served = [];
+    this.turn = 0;
+    // Keep-alive towards the nodes, as a load balancer's pool; dropped with them on close.
+    this.agent = new Agent({ keepAlive: true });
+  }
+
+  /** The base URLs requests go to from now on (e.g. only the survivors). */
+  setTargets(targets) {
+    this.targets = targets.map((t) => new URL(t));
+  }
+
+  async start() {
+    this.server = createServer((req, res) => this.#forward(req, res));
+    // SSE and long uploads: no timeouts of the proxy's own.
+    this.server.requestTimeout = 0;
+    this.server.headersTimeout = 0;
+    this.server.keepAliveTimeout = 30_000;
+    await new Promise((r) => this.server.listen(0, "127.0.0.1", r));
+    this.url = `http://127.0.0.1:${this.server.address().port}`;
+    return this.url;
+  }
+
+  #forward(req, res) {
+    const target = this.targets[this.turn++ % this.targets.length];
+    const entry = { at: Date.now(), method: req.method, path: req.url, target: target.origin, status: undefined };
+    this.served.push(entry);
+    const upstream = httpRequest({
+      host: target.hostname,
+      port: target.port,
+      method: req.method,
+      path: req.url,
+      headers: req.headers,
+      agent: this.agent,
+    });
+    upstream.on("response", (answer) => {
+      entry.status = answer.statusCode;
+      res.writeHead(answer.statusCode, answer.statusMessage, answer.rawHeaders);
+      answer.pipe(res);
+      // A node dying mid-body: the client must see a cut, not a short complete answer.
+      answer.on("aborted", () => res.destroy());
+      answer.on("error", () => res.destroy());
+    });
+    upstream.on("error", () => {
+      // Drain what is left of the body: a browser still uploading it would not read the answer
+      // until its request timeout.
+      req.unpipe(upstream);
+      req.resume();
+      if (!res.headersSent) {
+        entry.status = 502;
+        res.writeHead(502, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { code: "bad_gateway", message: `${target.origin} did not answer` } }));
+      } else {
+        res.destroy();
+      }
+    });
+    // The client went away (closed SSE, aborted PATCH): so does the request to the node.
+    res.on("close", () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    req.pipe(upstream);
+  }
+
+  /** How many requests matching `method` and `pathPrefix` each target answered with `status`. */
+  countBy({ method, pathPrefix, status }) {
+    const counts = new Map(this.targets.map((t) => [t.origin, 0]));
+    for (const e of this.served) {
+      if (e.method === method && e.path.startsWith(pathPrefix) && (status === undefined || e.status === status)) {
+        counts.set(e.target, (counts.get(e.target) ?? 0) + 1);
+      }
+    }
+    return counts;
+  }
+
+  async close() {
+    if (!this.server) return;
+    const closed = new Promise((r) => this.server.close(r));
+    this.server.closeAllConnections();
+    this.agent.destroy();
+    await closed;
   }
 }
 
