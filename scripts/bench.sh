@@ -68,6 +68,22 @@ section ingest "livekeep-bench ingest --patch-mib 8 --patches 128 --runs 5" \
   "${bench[@]}" ingest --patch-mib 8 --patches 128 --runs 5
 section load "livekeep-bench load --recorders 64,256 --runs 3 --duration $load_seconds --search-max 2048" \
   "${bench[@]}" load --recorders 64,256 --runs 3 --duration "$load_seconds" --search-max 2048
+# The same load on the scale-out configuration: PostgreSQL 15 and moto_server on loopback
+# (scripts/services.sh, stopped on exit), one node, a fresh database.
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+services_start
+trap 'services_stop; rm -rf "$out"' EXIT
+scaleout_db=livekeep_bench_$$
+psql "$LIVEKEEP_TEST_POSTGRES_URL" -qAtc "CREATE DATABASE $scaleout_db"
+section load-scaleout "DATABASE_URL=postgres://…/$scaleout_db LIVEKEEP_STORAGE_URL=s3://$LIVEKEEP_TEST_S3_BUCKET/bench livekeep-bench load --recorders 64 --runs 3 --duration $load_seconds --search-max 0 --configuration '…'" \
+  env DATABASE_URL="${LIVEKEEP_TEST_POSTGRES_URL%/*}/$scaleout_db" \
+  LIVEKEEP_STORAGE_URL="s3://$LIVEKEEP_TEST_S3_BUCKET/bench" \
+  "${bench[@]}" load --recorders 64 --runs 3 --duration "$load_seconds" --search-max 0 \
+  --configuration "PostgreSQL 15 + S3 (moto_server, a Python emulator on the same cores), one node"
+services_stop || true
+trap 'rm -rf "$out"' EXIT
+
 section range "livekeep-bench range --size-mib 256 --connections 32 --seconds 10 --runs 3" \
   "${bench[@]}" range --size-mib 256 --connections 32 --seconds 10 --runs 3 \
   --generator "$target_dir/release/finalize-bench" --nginx "$nginx_bin"
@@ -130,7 +146,7 @@ disk=$(df -hT "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $1 " (" $2 ", " $3 ")" }'
   echo "| chromium | $(chromium --version 2>/dev/null | head -n1) |"
   echo "| node | $(version node --version) |"
   echo
-  for name in ingest load range feed finalize wasm browser; do
+  for name in ingest load load-scaleout range feed finalize wasm browser; do
     cat "$out/$name.md"
   done
   echo "## Findings"
