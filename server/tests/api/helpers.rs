@@ -20,6 +20,8 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+pub use crate::sse::EventStream;
+
 /// A running server on 127.0.0.1 with its own temporary data directory.
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`, without a trailing slash.
@@ -502,62 +504,6 @@ pub async fn error_code(response: Response) -> String {
 /// How long a test waits for an event that must come; a bound, not a pace.
 pub const EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A Server-Sent Events connection, read event by event.
-pub struct EventStream {
-    body: std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>,
-    >,
-    buffer: String,
-}
-
-impl EventStream {
-    /// The next `(event name, JSON data)`, or `None` when the server closed the stream.
-    pub async fn next(&mut self) -> Option<(String, Value)> {
-        use futures_util::StreamExt;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
-                        name = value.trim().to_owned();
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push_str(value.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue; // A keep-alive comment.
-                }
-                return Some((name, serde_json::from_str(&data).expect("JSON data")));
-            }
-            let chunk = tokio::time::timeout(EVENT_WAIT, self.body.next())
-                .await
-                .expect("an event within the wait")?
-                .expect("reading the event stream");
-            self.buffer
-                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
-        }
-    }
-
-    /// The next event, which must be named `name`.
-    pub async fn expect(&mut self, name: &str) -> Value {
-        let (got, data) = self.next().await.expect("an open stream");
-        assert_eq!(got, name, "{data}");
-        data
-    }
-
-    /// Skips events until one named `name` satisfies `accept`.
-    pub async fn wait_for(&mut self, name: &str, accept: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let (got, data) = self.next().await.expect("an open stream");
-            if got == name && accept(&data) {
-                return data;
-            }
-        }
-    }
-}
-
 impl TestApp {
     /// Opens `GET /api/posts/live/{id}/events` as `viewer_id`, asserting 200.
     pub async fn events(&self, live_id: i64, query: &str) -> EventStream {
@@ -572,10 +518,7 @@ impl TestApp {
             .expect("GET events");
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
-        EventStream {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        }
+        EventStream::new(response, EVENT_WAIT)
     }
 
     /// `POST /api/posts/live/{id}/chat/`.

@@ -20,5 +20,7 @@ mod s3;
 mod schema;
 mod security_headers;
 mod slow_clients;
+#[path = "../common/sse.rs"]
+mod sse;
 mod storage;
 mod uploads;

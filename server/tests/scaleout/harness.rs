@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
+pub use crate::sse::EventStream;
 use object_store::ObjectStoreExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
@@ -321,10 +321,7 @@ impl Node {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        EventStream {
-            body: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-        }
+        EventStream::new(response, WAIT)
     }
 
     /// Posts a chat message, asserting 201.
@@ -347,54 +344,6 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// A Server-Sent Events connection, read event by event.
-pub struct EventStream {
-    body: std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>,
-    >,
-    buffer: String,
-}
-
-impl EventStream {
-    /// The next `(event name, JSON data)`, or `None` when the server closed the stream.
-    pub async fn next(&mut self) -> Option<(String, Value)> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::from("message");
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
-                        name = value.trim().to_owned();
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push_str(value.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                return Some((name, serde_json::from_str(&data).expect("JSON data")));
-            }
-            let chunk = tokio::time::timeout(WAIT, self.body.next())
-                .await
-                .expect("an event within the wait")?
-                .expect("reading the event stream");
-            self.buffer
-                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
-        }
-    }
-
-    /// Skips events until one named `name` satisfies `accept`.
-    pub async fn wait_for(&mut self, name: &str, accept: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let (got, data) = self.next().await.expect("an open stream");
-            if got == name && accept(&data) {
-                return data;
-            }
-        }
     }
 }
 

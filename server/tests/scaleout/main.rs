@@ -9,6 +9,8 @@ mod harness;
 #[allow(dead_code)] // Shared with the API tests, which use more of it.
 #[path = "../api/s3.rs"]
 mod s3;
+#[path = "../common/sse.rs"]
+mod sse;
 
 use std::time::{Duration, Instant};
 

@@ -8,3 +8,6 @@ mod helpers;
 #[path = "../api/s3.rs"]
 mod s3;
 mod soak;
+#[allow(dead_code)] // The soak reads no events; helpers.rs names the type.
+#[path = "../common/sse.rs"]
+mod sse;
