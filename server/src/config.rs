@@ -181,10 +181,17 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub max_connections: u32,
 
-    /// Seconds a client may take to send a request's headers (or idle between requests).
+    /// Seconds a client may take to send a request's headers (from the connection's accept, or
+    /// from the first byte of a next request on a kept-alive connection).
     #[arg(long, env = "LIVEKEEP_HEADER_READ_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub header_read_timeout: u64,
+
+    /// Seconds a kept-alive connection may idle between requests. Keep it above the idle
+    /// timeout of a load balancer or proxy in front (60 s on AWS ALB), so it closes first.
+    #[arg(long, env = "LIVEKEEP_KEEP_ALIVE_TIMEOUT", default_value_t = 75,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub keep_alive_timeout: u64,
 }
 
 impl Config {
@@ -206,6 +213,7 @@ impl Config {
             cors_origins: Vec::new(),
             max_connections: 10_000,
             header_read_timeout: 10,
+            keep_alive_timeout: 75,
         }
     }
 
@@ -245,6 +253,11 @@ impl Config {
     /// How long a client may take to send a request's headers.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout)
+    }
+
+    /// How long a kept-alive connection may idle between requests.
+    pub fn keep_alive_timeout(&self) -> Duration {
+        Duration::from_secs(self.keep_alive_timeout)
     }
 
     /// How long a PATCH body may stall before the server gives up on it.
@@ -292,16 +305,20 @@ mod tests {
         let cli = Cli::try_parse_from(["livekeep"]).unwrap();
         assert_eq!(cli.config.max_connections, 10_000);
         assert_eq!(cli.config.header_read_timeout(), Duration::from_secs(10));
+        assert_eq!(cli.config.keep_alive_timeout(), Duration::from_secs(75));
         let cli = Cli::try_parse_from([
             "livekeep",
             "--max-connections",
             "50",
             "--header-read-timeout",
             "3",
+            "--keep-alive-timeout",
+            "30",
         ])
         .unwrap();
         assert_eq!(cli.config.max_connections, 50);
         assert_eq!(cli.config.header_read_timeout, 3);
+        assert_eq!(cli.config.keep_alive_timeout, 30);
         assert!(Cli::try_parse_from(["livekeep", "--max-connections", "0"]).is_err());
     }
 

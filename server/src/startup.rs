@@ -64,6 +64,7 @@ impl Application {
             limits: serve::Limits {
                 max_connections: config.max_connections as usize,
                 header_read_timeout: config.header_read_timeout(),
+                keep_alive_timeout: config.keep_alive_timeout(),
             },
         })
     }

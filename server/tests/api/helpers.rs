@@ -110,6 +110,9 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
         address,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Below the server's keep-alive timeout, as a client should: the client closes an
+            // idle connection before the server does, so no request races the server's close.
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("client"),
         data_dir,

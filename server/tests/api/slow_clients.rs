@@ -259,6 +259,83 @@ async fn connections_stalled_in_their_headers_are_closed_after_the_timeout() {
     );
 }
 
+/// Reads one whole response (headers and a `content-length` body) from a kept-alive connection.
+async fn read_response(socket: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(EVENT_WAIT, async {
+        loop {
+            let text = String::from_utf8_lossy(&received);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| {
+                        line.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_owned())
+                    })
+                    .and_then(|v| v.parse().ok())
+                    .expect("a content-length");
+                if body.len() >= length {
+                    return;
+                }
+            }
+            let n = socket.read(&mut buffer).await.expect("read");
+            assert!(n > 0, "closed mid-response");
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("a whole response");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_may_idle_past_the_header_timeout_until_the_keep_alive_one() {
+    let app = spawn_app_with(|config| {
+        config.header_read_timeout = 1;
+        config.keep_alive_timeout = 6;
+    })
+    .await;
+    let address = socket_address(&app);
+    const REQUEST: &[u8] = b"GET /api/posts/ HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let mut socket = TcpStream::connect(&address).await.expect("connect");
+        socket.write_all(REQUEST).await.unwrap();
+        assert!(read_response(&mut socket).await.starts_with("HTTP/1.1 200"));
+        kept.push(socket);
+    }
+    let (mut reused, mut trickled) = (kept.remove(0), kept.remove(0));
+
+    // Idle for twice the header timeout: still open, and a request written now is answered
+    // (a client reusing it does not race the server closing it).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!closed_by_server(&reused) && !closed_by_server(&trickled));
+    reused.write_all(REQUEST).await.unwrap();
+    assert!(read_response(&mut reused).await.starts_with("HTTP/1.1 200"));
+    let answered = Instant::now();
+
+    // A next request that starts and stalls has the header timeout from its first byte.
+    trickled.write_all(b"GET /api/po").await.unwrap();
+    let started = Instant::now();
+    read_until_closed(&mut trickled, EVENT_WAIT).await;
+    let cut = started.elapsed();
+    assert!(cut >= Duration::from_millis(800), "cut after {cut:?}");
+    assert!(
+        cut < Duration::from_secs(3),
+        "cut after {cut:?}, not at the header timeout"
+    );
+
+    // An idle one is closed at the keep-alive timeout, not before.
+    read_until_closed(&mut reused, EVENT_WAIT).await;
+    let idled = answered.elapsed();
+    assert!(
+        idled >= Duration::from_millis(5_500),
+        "closed after {idled:?}"
+    );
+}
+
 #[tokio::test]
 async fn connections_above_the_cap_get_a_503_while_those_below_work() {
     const CAP: usize = 40;

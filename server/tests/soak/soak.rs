@@ -53,6 +53,19 @@ fn one_second_of_clusters(webm: &[u8]) -> axum::body::Bytes {
     chunk.into()
 }
 
+/// An error with its causes: reqwest's own message alone ("error sending request") does not
+/// say whether the connection was reset, closed or timed out.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Reads a live's event stream until told to stop; the bytes it received, or the error.
 async fn view(
     app: Arc<TestApp>,
@@ -68,7 +81,7 @@ async fn view(
         )
         .send()
         .await
-        .map_err(|e| format!("viewer {n}: {e}"))?;
+        .map_err(|e| format!("viewer {n}: {}", chain(&e)))?;
     if response.status() != StatusCode::OK {
         return Err(format!("viewer {n}: {}", response.status()));
     }
@@ -79,7 +92,7 @@ async fn view(
             _ = done.changed() => return Ok(received),
             chunk = body.next() => match chunk {
                 Some(Ok(bytes)) => received += bytes.len(),
-                Some(Err(e)) => return Err(format!("viewer {n}: {e}")),
+                Some(Err(e)) => return Err(format!("viewer {n}: {}", chain(&e))),
                 None => return Ok(received),
             },
         }
@@ -117,7 +130,7 @@ async fn record(
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("recorder {n} second {second}: {e}"))?;
+            .map_err(|e| format!("recorder {n} second {second}: {}", chain(&e)))?;
         if response.status() != StatusCode::NO_CONTENT {
             return Err(format!(
                 "recorder {n} second {second}: {}",

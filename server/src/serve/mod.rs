@@ -1,5 +1,5 @@
-//! The accept loop: HTTP/1.1 over hyper with a header-read timeout and a cap on open
-//! connections, so thousands of idle or half-sent connections cannot starve the rest.
+//! The accept loop: HTTP/1.1 over hyper with a header-read timeout, a keep-alive timeout and a
+//! cap on open connections, so thousands of idle or half-sent connections cannot starve the rest.
 //!
 //! `axum::serve` gives hyper no timer (no header-read timeout) and accepts without bound; this
 //! loop does what it did otherwise: the peer address as `ConnectInfo`, graceful shutdown that
@@ -13,21 +13,27 @@ use axum::{
     response::Response,
 };
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{watch, Semaphore},
 };
 use tower::{Service, ServiceExt};
 
+mod wait_clock;
+use wait_clock::{WaitClock, Watched};
+
 /// What a connection may cost.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Connections served at once; the ones above are answered 503 and closed.
     pub max_connections: usize,
-    /// How long a client may take to send a request's headers, and how long a kept-alive
-    /// connection may sit idle before its next request.
+    /// How long a client may take to send a request's headers: from its accept for the first
+    /// request, from its first byte for the next ones.
     pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may sit idle before its next request. Longer than the
+    /// idle timeouts of clients and proxies that reuse connections, so they close first.
+    pub keep_alive_timeout: Duration,
 }
 
 /// The canned answer to a connection above the cap: written without reading the request, so it
@@ -115,10 +121,12 @@ async fn serve_connection<S>(
         request.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(request.map(Body::new))
     });
+    let clock = WaitClock::new(limits.header_read_timeout, limits.keep_alive_timeout);
     let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(clock.clone())
+        // Only switches hyper's timeout on: the clock sets the deadlines.
         .header_read_timeout(limits.header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(Watched::new(stream, clock)), service);
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
