@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod compaction;
 pub mod config;
 pub mod consistency;
 pub mod db;

@@ -274,6 +274,11 @@ pub fn upload_key(upload_id: &str) -> String {
     format!("upload:{upload_id}")
 }
 
+/// The lock key of an upload's compaction, which its deletion also takes.
+pub fn compaction_key(upload_id: &str) -> String {
+    format!("compaction:{upload_id}")
+}
+
 /// The lock key of a live's finalization.
 pub fn live_key(post_id: i64) -> String {
     format!("live:{post_id}")

@@ -127,6 +127,7 @@ pub async fn open_state(config: &Config) -> anyhow::Result<AppState> {
             LOGIN_WINDOW,
         )),
         metrics: Arc::new(Metrics::default()),
+        compactions: crate::compaction::slots(),
         settings: Arc::new(Settings {
             max_upload_size: config.max_upload_size.bytes(),
             max_patch_size: config.max_patch_size.bytes(),

@@ -48,6 +48,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Counters served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Slots of the background compactions of this node (`compaction.rs`).
+    pub compactions: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

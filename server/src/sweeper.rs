@@ -52,9 +52,7 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
             continue;
         }
         db::uploads::set_state(&state.db, &upload.id, "expired").await?;
-        state
-            .with_storage(move |s| Ok(s.delete_upload(&id)?))
-            .await?;
+        crate::compaction::delete_upload(state, &id).await?;
         tracing::info!(upload = %upload.id, "expired an upload");
     }
     Ok(())

@@ -9,6 +9,7 @@ use axum::body::Body;
 use futures_util::StreamExt;
 
 use crate::{
+    compaction,
     db::{self, uploads::UploadRow, users::UserRow},
     domain::{now_millis, UploadChecksum, UploadId},
     error::ApiError,
@@ -371,6 +372,7 @@ pub async fn append(
     tracing::info!(upload = %id, offset = start, bytes = written, "chunk stored");
     // Still under the upload's lock: the live cannot have ended since.
     crate::live::committed(state, upload.row.post_id, &upload.id, new_offset).await;
+    compaction::schedule(state, &upload.id, start, new_offset);
     Ok((new_offset, expires_at))
 }
 
@@ -454,9 +456,6 @@ pub async fn terminate(state: &AppState, user: &UserRow, raw_id: &str) -> Result
     let _guard = state.locks.lock(&locks::upload_key(id.as_str())).await?;
     let upload = open(state, user, raw_id).await?;
     db::uploads::set_state(&state.db, upload.id.as_str(), "terminated").await?;
-    let storage_id = upload.id.clone();
-    state
-        .with_storage(move |s| Ok(s.delete_upload(&storage_id)?))
-        .await?;
+    compaction::delete_upload(state, &upload.id).await?;
     Ok(())
 }

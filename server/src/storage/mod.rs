@@ -117,6 +117,19 @@ pub trait Storage: Send + Sync + 'static {
         id: &UploadId,
         offset: u64,
     ) -> Result<Box<dyn UploadWriter>, StorageError>;
+    /// Whether committing the bytes `before..after` of an upload makes
+    /// [`Storage::compact_upload`] worth running (never, where an upload is one file).
+    fn compaction_due(&self, _before: u64, _after: u64) -> bool {
+        false
+    }
+    /// Merges an upload's small pieces that lie wholly below `committed` into larger objects.
+    ///
+    /// Safe beside a writer appending at the committed offset (and cutting back bytes past
+    /// it) and beside readers; not beside [`Storage::delete_upload`], which callers exclude
+    /// (`compaction.rs`).
+    fn compact_upload(&self, _id: &UploadId, _committed: u64) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// Opens an upload for reading; only bytes below the committed offset are meaningful.
     fn open_upload(&self, id: &UploadId) -> Result<Box<dyn ReadSeek>, StorageError>;
     /// Deletes an upload's bytes; a missing upload is not an error.

@@ -258,22 +258,28 @@ impl ObjectStorage {
         Ok(())
     }
 
-    /// Deletes objects at or past the committed offset (never acknowledged, whatever left
-    /// them), merges runs of small committed pieces into part-sized objects, and deletes
-    /// objects the chain no longer needs.
-    async fn compact(
+    /// Deletes objects at or past the committed offset: never acknowledged, whatever left
+    /// them (a crash between a piece's put and its commit, a stray object past a gap).
+    async fn delete_uncommitted(
         &self,
-        id: &UploadId,
-        segments: Vec<Segment>,
+        segments: &[Segment],
         committed: u64,
     ) -> Result<(), StorageError> {
-        let (segments, garbage): (Vec<_>, Vec<_>) =
-            segments.into_iter().partition(|s| s.start < committed);
-        for object in &garbage {
+        for object in segments.iter().filter(|s| s.start >= committed) {
             self.delete(&object.location).await?;
         }
+        Ok(())
+    }
+
+    /// Merges runs of small pieces wholly below `committed` into part-sized objects, and
+    /// deletes objects a chain object covers (left by an interrupted compaction).
+    ///
+    /// Touches nothing that reaches past `committed`: a writer may be putting the next piece
+    /// there, or cutting back one that straddles it.
+    async fn compact(&self, id: &UploadId, committed: u64) -> Result<(), StorageError> {
+        let mut segments = self.segments(id).await?;
+        segments.retain(|s| s.end <= committed);
         let (chain, _) = covering_chain(&segments);
-        // Objects fully inside another chain object: leftovers of an interrupted compaction.
         for stale in segments.iter().filter(|s| !chain.contains(s)) {
             if chain
                 .iter()
@@ -296,6 +302,7 @@ impl ObjectStorage {
                     .map_err(object_err(|| format!("reading {}", piece.location)))?;
                 bytes.extend_from_slice(&got);
             }
+            // Put before the pieces go: at every moment some chain covers the bytes.
             let part = self.upload_dir(id).join(segment_name(start, end));
             self.put(&part, Bytes::from(bytes)).await?;
             for piece in &run {
@@ -547,15 +554,26 @@ impl Storage for ObjectStorage {
                 source: io::Error::other("upload objects and offset disagree"),
             });
         }
-        // Everything below `offset` is committed and the caller holds the upload's lock, so
-        // it may be compacted now, before this PATCH's piece is written.
-        self.block_on(self.compact(id, segments, offset))?;
+        // Past the chain's end (after a gap) may lie stray objects a longer chain would take
+        // in once this piece fills the gap.
+        self.block_on(self.delete_uncommitted(&segments, offset))?;
         Ok(Box::new(ObjectUploadWriter {
             storage: self.clone(),
             dir: self.upload_dir(id),
             start: offset,
             buffer: Vec::new(),
         }))
+    }
+
+    /// Due each time the committed bytes cross a multiple of half a part: a run is then
+    /// likely complete, and pieces wait at most about one and a half parts for it.
+    fn compaction_due(&self, before: u64, after: u64) -> bool {
+        let step = (self.part_size / 2).max(1);
+        after / step > before / step
+    }
+
+    fn compact_upload(&self, id: &UploadId, committed: u64) -> Result<(), StorageError> {
+        self.block_on(self.compact(id, committed))
     }
 
     fn open_upload(&self, id: &UploadId) -> Result<Box<dyn ReadSeek>, StorageError> {

@@ -61,6 +61,14 @@ impl Fixture {
         .await;
     }
 
+    /// Compacts what lies below `committed`, as the server does in the background after a
+    /// commit.
+    async fn compact(&self, id: &UploadId, committed: u64) {
+        let id = id.clone();
+        self.run(move |s| s.compact_upload(&id, committed).expect("compact"))
+            .await;
+    }
+
     /// The names of an upload's objects, as `start-end` pairs.
     async fn objects(&self, id: &UploadId) -> Vec<(u64, u64)> {
         let prefix = ObjectPath::from(format!("lk/uploads/{id}"));
@@ -119,7 +127,7 @@ fn pattern(len: usize, seed: usize) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn each_patch_is_one_piece_and_committed_pieces_are_compacted_at_the_part_size() {
+async fn each_patch_is_one_piece_and_committed_pieces_are_compacted_into_parts() {
     let fx = object_storage(PART).await;
     let id = UploadId::generate();
     let mut all = Vec::new();
@@ -133,7 +141,9 @@ async fn each_patch_is_one_piece_and_committed_pieces_are_compacted_at_the_part_
     // A read across piece boundaries, before compaction.
     assert_eq!(fx.read_at(&id, 390, 420).await, all[390..810]);
 
-    // The next PATCH finds 1200 committed bytes in small pieces: they become one part.
+    // 1200 committed bytes in small pieces: compaction makes them one part.
+    fx.compact(&id, 1200).await;
+    assert_eq!(fx.objects(&id).await, [(0, 1200)]);
     let tail = pattern(100, 9);
     all.extend_from_slice(&tail);
     fx.append(&id, 1200, tail).await;
@@ -161,7 +171,7 @@ async fn each_patch_is_one_piece_and_committed_pieces_are_compacted_at_the_part_
 
 #[tokio::test]
 async fn a_reader_opened_before_a_compaction_still_reads_the_bytes() {
-    // A viewer's stream or another node lists the pieces, then a PATCH compacts them away.
+    // A viewer's stream or another node lists the pieces, then a compaction merges them away.
     let fx = object_storage(PART).await;
     let id = UploadId::generate();
     let mut all = Vec::new();
@@ -177,9 +187,7 @@ async fn a_reader_opened_before_a_compaction_still_reads_the_bytes() {
             let mut first = vec![0; 10];
             reader.read_exact(&mut first)?;
             // Compaction: the pieces the reader listed are deleted.
-            let mut writer = s.upload_writer(&writer_id, 1200)?;
-            writer.write(&[7; 10])?;
-            writer.sync()?;
+            s.compact_upload(&writer_id, 1200)?;
             reader.seek(SeekFrom::Start(590))?;
             let mut across = vec![0; 20];
             reader.read_exact(&mut across)?;
@@ -187,9 +195,32 @@ async fn a_reader_opened_before_a_compaction_still_reads_the_bytes() {
         })
         .await
         .expect("reads around a compaction");
-    assert_eq!(fx.objects(&id).await, [(0, 1200), (1200, 1210)]);
+    assert_eq!(fx.objects(&id).await, [(0, 1200)]);
     assert_eq!(read.0, all[..10]);
     assert_eq!(read.1, all[590..610]);
+}
+
+#[tokio::test]
+async fn compaction_leaves_alone_what_reaches_past_the_committed_offset() {
+    // It runs without the upload's lock, beside a PATCH whose piece is put but not committed.
+    let fx = object_storage(PART).await;
+    let id = UploadId::generate();
+    let mut all = Vec::new();
+    for (n, offset) in [0u64, 600, 1200].into_iter().enumerate() {
+        let bytes = pattern(600, n);
+        all.extend_from_slice(&bytes);
+        fx.append(&id, offset, bytes).await;
+    }
+    // 1 000 committed: the second piece straddles the offset, so no run is wholly below it.
+    fx.compact(&id, 1000).await;
+    assert_eq!(fx.objects(&id).await, [(0, 600), (600, 1200), (1200, 1800)]);
+    // 1 200 committed, the piece past it in flight: only the committed run is merged.
+    fx.compact(&id, 1200).await;
+    assert_eq!(fx.objects(&id).await, [(0, 1200), (1200, 1800)]);
+    assert_eq!(fx.read_at(&id, 0, 1800).await, all);
+    // Nothing to merge: nothing changes.
+    fx.compact(&id, 1800).await;
+    assert_eq!(fx.objects(&id).await, [(0, 1200), (1200, 1800)]);
 }
 
 #[tokio::test]
@@ -218,7 +249,9 @@ async fn objects_past_the_committed_offset_are_garbage_and_leftover_pieces_are_r
     // Readers tolerate the part and its pieces side by side.
     assert_eq!(fx.read_at(&id, 0, 1200).await, committed);
 
-    // The next writer removes the pieces the part covers.
+    // Compaction removes the pieces the part covers.
+    fx.compact(&id, 1200).await;
+    assert_eq!(fx.objects(&id).await, [(0, 1200)]);
     fx.append(&id, 1200, pattern(10, 4)).await;
     assert_eq!(fx.objects(&id).await, [(0, 1200), (1200, 1210)]);
 
@@ -326,10 +359,19 @@ async fn a_live_recorded_on_s3_is_finalized_and_served_with_ranges() {
     }
     let id = crate::helpers::upload_id(&live.upload_url);
     let prefix = ObjectPath::from(format!("media/uploads/{id}"));
-    let listed: Vec<_> = raw.list(Some(&prefix)).try_collect().await.expect("list");
-    let sizes: Vec<u64> = listed.iter().map(|meta| meta.size).collect();
+    // Compaction runs in the background after the commits: wait for it.
+    let compacted = |sizes: &[u64]| sizes.len() < 5 && sizes.iter().any(|&size| size >= 10_000);
+    let started = std::time::Instant::now();
+    let sizes = loop {
+        let listed: Vec<_> = raw.list(Some(&prefix)).try_collect().await.expect("list");
+        let sizes: Vec<u64> = listed.iter().map(|meta| meta.size).collect();
+        if compacted(&sizes) || started.elapsed() > crate::helpers::EVENT_WAIT {
+            break sizes;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(
-        sizes.len() < 5 && sizes.iter().any(|&size| size >= 10_000),
+        compacted(&sizes),
         "five PATCHes, compacted into parts of at least 10 000 bytes: {sizes:?}"
     );
     assert_eq!(sizes.iter().sum::<u64>(), bytes.len() as u64);
