@@ -176,6 +176,13 @@ pub struct Config {
     )]
     pub cors_origins: Vec<String>,
 
+    /// On PostgreSQL, connections of this node's coordination pool: one per lock held (each
+    /// PATCH in flight holds one) plus one for notifications. Count nodes × this (+ 16 for
+    /// queries) against PostgreSQL's `max_connections`.
+    #[arg(long, env = "LIVEKEEP_COORDINATION_CONNECTIONS", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(2..), global = true)]
+    pub coordination_connections: u32,
+
     /// Connections served at once; above it a connection gets a 503 and is closed.
     #[arg(long, env = "LIVEKEEP_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
@@ -211,6 +218,7 @@ impl Config {
             patch_idle_timeout: 60,
             orphan_grace: None,
             cors_origins: Vec::new(),
+            coordination_connections: 32,
             max_connections: 10_000,
             header_read_timeout: 10,
             keep_alive_timeout: 75,
@@ -306,6 +314,7 @@ mod tests {
         assert_eq!(cli.config.max_connections, 10_000);
         assert_eq!(cli.config.header_read_timeout(), Duration::from_secs(10));
         assert_eq!(cli.config.keep_alive_timeout(), Duration::from_secs(75));
+        assert_eq!(cli.config.coordination_connections, 32);
         let cli = Cli::try_parse_from([
             "livekeep",
             "--max-connections",
@@ -314,11 +323,15 @@ mod tests {
             "3",
             "--keep-alive-timeout",
             "30",
+            "--coordination-connections",
+            "64",
         ])
         .unwrap();
         assert_eq!(cli.config.max_connections, 50);
         assert_eq!(cli.config.header_read_timeout, 3);
         assert_eq!(cli.config.keep_alive_timeout, 30);
+        assert_eq!(cli.config.coordination_connections, 64);
+        assert!(Cli::try_parse_from(["livekeep", "--coordination-connections", "1"]).is_err());
         assert!(Cli::try_parse_from(["livekeep", "--max-connections", "0"]).is_err());
     }
 

@@ -40,9 +40,6 @@ pub const PRESENCE_TTL: Duration = Duration::from_secs(7);
 const MAX_PAYLOAD: usize = 7900;
 /// Lives per presence announcement, so one always fits in a payload.
 const PRESENCE_BATCH: usize = 100;
-/// Connections of the coordination pool: held locks (one per PATCH in flight) and notifies.
-const POOL_CONNECTIONS: u32 = 32;
-
 /// Whether `url` names a PostgreSQL database (several nodes may share it).
 pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres:") || url.starts_with("postgresql:")
@@ -158,15 +155,16 @@ pub struct Coordination {
 }
 
 impl Coordination {
-    /// Opens a small pool of its own on `database_url` when it is PostgreSQL.
-    pub async fn open(database_url: &str) -> anyhow::Result<Self> {
+    /// Opens a pool of its own of `connections` on `database_url` when it is PostgreSQL: held
+    /// locks (one per PATCH in flight) and notifications.
+    pub async fn open(database_url: &str, connections: u32) -> anyhow::Result<Self> {
         if !is_postgres(database_url) {
             return Ok(Self { bus: None });
         }
         let options = PgConnectOptions::from_str(database_url)
             .context("parsing the PostgreSQL URL for coordination")?;
         let pool = PgPoolOptions::new()
-            .max_connections(POOL_CONNECTIONS)
+            .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
