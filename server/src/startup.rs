@@ -13,22 +13,10 @@ use crate::{
     db,
     live::bus::Coordination,
     metrics::Metrics,
-    rate_limit::{LoginLimiter, RateLimiter},
     routes, serve,
     state::{AppState, Settings},
     storage, sweeper,
 };
-
-/// Chat messages a user may send per [`CHAT_WINDOW`].
-const CHAT_MESSAGES: usize = 5;
-/// The chat rate limit's window.
-const CHAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
-/// Failed logins for one username per [`LOGIN_WINDOW`].
-const LOGIN_FAILURES_PER_USER: usize = 10;
-/// Failed logins from one client IP per [`LOGIN_WINDOW`].
-const LOGIN_FAILURES_PER_IP: usize = 50;
-/// The sliding window of the login limits.
-const LOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 /// A built server: bound, migrated, not yet serving.
 pub struct Application {
@@ -120,12 +108,6 @@ pub async fn open_state(config: &Config) -> anyhow::Result<AppState> {
         storage: Arc::from(storage),
         locks: Arc::new(coordination.locks()),
         hub: Arc::new(coordination.hub()),
-        chat_limiter: Arc::new(RateLimiter::new(CHAT_MESSAGES, CHAT_WINDOW)),
-        login_limiter: Arc::new(LoginLimiter::new(
-            LOGIN_FAILURES_PER_USER,
-            LOGIN_FAILURES_PER_IP,
-            LOGIN_WINDOW,
-        )),
         metrics: Arc::new(Metrics::default()),
         compactions: crate::compaction::slots(),
         settings: Arc::new(Settings {

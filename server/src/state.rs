@@ -4,13 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::db::Db;
 
-use crate::{
-    live::hub::Hub,
-    locks::Locks,
-    metrics::Metrics,
-    rate_limit::{LoginLimiter, RateLimiter},
-    storage::Storage,
-};
+use crate::{live::hub::Hub, locks::Locks, metrics::Metrics, storage::Storage};
 
 /// Limits and windows handlers need, copied from the configuration at start.
 #[derive(Debug, Clone)]
@@ -42,10 +36,6 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The rooms of lives in progress: viewers, chat, stream progress.
     pub hub: Arc<Hub>,
-    /// Chat messages per user.
-    pub chat_limiter: Arc<RateLimiter>,
-    /// Failed logins per name and per client IP.
-    pub login_limiter: Arc<LoginLimiter>,
     /// Counters served at `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Slots of the background compactions of this node (`compaction.rs`).

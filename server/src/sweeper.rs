@@ -1,10 +1,13 @@
-//! Background work: finalize lives that went silent, clean up expired uploads.
+//! Background work: finalize lives that went silent, clean up expired uploads, forget old
+//! login failures.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::{db, domain::now_millis, domain::UploadId, locks, recording, state::AppState};
+use crate::{
+    db, domain::now_millis, domain::UploadId, locks, rate_limit, recording, state::AppState,
+};
 
 /// How often to sweep: a quarter of the shorter window, between 100 ms and 30 s.
 pub fn interval(state: &AppState) -> Duration {
@@ -29,7 +32,8 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// One pass: interrupt silent lives, then expire stale uploads.
+/// One pass: interrupt silent lives, expire stale uploads, delete login failures past their
+/// window.
 pub async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
     let window = i64::try_from(state.settings.interrupt_after.as_millis()).unwrap_or(i64::MAX);
     let cutoff = now_millis().saturating_sub(window);
@@ -55,5 +59,7 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
         crate::compaction::delete_upload(state, &id).await?;
         tracing::info!(upload = %upload.id, "expired an upload");
     }
+    // Every node does it; deleting what another node just deleted is harmless.
+    rate_limit::prune(&state.db).await?;
     Ok(())
 }

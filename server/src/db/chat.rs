@@ -93,3 +93,21 @@ pub async fn latest(
     rows.reverse();
     Ok(rows)
 }
+
+/// Times of `author_id`'s latest `limit` messages after `since`, newest first.
+pub async fn latest_times_by(
+    db: impl AnyExecutor<'_>,
+    author_id: i64,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT created_at FROM chat_messages WHERE author_id = $1 AND created_at > $2
+         ORDER BY created_at DESC LIMIT $3",
+    )
+    .bind(author_id)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -7,6 +7,7 @@
 //! `tests/api/schema.rs` holds to one reference schema.
 
 pub mod chat;
+pub mod login_failures;
 pub mod media;
 pub mod posts;
 pub mod uploads;

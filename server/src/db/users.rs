@@ -54,6 +54,17 @@ pub async fn credentials(
     .await
 }
 
+/// Locks the user's row until the transaction ends, so that transactions checking then
+/// adding to what the user did (the chat limit) run one at a time on every node. A write that
+/// changes nothing: the portable `SELECT … FOR UPDATE` (on SQLite it takes the write lock).
+pub async fn lock(db: impl AnyExecutor<'_>, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET created_at = created_at WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Records a session by the SHA-256 of its token.
 pub async fn insert_session(
     db: impl AnyExecutor<'_>,

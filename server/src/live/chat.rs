@@ -5,6 +5,7 @@ use crate::{
     db::{self, chat::ChatRow, users::UserRow},
     domain::{now_millis, ChatBody},
     error::ApiError,
+    rate_limit,
     state::AppState,
     views::ChatMessageView,
 };
@@ -23,12 +24,9 @@ pub async fn post(
     if post.live_status.as_deref() != Some("live") {
         return Err(live_ended());
     }
-    state
-        .chat_limiter
-        .check(user.id)
-        .map_err(|wait| ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64))?;
-    let now = now_millis();
     let mut tx = state.db.begin().await?;
+    rate_limit::check_chat(&mut tx, user.id).await?;
+    let now = now_millis();
     // Counted and checked in one statement: a message never lands after the live ended.
     let Some(recording_start) = db::chat::count_live_message(&mut *tx, post_id).await? else {
         return Err(live_ended());

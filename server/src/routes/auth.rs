@@ -16,6 +16,7 @@ use crate::{
     auth, db,
     domain::{now_millis, Password, Username},
     error::ApiError,
+    rate_limit,
     state::AppState,
     views::UserView,
 };
@@ -101,9 +102,7 @@ async fn login(
     let ip: Option<IpAddr> = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip());
-    if let Some(wait) = state.login_limiter.blocked(&body.username, ip) {
-        return Err(ApiError::RateLimited(wait.as_secs().max(1)));
-    }
+    let attempt = rate_limit::begin_login(&state.db, &body.username, ip).await?;
     let found = db::users::credentials(&state.db, &body.username).await?;
     let password = body.password;
     let user = tokio::task::spawn_blocking(move || match found {
@@ -117,10 +116,10 @@ async fn login(
     .await
     .context("password check task")?;
     let Some(user) = user else {
-        state.login_limiter.fail(&body.username, ip);
+        // The attempt stays counted as a failure.
         return Err(ApiError::InvalidCredentials);
     };
-    state.login_limiter.succeed(&body.username);
+    attempt.succeeded(&state.db).await?;
     let user = UserView {
         id: user.id,
         username: user.username,
