@@ -177,8 +177,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
 
     /// On PostgreSQL, connections of this node's coordination pool: one per lock held (each
-    /// PATCH in flight holds one) plus one for notifications. Count nodes × this (+ 16 for
-    /// queries) against PostgreSQL's `max_connections`.
+    /// PATCH in flight holds one) plus the notification listener's. Count nodes × (this + 17:
+    /// the queries' 16 and the notification sender's) against PostgreSQL's `max_connections`.
     #[arg(long, env = "LIVEKEEP_COORDINATION_CONNECTIONS", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(2..), global = true)]
     pub coordination_connections: u32,

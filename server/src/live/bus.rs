@@ -5,6 +5,12 @@
 //! others' to its rooms. Payloads stay small (ids, counts, one chat message): well under
 //! PostgreSQL's 8000-byte limit. On SQLite there is one node and no bus.
 //!
+//! Notifications leave through an outbox: one task per node sends them, in order, on a
+//! connection of its own, several per statement. A request that holds a lock's connection of
+//! the coordination pool (a PATCH announcing its committed offset) must never wait for a
+//! second connection of that pool: with as many such requests as connections, each would wait
+//! for another's, until the pool's acquire timeout (the 10 s stalls of BENCHMARKS finding 5).
+//!
 //! Viewer counts are per node: each node announces its own count of a live on every change
 //! and every [`HEARTBEAT`], and a node that stops announcing (killed) stops counting after
 //! [`PRESENCE_TTL`].
@@ -23,9 +29,9 @@ use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
-    PgPool,
+    Connection, PgConnection, PgPool,
 };
-use tokio::task::JoinHandle;
+use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::hub::Hub;
 use crate::{db, domain::UploadId, locks::Locks, state::AppState};
@@ -38,6 +44,12 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 pub const PRESENCE_TTL: Duration = Duration::from_secs(7);
 /// PostgreSQL refuses payloads of 8000 bytes or more; stay clear of it.
 const MAX_PAYLOAD: usize = 7900;
+/// Notices waiting to be sent; when the database is away this long, newer ones are dropped.
+const OUTBOX: usize = 4096;
+/// Notices sent by one statement, one commit, at most.
+const BATCH: usize = 64;
+/// Pause before reconnecting the sender after an error.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// Lives per presence announcement, so one always fits in a payload.
 const PRESENCE_BATCH: usize = 100;
 /// Whether `url` names a PostgreSQL database (several nodes may share it).
@@ -91,16 +103,21 @@ pub struct Bus {
     node: String,
     pool: PgPool,
     seq: AtomicU64,
+    outbox: mpsc::Sender<String>,
 }
 
 impl Bus {
+    /// The bus on `pool`'s database; its sender runs until the bus is dropped.
     fn new(pool: PgPool) -> Self {
         let mut id = [0u8; 8];
         rand_core::OsRng.fill_bytes(&mut id);
+        let (outbox, queued) = mpsc::channel(OUTBOX);
+        tokio::spawn(send_queued(pool.connect_options().as_ref().clone(), queued));
         Self {
             node: hex::encode(id),
             pool,
             seq: AtomicU64::new(0),
+            outbox,
         }
     }
 
@@ -114,8 +131,9 @@ impl Bus {
         self.seq.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Sends `notice` to every other node; a failure is logged (viewers miss one event).
-    pub async fn publish(&self, notice: Notice) {
+    /// Queues `notice` for every other node, after the ones queued before it. Never waits: a
+    /// notice that cannot be sent is logged (viewers on other nodes miss one event).
+    pub fn publish(&self, notice: Notice) {
         let payload = match serde_json::to_string(&Envelope {
             node: self.node.clone(),
             notice,
@@ -130,21 +148,56 @@ impl Bus {
             tracing::error!(bytes = payload.len(), "a live notice is too large to send");
             return;
         }
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(&payload)
-            .execute(&self.pool)
-            .await;
-        if let Err(err) = sent {
-            tracing::warn!(error = ?err, "could not notify the other nodes");
+        if let Err(err) = self.outbox.try_send(payload) {
+            tracing::warn!(error = %err, "could not queue a notice for the other nodes");
         }
     }
+}
 
-    /// [`Self::publish`] from code that cannot wait (a viewer leaving, in a `Drop`).
-    pub fn publish_soon(self: &Arc<Self>, notice: Notice) {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let bus = Arc::clone(self);
-            runtime.spawn(async move { bus.publish(notice).await });
+/// Sends the queued notices in order, up to [`BATCH`] per statement, on a connection of its
+/// own (reconnected after an error); ends when the bus is dropped.
+async fn send_queued(options: PgConnectOptions, mut queued: mpsc::Receiver<String>) {
+    let mut conn: Option<PgConnection> = None;
+    let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+    loop {
+        if batch.is_empty() {
+            let Some(first) = queued.recv().await else {
+                return;
+            };
+            batch.push(first);
+        }
+        while batch.len() < BATCH {
+            match queued.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let connected = match conn.as_mut() {
+            Some(connected) => connected,
+            None => match PgConnection::connect_with(&options).await {
+                Ok(fresh) => conn.insert(fresh),
+                Err(err) => {
+                    tracing::warn!(error = ?err, "could not connect to send live notices");
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    continue; // The batch waits; the outbox fills, then drops, meanwhile.
+                }
+            },
+        };
+        // One statement, one commit; unnest yields the array in order, so notices keep theirs.
+        let sent = sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+            .bind(CHANNEL)
+            .bind(&batch)
+            .execute(&mut *connected)
+            .await;
+        match sent {
+            Ok(_) => batch.clear(),
+            Err(err) => {
+                // Sent or not, unknown: resending could repeat notices, which receivers
+                // tolerate less than a missed one (a repeated chat message shows twice).
+                tracing::warn!(error = ?err, notices = batch.len(), "could not notify the other nodes");
+                batch.clear();
+                conn = None;
+            }
         }
     }
 }
@@ -329,8 +382,7 @@ async fn heartbeat(state: AppState, bus: Arc<Bus>) {
             bus.publish(Notice::Presence {
                 seq,
                 rooms: batch.to_vec(),
-            })
-            .await;
+            });
         }
         state.hub.expire_presence(PRESENCE_TTL);
     }

@@ -48,13 +48,10 @@ pub async fn post(
     }
     if let Some(bus) = state.hub.bus() {
         match serde_json::to_value(&message) {
-            Ok(json) => {
-                bus.publish(Notice::Chat {
-                    post: post_id,
-                    message: json,
-                })
-                .await
-            }
+            Ok(json) => bus.publish(Notice::Chat {
+                post: post_id,
+                message: json,
+            }),
             Err(err) => tracing::error!(error = ?err, "could not encode a chat message"),
         }
     }

@@ -221,7 +221,7 @@ impl Room {
     /// so the numbers follow the changes' order).
     fn announce(&self, presence: &Presence) {
         if let Some(bus) = &self.bus {
-            bus.publish_soon(Notice::Presence {
+            bus.publish(Notice::Presence {
                 seq: bus.next_seq(),
                 rooms: vec![(self.post_id, presence.viewers.len() as u64)],
             });

@@ -79,8 +79,7 @@ pub async fn committed(state: &AppState, post_id: i64, upload: &UploadId, offset
             post: post_id,
             upload: upload.as_str().to_owned(),
             offset,
-        })
-        .await;
+        });
     }
     if room.recording_dated() {
         return;
@@ -131,7 +130,7 @@ async fn date_recording(
 pub async fn announce_end(state: &AppState, post_id: i64) {
     announce_end_here(state, post_id).await;
     if let Some(bus) = state.hub.bus() {
-        bus.publish(bus::Notice::Ended { post: post_id }).await;
+        bus.publish(bus::Notice::Ended { post: post_id });
     }
 }
 

@@ -6,6 +6,7 @@
 //! bucket of a `moto_server` instead of a directory.
 
 mod harness;
+mod notices;
 mod rate_limits;
 #[allow(dead_code)] // Shared with the API tests, which use more of it.
 #[path = "../api/s3.rs"]
