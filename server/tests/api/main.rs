@@ -15,6 +15,8 @@ mod media;
 mod metrics;
 mod openapi;
 mod poster;
+#[path = "../common/process.rs"]
+mod process;
 mod room;
 mod s3;
 mod schema;

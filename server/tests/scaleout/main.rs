@@ -6,6 +6,8 @@
 //! bucket of a `moto_server` instead of a directory.
 
 mod harness;
+#[path = "../common/process.rs"]
+mod process;
 #[allow(dead_code)] // Shared with the API tests, which use more of it.
 #[path = "../api/s3.rs"]
 mod s3;
