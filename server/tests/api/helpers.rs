@@ -16,11 +16,13 @@ use std::{
 use livekeep_server::{config::Config, startup::Application};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
-pub use crate::sse::EventStream;
+pub use crate::{
+    fixtures::{cluster_starts, fixture, sha256_hex},
+    sse::EventStream,
+};
 
 /// A running server on 127.0.0.1 with its own temporary data directory.
 pub struct TestApp {
@@ -58,21 +60,10 @@ pub struct TestLive {
 
 static USER_COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// The checked-in WebM fixture (3 s, VP8 + Opus, live-shaped).
-pub fn fixture() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live.webm");
-    std::fs::read(path).expect("the fixture is checked in")
-}
-
 /// The checked-in fragmented MP4 fixture (2 s, VP9 + Opus).
 pub fn mp4_fixture() -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live.mp4");
     std::fs::read(path).expect("the fixture is checked in")
-}
-
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Starts the app with default settings.
@@ -536,14 +527,4 @@ impl TestApp {
         .await
         .expect("POST chat")
     }
-}
-
-/// Offsets of each Cluster element in a WebM (by its id; fine for the fixtures).
-pub fn cluster_starts(bytes: &[u8]) -> Vec<usize> {
-    bytes
-        .windows(4)
-        .enumerate()
-        .filter(|(_, w)| *w == [0x1F, 0x43, 0xB6, 0x75])
-        .map(|(i, _)| i)
-        .collect()
 }

@@ -7,6 +7,8 @@ mod consistency;
 mod crash;
 mod faults;
 mod feed;
+#[path = "../common/fixtures.rs"]
+mod fixtures;
 mod fuzz;
 mod helpers;
 mod interrupted;

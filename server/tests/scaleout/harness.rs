@@ -6,12 +6,11 @@ use std::{
     time::Duration,
 };
 
-use crate::process::ServerProcess;
 pub use crate::sse::EventStream;
+use crate::{fixtures::sha256_hex, process::ServerProcess};
 use object_store::ObjectStoreExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 /// How long a test waits for something that must happen; a bound, not a pace.
@@ -317,27 +316,6 @@ impl Node {
         assert_eq!(response.status(), StatusCode::CREATED);
         response.json().await.unwrap()
     }
-}
-
-/// The checked-in WebM fixture (3 s, VP8 + Opus, live-shaped).
-pub fn fixture() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live.webm");
-    std::fs::read(path).expect("the fixture is checked in")
-}
-
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Offsets of each Cluster element in a WebM (by its id; fine for the fixture).
-pub fn cluster_starts(bytes: &[u8]) -> Vec<usize> {
-    bytes
-        .windows(4)
-        .enumerate()
-        .filter(|(_, w)| *w == [0x1F, 0x43, 0xB6, 0x75])
-        .map(|(i, _)| i)
-        .collect()
 }
 
 /// The storage every node shares: a directory, or a bucket of the test's moto server

@@ -5,6 +5,8 @@
 //! and root (the cluster runs as the `postgres` user). `LIVEKEEP_TEST_STORAGE=s3` shares a
 //! bucket of a `moto_server` instead of a directory.
 
+#[path = "../common/fixtures.rs"]
+mod fixtures;
 mod harness;
 #[path = "../common/process.rs"]
 mod process;
@@ -20,7 +22,8 @@ use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use harness::{cluster_starts, fixture, sha256_hex, Cluster, WAIT};
+use fixtures::{cluster_starts, fixture, sha256_hex};
+use harness::{Cluster, WAIT};
 
 const ALICE: &str = "viewer_id=alice-0001";
 const BOB: &str = "viewer_id=bob-00002";
