@@ -27,4 +27,6 @@ mod slow_clients;
 #[path = "../common/sse.rs"]
 mod sse;
 mod storage;
+#[path = "../common/stream_body.rs"]
+mod stream_body;
 mod uploads;

@@ -7,8 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{
-    cluster_starts, error_code, fixture, mp4_fixture, spawn_app, TestApp, EVENT_WAIT,
+use crate::{
+    helpers::{cluster_starts, error_code, fixture, mp4_fixture, spawn_app, TestApp, EVENT_WAIT},
+    stream_body::read_at_least,
 };
 
 const ALICE: &str = "viewer_id=alice-0001";
@@ -295,22 +296,6 @@ async fn chat_offsets_follow_the_recordings_timeline_even_when_the_recorder_star
     }
 }
 
-/// Reads a progressive body until it holds `len` bytes.
-async fn read_at_least(
-    body: &mut (impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
-    into: &mut Vec<u8>,
-    len: usize,
-) {
-    while into.len() < len {
-        let chunk = tokio::time::timeout(EVENT_WAIT, body.next())
-            .await
-            .expect("bytes within the wait")
-            .expect("the stream is open")
-            .unwrap();
-        into.extend_from_slice(&chunk);
-    }
-}
-
 #[tokio::test]
 async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_ends_with_the_live() {
     let app = spawn_app().await;
@@ -340,17 +325,23 @@ async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_end
     let mut got = Vec::new();
     // The header (EBML, Segment, Info, Tracks), then the second cluster: the latest complete
     // one that opens on a keyframe. Not the half cluster.
-    read_at_least(&mut body, &mut got, 4).await;
+    read_at_least(&mut body, &mut got, 4, EVENT_WAIT).await;
     assert_eq!(&got[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
     let header_len = cluster_starts(&got).first().copied().unwrap_or(got.len());
     let live_edge = clusters[2] - clusters[1];
-    read_at_least(&mut body, &mut got, header_len + live_edge).await;
+    read_at_least(&mut body, &mut got, header_len + live_edge, EVENT_WAIT).await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..clusters[2]]);
 
     // The rest arrives as it is committed; the stream ends when the live stops.
     app.patch(&host.token, &live.upload_url, first as u64, &bytes[first..])
         .await;
-    read_at_least(&mut body, &mut got, header_len + bytes.len() - clusters[1]).await;
+    read_at_least(
+        &mut body,
+        &mut got,
+        header_len + bytes.len() - clusters[1],
+        EVENT_WAIT,
+    )
+    .await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..]);
     app.stop(&host.token, live.id, TestApp::video_data(&live, &bytes))
         .await;
@@ -434,7 +425,7 @@ async fn a_stream_ends_when_the_recorder_moves_to_another_upload_so_the_viewer_f
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = Box::pin(response.bytes_stream());
     let mut got = Vec::new();
-    read_at_least(&mut body, &mut got, 4).await;
+    read_at_least(&mut body, &mut got, 4, EVENT_WAIT).await;
 
     // The recorder restarts on a new upload (as after losing its journal).
     let metadata = base64::engine::general_purpose::STANDARD.encode(live.id.to_string());

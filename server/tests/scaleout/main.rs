@@ -15,6 +15,8 @@ mod process;
 mod s3;
 #[path = "../common/sse.rs"]
 mod sse;
+#[path = "../common/stream_body.rs"]
+mod stream_body;
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,7 @@ use serde_json::Value;
 
 use fixtures::{cluster_starts, fixture, sha256_hex};
 use harness::{Cluster, WAIT};
+use stream_body::read_at_least;
 
 const ALICE: &str = "viewer_id=alice-0001";
 const BOB: &str = "viewer_id=bob-00002";
@@ -185,22 +188,6 @@ async fn viewers_on_either_node_see_each_others_chat_and_the_summed_counts() {
     );
 }
 
-/// Reads a progressive body until it holds `len` bytes.
-async fn read_at_least(
-    body: &mut (impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
-    into: &mut Vec<u8>,
-    len: usize,
-) {
-    while into.len() < len {
-        let chunk = tokio::time::timeout(WAIT, body.next())
-            .await
-            .expect("bytes within the wait")
-            .expect("the stream is open")
-            .unwrap();
-        into.extend_from_slice(&chunk);
-    }
-}
-
 #[tokio::test]
 async fn a_stream_on_b_follows_the_upload_written_through_a() {
     let cluster = Cluster::start(&[]).await;
@@ -228,10 +215,16 @@ async fn a_stream_on_b_follows_the_upload_written_through_a() {
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = Box::pin(response.bytes_stream());
     let mut got = Vec::new();
-    read_at_least(&mut body, &mut got, 4).await;
+    read_at_least(&mut body, &mut got, 4, WAIT).await;
     assert_eq!(&got[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
     let header_len = cluster_starts(&got).first().copied().unwrap_or(got.len());
-    read_at_least(&mut body, &mut got, header_len + clusters[2] - clusters[1]).await;
+    read_at_least(
+        &mut body,
+        &mut got,
+        header_len + clusters[2] - clusters[1],
+        WAIT,
+    )
+    .await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..clusters[2]]);
 
     // B learns of A's commits from the notifications and reads the bytes from storage.
@@ -241,7 +234,13 @@ async fn a_stream_on_b_follows_the_upload_written_through_a() {
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         offset += chunk.len();
     }
-    read_at_least(&mut body, &mut got, header_len + bytes.len() - clusters[1]).await;
+    read_at_least(
+        &mut body,
+        &mut got,
+        header_len + bytes.len() - clusters[1],
+        WAIT,
+    )
+    .await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..]);
     let stopped = cluster.a().stop(&token, live_id, &upload_url, &bytes).await;
     assert_eq!(stopped.status(), StatusCode::OK, "{}", cluster.logs());
