@@ -501,18 +501,8 @@ pub const EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 impl TestApp {
     /// Opens `GET /api/posts/live/{id}/events` as `viewer_id`, asserting 200.
     pub async fn events(&self, live_id: i64, query: &str) -> EventStream {
-        let response = self
-            .request(
-                Method::GET,
-                &format!("/api/posts/live/{live_id}/events?{query}"),
-                None,
-            )
-            .send()
-            .await
-            .expect("GET events");
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        EventStream::new(response, EVENT_WAIT)
+        let path = format!("/api/posts/live/{live_id}/events?{query}");
+        EventStream::open(self.request(Method::GET, &path, None), EVENT_WAIT).await
     }
 
     /// `POST /api/posts/live/{id}/chat/`.

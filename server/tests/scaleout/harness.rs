@@ -288,17 +288,8 @@ impl Node {
 
     /// Opens a live's events as `query` (`viewer_id=…`).
     pub async fn events(&self, live_id: i64, query: &str) -> EventStream {
-        let response = self
-            .request(
-                Method::GET,
-                &format!("/api/posts/live/{live_id}/events?{query}"),
-                None,
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        EventStream::new(response, WAIT)
+        let path = format!("/api/posts/live/{live_id}/events?{query}");
+        EventStream::open(self.request(Method::GET, &path, None), WAIT).await
     }
 
     /// Posts a chat message, asserting 201.
