@@ -309,6 +309,26 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
     }
 
+    /// Starts a live of `user` and uploads the whole fixture in one PATCH; returns the live and
+    /// the fixture's bytes.
+    pub async fn uploaded_live(&self, user: &TestUser, content: &str) -> (TestLive, Vec<u8>) {
+        let live = self.start_live(user, content).await;
+        let bytes = fixture();
+        self.upload_all(user, &live, &bytes).await;
+        (live, bytes)
+    }
+
+    /// A live of `user` recorded whole: the fixture uploaded and the live stopped with an honest
+    /// recorder's claims, asserting 200; returns the ended Post.
+    pub async fn recorded_post(&self, user: &TestUser, content: &str) -> Value {
+        let (live, bytes) = self.uploaded_live(user, content).await;
+        let stopped = self
+            .stop(&user.token, live.id, Self::video_data(&live, &bytes))
+            .await;
+        assert_eq!(stopped.status(), StatusCode::OK);
+        stopped.json().await.expect("JSON")
+    }
+
     /// A tus HEAD.
     pub async fn head(&self, token: &str, upload_url: &str) -> Response {
         self.request(Method::HEAD, upload_url, Some(token))

@@ -47,9 +47,7 @@ async fn starting_a_live_with_blank_content_returns_400() {
 async fn stopping_a_live_creates_its_media_and_ends_it() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "Concert").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "Concert").await;
 
     let response = app
         .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
@@ -103,9 +101,7 @@ async fn stopping_a_live_creates_its_media_and_ends_it() {
 async fn a_title_in_video_data_names_the_media() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "Concert").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "Concert").await;
     let mut data = TestApp::video_data(&live, &bytes);
     data["title"] = json!("Mon concert");
     let post: Value = app
@@ -121,9 +117,7 @@ async fn a_title_in_video_data_names_the_media() {
 async fn a_repeated_stop_returns_the_same_post_and_media() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "twice").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "twice").await;
     let first: Value = app
         .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
         .await
@@ -144,9 +138,7 @@ async fn a_repeated_stop_returns_the_same_post_and_media() {
 async fn a_patch_after_the_stop_returns_410() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "closed").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "closed").await;
     let stopped = app
         .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
         .await;
@@ -162,9 +154,7 @@ async fn uploaded_live(
     app: &TestApp,
 ) -> (crate::helpers::TestUser, crate::helpers::TestLive, Vec<u8>) {
     let user = app.user().await;
-    let live = app.start_live(&user, "errors").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "errors").await;
     (user, live, bytes)
 }
 

@@ -1,19 +1,10 @@
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 
-use crate::helpers::{fixture, spawn_app, TestApp};
+use crate::helpers::{spawn_app, TestApp};
 
 async fn stored_media(app: &TestApp) -> (i64, i64) {
     let user = app.user().await;
-    let live = app.start_live(&user, "media").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
-    let post: Value = app
-        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let post = app.recorded_post(&user, "media").await;
     let media = &post["media_files"][0];
     (
         media["id"].as_i64().unwrap(),

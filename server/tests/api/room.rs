@@ -104,9 +104,7 @@ async fn counts_and_messages_are_kept_on_the_post_when_the_live_stops_and_viewer
     let app = spawn_app().await;
     let host = app.user().await;
     let fan = app.user().await;
-    let live = app.start_live(&host, "kept").await;
-    let bytes = fixture();
-    app.upload_all(&host, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&host, "kept").await;
     let mut alice = app.events(live.id, ALICE).await;
     let mut bob = app.events(live.id, BOB).await;
     drop(app.events(live.id, "viewer_id=carol-0003").await);
