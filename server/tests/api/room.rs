@@ -294,6 +294,18 @@ async fn chat_offsets_follow_the_recordings_timeline_even_when_the_recorder_star
     }
 }
 
+/// `GET /api/posts/live/{id}/stream`.
+async fn get_stream(app: &TestApp, live_id: i64) -> reqwest::Response {
+    app.request(
+        Method::GET,
+        &format!("/api/posts/live/{live_id}/stream"),
+        None,
+    )
+    .send()
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_ends_with_the_live() {
     let app = spawn_app().await;
@@ -306,15 +318,7 @@ async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_end
     app.patch(&host.token, &live.upload_url, 0, &bytes[..first])
         .await;
 
-    let response = app
-        .request(
-            Method::GET,
-            &format!("/api/posts/live/{}/stream", live.id),
-            None,
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = get_stream(&app, live.id).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "video/webm");
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -363,15 +367,7 @@ async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_end
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let after = app
-        .request(
-            Method::GET,
-            &format!("/api/posts/live/{}/stream", live.id),
-            None,
-        )
-        .send()
-        .await
-        .unwrap();
+    let after = get_stream(&app, live.id).await;
     assert_eq!(after.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(after).await, "live_ended");
 }
@@ -382,22 +378,10 @@ async fn an_mp4_live_is_not_streamable_and_unknown_lives_are_404() {
     let host = app.user().await;
     let live = app.start_live(&host, "mp4").await;
     app.upload_all(&host, &live, &mp4_fixture()).await;
-    let response = app
-        .request(
-            Method::GET,
-            &format!("/api/posts/live/{}/stream", live.id),
-            None,
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = get_stream(&app, live.id).await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(response).await, "not_streamable");
-    let unknown = app
-        .request(Method::GET, "/api/posts/live/999999/stream", None)
-        .send()
-        .await
-        .unwrap();
+    let unknown = get_stream(&app, 999999).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
 
@@ -411,15 +395,7 @@ async fn a_stream_ends_when_the_recorder_moves_to_another_upload_so_the_viewer_f
     let clusters = cluster_starts(&bytes);
     app.patch(&host.token, &live.upload_url, 0, &bytes[..clusters[2]])
         .await;
-    let response = app
-        .request(
-            Method::GET,
-            &format!("/api/posts/live/{}/stream", live.id),
-            None,
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = get_stream(&app, live.id).await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = Box::pin(response.bytes_stream());
     let mut got = Vec::new();
