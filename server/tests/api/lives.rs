@@ -1,18 +1,22 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, fixture, mp4_fixture, sha256_hex, spawn_app, TestApp};
+use crate::helpers::{error_code, fixture, mp4_fixture, sha256_hex, spawn_app, TestApp, TestUser};
+
+/// `POST /api/posts/live` with `content`, whatever the answer.
+async fn post_live(app: &TestApp, user: &TestUser, content: &str) -> reqwest::Response {
+    app.request(Method::POST, "/api/posts/live", Some(&user.token))
+        .json(&json!({ "content": content }))
+        .send()
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn starting_a_live_creates_a_live_post_and_its_deferred_length_upload() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let response = app
-        .request(Method::POST, "/api/posts/live", Some(&user.token))
-        .json(&json!({"content": "  Mon live  "}))
-        .send()
-        .await
-        .unwrap();
+    let response = post_live(&app, &user, "  Mon live  ").await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["post"]["id"], body["live_id"]);
@@ -34,12 +38,7 @@ async fn starting_a_live_creates_a_live_post_and_its_deferred_length_upload() {
 async fn starting_a_live_with_blank_content_returns_400() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let response = app
-        .request(Method::POST, "/api/posts/live", Some(&user.token))
-        .json(&json!({"content": "   "}))
-        .send()
-        .await
-        .unwrap();
+    let response = post_live(&app, &user, "   ").await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -150,9 +149,7 @@ async fn a_patch_after_the_stop_returns_410() {
     assert_eq!(error_code(late).await, "upload_closed");
 }
 
-async fn uploaded_live(
-    app: &TestApp,
-) -> (crate::helpers::TestUser, crate::helpers::TestLive, Vec<u8>) {
+async fn uploaded_live(app: &TestApp) -> (TestUser, crate::helpers::TestLive, Vec<u8>) {
     let user = app.user().await;
     let (live, bytes) = app.uploaded_live(&user, "errors").await;
     (user, live, bytes)
