@@ -38,29 +38,28 @@ pub async fn register_and_start_live(
     username: &str,
     content: &str,
 ) -> (String, i64, String) {
-    let session: Value = client
-        .post(format!("{}/api/auth/register", server.address))
-        .json(&json!({"username": username, "password": "password123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = json_of(
+        client
+            .post(format!("{}/api/auth/register", server.address))
+            .json(&json!({"username": username, "password": "password123"})),
+    )
+    .await;
     let token = session["token"].as_str().unwrap().to_owned();
-    let live: Value = client
-        .post(format!("{}/api/posts/live/", server.address))
-        .bearer_auth(&token)
-        .json(&json!({ "content": content }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let live = json_of(
+        client
+            .post(format!("{}/api/posts/live/", server.address))
+            .bearer_auth(&token)
+            .json(&json!({ "content": content })),
+    )
+    .await;
     let live_id = live["live_id"].as_i64().unwrap();
     let upload_url = live["upload_url"].as_str().unwrap().to_owned();
     (token, live_id, upload_url)
+}
+
+/// Sends `request` and reads the answer as JSON.
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 /// A tus PATCH of `bytes` at `offset` to a spawned binary.

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::{
-    crash::{patch, register_and_start_live, start_server, stop},
+    crash::{json_of, patch, register_and_start_live, start_server, stop},
     helpers::{error_code, fixture, sha256_hex, spawn_app_with, TestApp},
     process::ServerProcess,
 };
@@ -182,14 +182,7 @@ async fn a_crash_at_any_step_of_a_stop_leaves_a_whole_media_or_a_stoppable_live(
         assert!(!exit.success(), "{point}: the server exited cleanly");
 
         let server = start_server(data_dir.path(), &[]).await;
-        let post: Value = client
-            .get(format!("{}/api/posts/{live_id}/", server.address))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let post = json_of(client.get(format!("{}/api/posts/{live_id}/", server.address))).await;
         let media_dir = data_dir.path().join("media");
         let files = |sub: &str| {
             std::fs::read_dir(media_dir.join(sub))
