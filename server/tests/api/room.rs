@@ -337,13 +337,8 @@ async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_end
     // The rest arrives as it is committed; the stream ends when the live stops.
     app.patch(&host.token, &live.upload_url, first as u64, &bytes[first..])
         .await;
-    read_at_least(
-        &mut body,
-        &mut got,
-        header_len + bytes.len() - clusters[1],
-        EVENT_WAIT,
-    )
-    .await;
+    let whole_stream = header_len + bytes.len() - clusters[1];
+    read_at_least(&mut body, &mut got, whole_stream, EVENT_WAIT).await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..]);
     app.stop(&host.token, live.id, TestApp::video_data(&live, &bytes))
         .await;

@@ -218,13 +218,8 @@ async fn a_stream_on_b_follows_the_upload_written_through_a() {
     read_at_least(&mut body, &mut got, 4, WAIT).await;
     assert_eq!(&got[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
     let header_len = cluster_starts(&got).first().copied().unwrap_or(got.len());
-    read_at_least(
-        &mut body,
-        &mut got,
-        header_len + clusters[2] - clusters[1],
-        WAIT,
-    )
-    .await;
+    let live_edge = clusters[2] - clusters[1];
+    read_at_least(&mut body, &mut got, header_len + live_edge, WAIT).await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..clusters[2]]);
 
     // B learns of A's commits from the notifications and reads the bytes from storage.
@@ -234,13 +229,8 @@ async fn a_stream_on_b_follows_the_upload_written_through_a() {
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         offset += chunk.len();
     }
-    read_at_least(
-        &mut body,
-        &mut got,
-        header_len + bytes.len() - clusters[1],
-        WAIT,
-    )
-    .await;
+    let whole_stream = header_len + bytes.len() - clusters[1];
+    read_at_least(&mut body, &mut got, whole_stream, WAIT).await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..]);
     let stopped = cluster.a().stop(&token, live_id, &upload_url, &bytes).await;
     assert_eq!(stopped.status(), StatusCode::OK, "{}", cluster.logs());
