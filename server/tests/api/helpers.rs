@@ -280,6 +280,16 @@ impl TestApp {
         }
     }
 
+    /// A tus creation request (`POST /api/uploads/`) for another upload of live `live_id`; the
+    /// caller adds its length or `Upload-Defer-Length`.
+    pub fn create_upload_request(&self, token: &str, live_id: i64) -> RequestBuilder {
+        use base64::Engine;
+        let live_id = base64::engine::general_purpose::STANDARD.encode(live_id.to_string());
+        self.request(Method::POST, "/api/uploads/", Some(token))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Metadata", format!("live_id {live_id}"))
+    }
+
     /// A tus PATCH of `bytes` at `offset`.
     pub fn patch_request(&self, token: &str, upload_url: &str, offset: u64) -> RequestBuilder {
         self.request(Method::PATCH, upload_url, Some(token))

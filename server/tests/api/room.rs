@@ -382,7 +382,6 @@ async fn an_mp4_live_is_not_streamable_and_unknown_lives_are_404() {
 
 #[tokio::test]
 async fn a_stream_ends_when_the_recorder_moves_to_another_upload_so_the_viewer_follows_it() {
-    use base64::Engine;
     let app = spawn_app().await;
     let host = app.user().await;
     let live = app.start_live(&host, "moved").await;
@@ -397,12 +396,9 @@ async fn a_stream_ends_when_the_recorder_moves_to_another_upload_so_the_viewer_f
     read_at_least(&mut body, &mut got, 4, EVENT_WAIT).await;
 
     // The recorder restarts on a new upload (as after losing its journal).
-    let metadata = base64::engine::general_purpose::STANDARD.encode(live.id.to_string());
     let created = app
-        .request(Method::POST, "/api/uploads/", Some(&host.token))
-        .header("Tus-Resumable", "1.0.0")
+        .create_upload_request(&host.token, live.id)
         .header("Upload-Defer-Length", "1")
-        .header("Upload-Metadata", format!("live_id {metadata}"))
         .send()
         .await
         .unwrap();

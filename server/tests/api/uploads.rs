@@ -302,13 +302,8 @@ async fn an_upload_beyond_the_maximum_size_gets_413() {
     let response = app.patch(&user.token, &live.upload_url, 0, &bytes).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let response = app
-        .request(Method::POST, "/api/uploads/", Some(&user.token))
-        .header("Tus-Resumable", "1.0.0")
+        .create_upload_request(&user.token, live.id)
         .header("Upload-Length", "30001")
-        .header(
-            "Upload-Metadata",
-            format!("live_id {}", b64(live.id.to_string().as_bytes())),
-        )
         .send()
         .await
         .unwrap();
@@ -393,13 +388,8 @@ async fn another_users_upload_answers_403_to_create_head_patch_and_delete() {
     let live = app.start_live(&owner, "mine").await;
     let intruder = app.user().await;
     let create = app
-        .request(Method::POST, "/api/uploads", Some(&intruder.token))
-        .header("Tus-Resumable", "1.0.0")
+        .create_upload_request(&intruder.token, live.id)
         .header("Upload-Defer-Length", "1")
-        .header(
-            "Upload-Metadata",
-            format!("live_id {}", b64(live.id.to_string().as_bytes())),
-        )
         .send()
         .await
         .unwrap();
