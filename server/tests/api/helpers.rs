@@ -228,15 +228,25 @@ impl TestApp {
         }
     }
 
-    /// `GET path` as JSON, asserting 200.
-    pub async fn get_json(&self, path: &str) -> Value {
+    /// `GET path`, asserting 200.
+    async fn get_ok(&self, path: &str) -> Response {
         let response = self
             .request(Method::GET, path, None)
             .send()
             .await
             .expect("GET");
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-        response.json().await.expect("JSON")
+        response
+    }
+
+    /// `GET path` as JSON, asserting 200.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get_ok(path).await.json().await.expect("JSON")
+    }
+
+    /// `GET path`'s body, asserting 200.
+    pub async fn get_bytes(&self, path: &str) -> axum::body::Bytes {
+        self.get_ok(path).await.bytes().await.expect("a body")
     }
 
     /// `POST /api/auth/register`.

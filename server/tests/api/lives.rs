@@ -73,14 +73,7 @@ async fn stopping_a_live_creates_its_media_and_ends_it() {
     let media_id = media["id"].as_i64().unwrap();
     assert_eq!(media["file_url"], format!("/media/{media_id}").as_str());
 
-    let served = app
-        .request(Method::GET, &format!("/media/{media_id}"), None)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let served = app.get_bytes(&format!("/media/{media_id}")).await;
     assert_eq!(media["size"], served.len());
 
     let feed = app.get_json("/api/posts/").await;
@@ -353,13 +346,6 @@ async fn an_mp4_recording_is_stored_as_is_with_its_duration() {
     assert_eq!(media["size"], bytes.len());
     let duration = media["duration"].as_f64().unwrap();
     assert!((duration - 2.0).abs() < 0.2, "duration {duration}");
-    let served = app
-        .request(Method::GET, media["file_url"].as_str().unwrap(), None)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let served = app.get_bytes(media["file_url"].as_str().unwrap()).await;
     assert_eq!(served.as_ref(), bytes.as_slice());
 }

@@ -36,14 +36,7 @@ async fn a_media_is_served_whole_with_its_type_etag_and_ranges_advertised() {
 async fn a_range_request_returns_206_with_exactly_those_bytes() {
     let app = spawn_app().await;
     let (id, size) = stored_media(&app).await;
-    let whole = app
-        .request(Method::GET, &format!("/media/{id}/"), None)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let whole = app.get_bytes(&format!("/media/{id}/")).await;
     let response = app
         .request(Method::GET, &format!("/media/{id}"), None)
         .header("Range", "bytes=100-199")
