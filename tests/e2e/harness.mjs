@@ -1,5 +1,6 @@
 // Shared pieces of the end-to-end tests: the real `livekeep` binary on a temporary data
 // directory, headless Chromium with a fake camera, and the checks we make on recordings.
+import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { Agent, createServer, request as httpRequest } from "node:http";
@@ -336,6 +337,45 @@ export function probeDuration(bytes, name) {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The feed's player of a finished recording: it plays, knows the Media's duration at once, and
+ * seeks to 70 %, showing another frame. `video` is the post's <video> on `feed`.
+ */
+export async function assertPlaysAndSeeks(feed, video, liveId, media) {
+  await video.evaluate((v) => {
+    v.muted = true;
+    return v.play();
+  });
+  await feed.waitForFunction((id) => document.querySelector(`[data-post-id="${id}"] video`)?.currentTime > 0.5, liveId, {
+    timeout: 15_000,
+  });
+  const seek = await video.evaluate(async (v) => {
+    v.pause();
+    const frame = () => {
+      const canvas = document.createElement("canvas");
+      canvas.width = 64;
+      canvas.height = 48;
+      const ctx = canvas.getContext("2d");
+      ctx.drawImage(v, 0, 0, 64, 48);
+      return Array.from(ctx.getImageData(0, 0, 64, 48).data).join(",");
+    };
+    const seekTo = (t) =>
+      new Promise((resolve) => {
+        v.addEventListener("seeked", () => resolve(), { once: true });
+        v.currentTime = t;
+      });
+    await seekTo(0);
+    const first = frame();
+    const target = v.duration * 0.7;
+    await seekTo(target);
+    return { duration: v.duration, target, landed: v.currentTime, changed: frame() !== first };
+  });
+  assert.ok(Number.isFinite(seek.duration), `video.duration is ${seek.duration}`);
+  assert.ok(Math.abs(seek.duration - media.duration) < 0.25, `player ${seek.duration} s vs media ${media.duration} s`);
+  assert.ok(Math.abs(seek.landed - seek.target) < 0.1, `asked ${seek.target}, landed at ${seek.landed}`);
+  assert.ok(seek.changed, "the frame after seeking should differ from the first frame");
 }
 
 /** A username nobody has taken yet in this run. */

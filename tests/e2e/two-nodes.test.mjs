@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import {
   RoundRobinProxy,
   Server,
+  assertPlaysAndSeeks,
   captureAcknowledgedPatches,
   eventually,
   goLive,
@@ -233,38 +234,7 @@ test("a live through a round-robin load balancer: PATCHes on both nodes, viewer 
     const card = feed.locator(`[data-testid="post"][data-post-id="${liveId}"]`);
     await card.getByText("Live réparti").waitFor();
     const video = card.locator("video");
-    await video.evaluate((v) => {
-      v.muted = true;
-      return v.play();
-    });
-    await feed.waitForFunction((id) => document.querySelector(`[data-post-id="${id}"] video`)?.currentTime > 0.5, liveId, {
-      timeout: 15_000,
-    });
-    const seek = await video.evaluate(async (v) => {
-      v.pause();
-      const frame = () => {
-        const canvas = document.createElement("canvas");
-        canvas.width = 64;
-        canvas.height = 48;
-        const ctx = canvas.getContext("2d");
-        ctx.drawImage(v, 0, 0, 64, 48);
-        return Array.from(ctx.getImageData(0, 0, 64, 48).data).join(",");
-      };
-      const seekTo = (t) =>
-        new Promise((resolve) => {
-          v.addEventListener("seeked", () => resolve(), { once: true });
-          v.currentTime = t;
-        });
-      await seekTo(0);
-      const first = frame();
-      const target = v.duration * 0.7;
-      await seekTo(target);
-      return { duration: v.duration, target, landed: v.currentTime, changed: frame() !== first };
-    });
-    assert.ok(Number.isFinite(seek.duration), `video.duration is ${seek.duration}`);
-    assert.ok(Math.abs(seek.duration - media.duration) < 0.25, `player ${seek.duration} s vs media ${media.duration} s`);
-    assert.ok(Math.abs(seek.landed - seek.target) < 0.1, `asked ${seek.target}, landed at ${seek.landed}`);
-    assert.ok(seek.changed, "the frame after seeking should differ from the first frame");
+    await assertPlaysAndSeeks(feed, video, liveId, media);
 
     for (const ctx of [host.context, viewer.context, visitor]) await ctx.close();
   } finally {

@@ -106,11 +106,20 @@ pub async fn insert_live_recording(
 
 /// One media by id.
 pub async fn get(db: impl AnyExecutor<'_>, id: i64) -> Result<Option<MediaRow>, sqlx::Error> {
+    one_where(db, "media.id = $1", id).await
+}
+
+/// The media row for which `condition`, on `media` with `$1` bound to `value`, holds.
+async fn one_where(
+    db: impl AnyExecutor<'_>,
+    condition: &str,
+    value: i64,
+) -> Result<Option<MediaRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT 0 AS post_id, {MEDIA_COLUMNS} FROM media
-         JOIN users ON users.id = media.user_id WHERE media.id = $1"
+         JOIN users ON users.id = media.user_id WHERE {condition}"
     ))
-    .bind(id)
+    .bind(value)
     .fetch_optional(db)
     .await
 }
@@ -145,13 +154,7 @@ pub async fn for_live(
     db: impl AnyExecutor<'_>,
     post_id: i64,
 ) -> Result<Option<MediaRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT 0 AS post_id, {MEDIA_COLUMNS} FROM media
-         JOIN users ON users.id = media.user_id WHERE media.live_post_id = $1"
-    ))
-    .bind(post_id)
-    .fetch_optional(db)
-    .await
+    one_where(db, "media.live_post_id = $1", post_id).await
 }
 
 /// Sets a media's poster; returns the key it replaces.

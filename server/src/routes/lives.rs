@@ -10,7 +10,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Json, Path};
-use super::openapi::{Binary, ErrorBody};
+use super::openapi::{Binary, ErrorBody, OwnerErrors};
 use crate::{
     auth::AuthUser,
     db,
@@ -176,9 +176,7 @@ fn parse_video_data(live_id: i64, data: VideoData) -> Result<StopRequest, ApiErr
         (status = 200, description = "The Post with its Media in `media_files`", body = PostView),
         (status = 400, description = "`blob_url`, `empty_recording`, `invalid_duration`, `upload_mismatch`, `live_mismatch`, `invalid_upload`, `invalid_recording`, `invalid_json`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body must be `application/json`", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
-        (status = 404, description = "`not_found`", body = ErrorBody),
+        OwnerErrors,
         (status = 409, description = "`size_mismatch`, `upload_incomplete`, `checksum_mismatch`", body = ErrorBody),
         (status = 410, description = "`upload_closed`", body = ErrorBody),
     ))]
@@ -201,9 +199,7 @@ async fn stop(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Stored"),
-        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
-        (status = 404, description = "`not_found`", body = ErrorBody),
+        OwnerErrors,
         (status = 409, description = "`no_recording`: the live ended without a recording", body = ErrorBody),
         (status = 413, description = "`too_large`: over 1 MiB", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not `image/jpeg`, or bytes not starting with FF D8 FF", body = ErrorBody),

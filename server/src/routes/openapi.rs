@@ -15,7 +15,7 @@ use utoipa::{
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
         OpenApi as Document, RefOr,
     },
-    Modify, OpenApi, PartialSchema, ToSchema,
+    IntoResponses, Modify, OpenApi, PartialSchema, ToSchema,
 };
 
 use crate::state::AppState;
@@ -27,6 +27,28 @@ pub struct ErrorBody {
     /// What went wrong.
     error: ErrorDetail,
 }
+
+/// The error answers of a route acting on one of the caller's lives or uploads, for a
+/// `responses(...)` list.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Only describes what `ApiError` answers.
+pub enum OwnerErrors {
+    #[response(status = 401, description = "`unauthenticated`: no valid bearer token")]
+    Unauthenticated(ErrorBody),
+    #[response(
+        status = 403,
+        description = "`forbidden`: another user's live or upload"
+    )]
+    Forbidden(ErrorBody),
+    #[response(status = 404, description = "`not_found`")]
+    NotFound(ErrorBody),
+}
+
+/// The answer of a tus route to a request without `Tus-Resumable: 1.0.0`.
+#[derive(IntoResponses)]
+#[response(status = 412, description = "`unsupported_tus_version`")]
+#[allow(dead_code)] // Only describes what `ApiError` answers.
+pub struct UnsupportedTusVersion(ErrorBody);
 
 /// One Server-Sent Event of a live, as a client reads it: its name and its JSON text.
 #[derive(ToSchema)]

@@ -11,7 +11,7 @@ use axum::{
 };
 
 use super::extract::Path;
-use super::openapi::{Binary, ErrorBody};
+use super::openapi::{Binary, ErrorBody, OwnerErrors, UnsupportedTusVersion};
 use crate::{
     auth::AuthUser,
     db::uploads::UploadRow,
@@ -129,11 +129,9 @@ async fn options_upload(state: State<AppState>) -> Response {
     responses(
         (status = 201, description = "Created; `Location`, `Upload-Expires`"),
         (status = 400, description = "`invalid_header`: no length or both, no `live_id` in the metadata", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
-        (status = 404, description = "`not_found`", body = ErrorBody),
+        OwnerErrors,
+        UnsupportedTusVersion,
         (status = 410, description = "`live_ended`", body = ErrorBody),
-        (status = 412, description = "`unsupported_tus_version`", body = ErrorBody),
         (status = 413, description = "`too_large`", body = ErrorBody),
     ))]
 async fn create(
@@ -199,11 +197,9 @@ fn describe(headers: &mut HeaderMap, row: &UploadRow, offset: u64) {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`Upload-Offset`, `Upload-Length` or `Upload-Defer-Length: 1`, `Upload-Expires`, `Cache-Control: no-store`"),
-        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
-        (status = 404, description = "`not_found`", body = ErrorBody),
+        OwnerErrors,
+        UnsupportedTusVersion,
         (status = 410, description = "`upload_closed` or `upload_expired`", body = ErrorBody),
-        (status = 412, description = "`unsupported_tus_version`", body = ErrorBody),
     ))]
 async fn head(
     State(state): State<AppState>,
@@ -226,12 +222,10 @@ async fn head(
     responses(
         (status = 204, description = "Stored: `Upload-Offset`, `Upload-Expires`"),
         (status = 400, description = "`invalid_header`, `length_already_set`, `invalid_length`, `body_timeout`, `body_interrupted`", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
-        (status = 404, description = "`not_found`", body = ErrorBody),
+        OwnerErrors,
+        UnsupportedTusVersion,
         (status = 409, description = "`offset_mismatch`: nothing was written", body = ErrorBody),
         (status = 410, description = "`upload_closed` or `upload_expired`", body = ErrorBody),
-        (status = 412, description = "`unsupported_tus_version`", body = ErrorBody),
         (status = 413, description = "`too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: wrong Content-Type, or first bytes neither WebM nor MP4", body = ErrorBody),
         (status = 423, description = "`locked`: another PATCH of this upload is running", body = ErrorBody),
@@ -281,10 +275,8 @@ async fn patch(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "`unauthenticated`: no valid bearer token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: another user's live or upload", body = ErrorBody),
-        (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 412, description = "`unsupported_tus_version`", body = ErrorBody),
+        OwnerErrors,
+        UnsupportedTusVersion,
     ))]
 async fn terminate(
     State(state): State<AppState>,

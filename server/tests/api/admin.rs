@@ -68,9 +68,7 @@ fn fails(output: Output) -> String {
 async fn recorded_live(stop: bool) -> (TestApp, i64) {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "admin").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "admin").await;
     if stop {
         let stopped = app
             .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))

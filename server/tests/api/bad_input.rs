@@ -156,9 +156,7 @@ async fn world() -> World {
     let app = spawn_app().await;
     let owner = app.user().await;
     let other = app.user().await;
-    let ended = app.start_live(&owner, "ended").await;
-    let bytes = fixture();
-    app.upload_all(&owner, &ended, &bytes).await;
+    let (ended, bytes) = app.uploaded_live(&owner, "ended").await;
     let stopped = app
         .stop(&owner.token, ended.id, TestApp::video_data(&ended, &bytes))
         .await;

@@ -1,85 +1,71 @@
-use std::{
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Child, Command, Stdio},
-};
+use std::{path::Path, process::Stdio};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{fixture, sha256_hex};
+use crate::{
+    helpers::{fixture, sha256_hex},
+    process::ServerProcess,
+};
 
-/// The real `livekeep` binary; killed with SIGKILL when dropped.
-pub struct Server {
-    /// The process.
-    pub child: Child,
-    /// `http://127.0.0.1:<port>`.
-    pub address: String,
-}
-
-impl Server {
-    /// Starts the binary on `data_dir`.
-    pub async fn start(data_dir: &Path) -> Self {
-        Self::start_with_env(data_dir, &[]).await
-    }
-
-    /// Starts the binary on `data_dir` with extra environment variables.
-    pub async fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let database = crate::helpers::postgres_database_for(data_dir)
-            .await
-            .map(|url| {
-                vec![
-                    "--database-url".to_owned(),
-                    url,
-                    "--orphan-grace=0".to_owned(),
-                ]
-            })
-            .unwrap_or_default();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_livekeep"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--www-dir")
-            .arg(data_dir.join("no-www"))
-            .args(database)
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the livekeep binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
+/// Starts the real binary on `data_dir` (and its test database) with extra environment
+/// variables.
+pub async fn start_server(data_dir: &Path, env: &[(&str, &str)]) -> ServerProcess {
+    let database = crate::helpers::postgres_database_for(data_dir)
         .await
-        .unwrap()
-        .unwrap();
-        let address = line
-            .trim()
-            .strip_prefix("Livekeep listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .trim_end_matches('/')
-            .to_owned();
-        Self { child, address }
-    }
-
-    /// SIGKILL: no graceful shutdown, no flush.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        .map(|url| {
+            vec![
+                "--database-url".to_owned(),
+                url,
+                "--orphan-grace=0".to_owned(),
+            ]
+        })
+        .unwrap_or_default();
+    let mut command = ServerProcess::command(data_dir);
+    command
+        .args(database)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stderr(Stdio::null());
+    ServerProcess::spawn(command, String::new).await
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn patch(
+/// Registers `username` and starts a live on a spawned binary; returns the token, the live's
+/// id and its upload path.
+pub async fn register_and_start_live(
     client: &reqwest::Client,
-    server: &Server,
+    server: &ServerProcess,
+    username: &str,
+    content: &str,
+) -> (String, i64, String) {
+    let session = json_of(
+        client
+            .post(format!("{}/api/auth/register", server.address))
+            .json(&json!({"username": username, "password": "password123"})),
+    )
+    .await;
+    let token = session["token"].as_str().unwrap().to_owned();
+    let live = json_of(
+        client
+            .post(format!("{}/api/posts/live/", server.address))
+            .bearer_auth(&token)
+            .json(&json!({ "content": content })),
+    )
+    .await;
+    let live_id = live["live_id"].as_i64().unwrap();
+    let upload_url = live["upload_url"].as_str().unwrap().to_owned();
+    (token, live_id, upload_url)
+}
+
+/// Sends `request` and reads the answer as JSON.
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// A tus PATCH of `bytes` at `offset` to a spawned binary.
+pub fn patch(
+    client: &reqwest::Client,
+    server: &ServerProcess,
     token: &str,
     upload_url: &str,
     offset: usize,
@@ -94,6 +80,26 @@ fn patch(
         .body(bytes.to_vec())
 }
 
+/// The stop of a live whose upload holds `bytes`, to a spawned binary.
+pub fn stop(
+    client: &reqwest::Client,
+    server: &ServerProcess,
+    token: &str,
+    live_id: i64,
+    upload_url: &str,
+    bytes: &[u8],
+) -> reqwest::RequestBuilder {
+    client
+        .put(format!("{}/api/posts/live/{live_id}/stop/", server.address))
+        .bearer_auth(token)
+        .json(&json!({"video_data": {
+            "upload_url": upload_url,
+            "size": bytes.len(),
+            "sha256": sha256_hex(bytes),
+            "duration": 3.0,
+        }}))
+}
+
 #[tokio::test]
 async fn a_server_killed_mid_stream_resumes_from_head_and_keeps_every_byte() {
     let data_dir = tempfile::tempdir().unwrap();
@@ -101,29 +107,9 @@ async fn a_server_killed_mid_stream_resumes_from_head_and_keeps_every_byte() {
     let bytes = fixture();
     let chunks: Vec<&[u8]> = bytes.chunks(3000).collect();
 
-    let mut server = Server::start(data_dir.path()).await;
-    let session: Value = client
-        .post(format!("{}/api/auth/register", server.address))
-        .json(&json!({"username": "crash", "password": "password123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap().to_owned();
-    let live: Value = client
-        .post(format!("{}/api/posts/live", server.address))
-        .bearer_auth(&token)
-        .json(&json!({"content": "crash test"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let live_id = live["live_id"].as_i64().unwrap();
-    let upload_url = live["upload_url"].as_str().unwrap().to_owned();
+    let mut server = start_server(data_dir.path(), &[]).await;
+    let (token, live_id, upload_url) =
+        register_and_start_live(&client, &server, "crash", "crash test").await;
 
     let mut offset = 0;
     for chunk in &chunks[..5] {
@@ -140,7 +126,7 @@ async fn a_server_killed_mid_stream_resumes_from_head_and_keeps_every_byte() {
     server.kill();
     let _ = in_flight.await;
 
-    let server = Server::start(data_dir.path()).await;
+    let server = start_server(data_dir.path(), &[]).await;
     let head = client
         .request(Method::HEAD, format!("{}{upload_url}", server.address))
         .bearer_auth(&token)
@@ -167,15 +153,7 @@ async fn a_server_killed_mid_stream_resumes_from_head_and_keeps_every_byte() {
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         offset += chunk.len();
     }
-    let stopped = client
-        .put(format!("{}/api/posts/live/{live_id}/stop/", server.address))
-        .bearer_auth(&token)
-        .json(&json!({"video_data": {
-            "upload_url": upload_url,
-            "size": bytes.len(),
-            "sha256": sha256_hex(&bytes),
-            "duration": 3.0,
-        }}))
+    let stopped = stop(&client, &server, &token, live_id, &upload_url, &bytes)
         .send()
         .await
         .unwrap();

@@ -7,8 +7,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::{
-    crash::Server,
+    crash::{json_of, patch, register_and_start_live, start_server, stop},
     helpers::{error_code, fixture, sha256_hex, spawn_app_with, TestApp},
+    process::ServerProcess,
 };
 
 /// A small tmpfs mounted for the test's lifetime; unmounted on drop.
@@ -123,65 +124,31 @@ async fn a_patch_that_does_not_fit_gets_507_and_the_upload_resumes_once_space_is
 }
 
 /// Registers, starts a live and uploads the whole fixture on a spawned binary.
-async fn recorded_live(client: &reqwest::Client, server: &Server) -> (String, i64, String) {
-    let session: Value = client
-        .post(format!("{}/api/auth/register", server.address))
-        .json(&json!({"username": "crasher", "password": "password123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap().to_owned();
-    let live: Value = client
-        .post(format!("{}/api/posts/live/", server.address))
-        .bearer_auth(&token)
-        .json(&json!({"content": "crash at stop"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let upload_url = live["upload_url"].as_str().unwrap().to_owned();
-    let patched = client
-        .patch(format!("{}{upload_url}", server.address))
-        .bearer_auth(&token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Content-Type", "application/offset+octet-stream")
-        .header("Upload-Offset", "0")
-        .body(fixture())
+async fn recorded_live(client: &reqwest::Client, server: &ServerProcess) -> (String, i64, String) {
+    let (token, live_id, upload_url) =
+        register_and_start_live(client, server, "crasher", "crash at stop").await;
+    let patched = patch(client, server, &token, &upload_url, 0, &fixture())
         .send()
         .await
         .unwrap();
     assert_eq!(patched.status(), StatusCode::NO_CONTENT);
-    (token, live["live_id"].as_i64().unwrap(), upload_url)
+    (token, live_id, upload_url)
 }
 
 async fn send_stop(
     client: &reqwest::Client,
-    server: &Server,
+    server: &ServerProcess,
     token: &str,
     live_id: i64,
     upload_url: &str,
 ) -> reqwest::Result<reqwest::Response> {
-    let bytes = fixture();
-    client
-        .put(format!("{}/api/posts/live/{live_id}/stop/", server.address))
-        .bearer_auth(token)
-        .json(&json!({"video_data": {
-            "upload_url": upload_url,
-            "size": bytes.len(),
-            "sha256": sha256_hex(&bytes),
-            "duration": 3.0,
-        }}))
+    stop(client, server, token, live_id, upload_url, &fixture())
         .send()
         .await
 }
 
 /// The Media of a finished post is served whole: as many bytes as it says, WebM from byte 0.
-async fn assert_media_complete(client: &reqwest::Client, server: &Server, post: &Value) {
+async fn assert_media_complete(client: &reqwest::Client, server: &ServerProcess, post: &Value) {
     let media = &post["media_files"][0];
     let served = client
         .get(format!(
@@ -204,8 +171,7 @@ async fn a_crash_at_any_step_of_a_stop_leaves_a_whole_media_or_a_stoppable_live(
     let client = reqwest::Client::new();
     for point in ["before_rename", "after_rename", "before_commit"] {
         let data_dir = tempfile::tempdir().unwrap();
-        let mut server =
-            Server::start_with_env(data_dir.path(), &[("LIVEKEEP_FAULT_POINT", point)]).await;
+        let mut server = start_server(data_dir.path(), &[("LIVEKEEP_FAULT_POINT", point)]).await;
         let (token, live_id, upload_url) = recorded_live(&client, &server).await;
         let stop = send_stop(&client, &server, &token, live_id, &upload_url).await;
         assert!(
@@ -215,15 +181,8 @@ async fn a_crash_at_any_step_of_a_stop_leaves_a_whole_media_or_a_stoppable_live(
         let exit = server.child.wait().unwrap();
         assert!(!exit.success(), "{point}: the server exited cleanly");
 
-        let server = Server::start(data_dir.path()).await;
-        let post: Value = client
-            .get(format!("{}/api/posts/{live_id}/", server.address))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let server = start_server(data_dir.path(), &[]).await;
+        let post = json_of(client.get(format!("{}/api/posts/{live_id}/", server.address))).await;
         let media_dir = data_dir.path().join("media");
         let files = |sub: &str| {
             std::fs::read_dir(media_dir.join(sub))

@@ -16,11 +16,13 @@ use std::{
 use livekeep_server::{config::Config, startup::Application};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
-pub use crate::sse::EventStream;
+pub use crate::{
+    fixtures::{cluster_starts, fixture, sha256_hex},
+    sse::EventStream,
+};
 
 /// A running server on 127.0.0.1 with its own temporary data directory.
 pub struct TestApp {
@@ -58,21 +60,10 @@ pub struct TestLive {
 
 static USER_COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// The checked-in WebM fixture (3 s, VP8 + Opus, live-shaped).
-pub fn fixture() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live.webm");
-    std::fs::read(path).expect("the fixture is checked in")
-}
-
 /// The checked-in fragmented MP4 fixture (2 s, VP9 + Opus).
 pub fn mp4_fixture() -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live.mp4");
     std::fs::read(path).expect("the fixture is checked in")
-}
-
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Starts the app with default settings.
@@ -237,15 +228,25 @@ impl TestApp {
         }
     }
 
-    /// `GET path` as JSON, asserting 200.
-    pub async fn get_json(&self, path: &str) -> Value {
+    /// `GET path`, asserting 200.
+    async fn get_ok(&self, path: &str) -> Response {
         let response = self
             .request(Method::GET, path, None)
             .send()
             .await
             .expect("GET");
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-        response.json().await.expect("JSON")
+        response
+    }
+
+    /// `GET path` as JSON, asserting 200.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get_ok(path).await.json().await.expect("JSON")
+    }
+
+    /// `GET path`'s body, asserting 200.
+    pub async fn get_bytes(&self, path: &str) -> axum::body::Bytes {
+        self.get_ok(path).await.bytes().await.expect("a body")
     }
 
     /// `POST /api/auth/register`.
@@ -289,6 +290,16 @@ impl TestApp {
         }
     }
 
+    /// A tus creation request (`POST /api/uploads/`) for another upload of live `live_id`; the
+    /// caller adds its length or `Upload-Defer-Length`.
+    pub fn create_upload_request(&self, token: &str, live_id: i64) -> RequestBuilder {
+        use base64::Engine;
+        let live_id = base64::engine::general_purpose::STANDARD.encode(live_id.to_string());
+        self.request(Method::POST, "/api/uploads/", Some(token))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Metadata", format!("live_id {live_id}"))
+    }
+
     /// A tus PATCH of `bytes` at `offset`.
     pub fn patch_request(&self, token: &str, upload_url: &str, offset: u64) -> RequestBuilder {
         self.request(Method::PATCH, upload_url, Some(token))
@@ -316,6 +327,26 @@ impl TestApp {
     pub async fn upload_all(&self, user: &TestUser, live: &TestLive, bytes: &[u8]) {
         let response = self.patch(&user.token, &live.upload_url, 0, bytes).await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
+    /// Starts a live of `user` and uploads the whole fixture in one PATCH; returns the live and
+    /// the fixture's bytes.
+    pub async fn uploaded_live(&self, user: &TestUser, content: &str) -> (TestLive, Vec<u8>) {
+        let live = self.start_live(user, content).await;
+        let bytes = fixture();
+        self.upload_all(user, &live, &bytes).await;
+        (live, bytes)
+    }
+
+    /// A live of `user` recorded whole: the fixture uploaded and the live stopped with an honest
+    /// recorder's claims, asserting 200; returns the ended Post.
+    pub async fn recorded_post(&self, user: &TestUser, content: &str) -> Value {
+        let (live, bytes) = self.uploaded_live(user, content).await;
+        let stopped = self
+            .stop(&user.token, live.id, Self::video_data(&live, &bytes))
+            .await;
+        assert_eq!(stopped.status(), StatusCode::OK);
+        stopped.json().await.expect("JSON")
     }
 
     /// A tus HEAD.
@@ -510,18 +541,8 @@ pub const EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 impl TestApp {
     /// Opens `GET /api/posts/live/{id}/events` as `viewer_id`, asserting 200.
     pub async fn events(&self, live_id: i64, query: &str) -> EventStream {
-        let response = self
-            .request(
-                Method::GET,
-                &format!("/api/posts/live/{live_id}/events?{query}"),
-                None,
-            )
-            .send()
-            .await
-            .expect("GET events");
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        EventStream::new(response, EVENT_WAIT)
+        let path = format!("/api/posts/live/{live_id}/events?{query}");
+        EventStream::open(self.request(Method::GET, &path, None), EVENT_WAIT).await
     }
 
     /// `POST /api/posts/live/{id}/chat/`.
@@ -536,14 +557,4 @@ impl TestApp {
         .await
         .expect("POST chat")
     }
-}
-
-/// Offsets of each Cluster element in a WebM (by its id; fine for the fixtures).
-pub fn cluster_starts(bytes: &[u8]) -> Vec<usize> {
-    bytes
-        .windows(4)
-        .enumerate()
-        .filter(|(_, w)| *w == [0x1F, 0x43, 0xB6, 0x75])
-        .map(|(i, _)| i)
-        .collect()
 }

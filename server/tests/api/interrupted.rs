@@ -21,9 +21,7 @@ async fn wait_until_not_live(app: &TestApp, live_id: i64) -> Value {
 async fn a_silent_live_is_finalized_as_interrupted_with_the_files_duration() {
     let app = spawn_app_with(|c| c.interrupt_after = 1).await;
     let user = app.user().await;
-    let live = app.start_live(&user, "gone").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "gone").await;
 
     let post = wait_until_not_live(&app, live.id).await;
     assert_eq!(post["live_status"], "interrupted");

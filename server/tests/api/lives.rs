@@ -1,18 +1,22 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{error_code, fixture, mp4_fixture, sha256_hex, spawn_app, TestApp};
+use crate::helpers::{error_code, fixture, mp4_fixture, sha256_hex, spawn_app, TestApp, TestUser};
+
+/// `POST /api/posts/live` with `content`, whatever the answer.
+async fn post_live(app: &TestApp, user: &TestUser, content: &str) -> reqwest::Response {
+    app.request(Method::POST, "/api/posts/live", Some(&user.token))
+        .json(&json!({ "content": content }))
+        .send()
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn starting_a_live_creates_a_live_post_and_its_deferred_length_upload() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let response = app
-        .request(Method::POST, "/api/posts/live", Some(&user.token))
-        .json(&json!({"content": "  Mon live  "}))
-        .send()
-        .await
-        .unwrap();
+    let response = post_live(&app, &user, "  Mon live  ").await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["post"]["id"], body["live_id"]);
@@ -34,12 +38,7 @@ async fn starting_a_live_creates_a_live_post_and_its_deferred_length_upload() {
 async fn starting_a_live_with_blank_content_returns_400() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let response = app
-        .request(Method::POST, "/api/posts/live", Some(&user.token))
-        .json(&json!({"content": "   "}))
-        .send()
-        .await
-        .unwrap();
+    let response = post_live(&app, &user, "   ").await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -47,9 +46,7 @@ async fn starting_a_live_with_blank_content_returns_400() {
 async fn stopping_a_live_creates_its_media_and_ends_it() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "Concert").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "Concert").await;
 
     let response = app
         .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
@@ -76,14 +73,7 @@ async fn stopping_a_live_creates_its_media_and_ends_it() {
     let media_id = media["id"].as_i64().unwrap();
     assert_eq!(media["file_url"], format!("/media/{media_id}").as_str());
 
-    let served = app
-        .request(Method::GET, &format!("/media/{media_id}"), None)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let served = app.get_bytes(&format!("/media/{media_id}")).await;
     assert_eq!(media["size"], served.len());
 
     let feed = app.get_json("/api/posts/").await;
@@ -103,9 +93,7 @@ async fn stopping_a_live_creates_its_media_and_ends_it() {
 async fn a_title_in_video_data_names_the_media() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "Concert").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "Concert").await;
     let mut data = TestApp::video_data(&live, &bytes);
     data["title"] = json!("Mon concert");
     let post: Value = app
@@ -121,9 +109,7 @@ async fn a_title_in_video_data_names_the_media() {
 async fn a_repeated_stop_returns_the_same_post_and_media() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "twice").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "twice").await;
     let first: Value = app
         .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
         .await
@@ -144,9 +130,7 @@ async fn a_repeated_stop_returns_the_same_post_and_media() {
 async fn a_patch_after_the_stop_returns_410() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "closed").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "closed").await;
     let stopped = app
         .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
         .await;
@@ -158,13 +142,9 @@ async fn a_patch_after_the_stop_returns_410() {
     assert_eq!(error_code(late).await, "upload_closed");
 }
 
-async fn uploaded_live(
-    app: &TestApp,
-) -> (crate::helpers::TestUser, crate::helpers::TestLive, Vec<u8>) {
+async fn uploaded_live(app: &TestApp) -> (TestUser, crate::helpers::TestLive, Vec<u8>) {
     let user = app.user().await;
-    let live = app.start_live(&user, "errors").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "errors").await;
     (user, live, bytes)
 }
 
@@ -366,13 +346,6 @@ async fn an_mp4_recording_is_stored_as_is_with_its_duration() {
     assert_eq!(media["size"], bytes.len());
     let duration = media["duration"].as_f64().unwrap();
     assert!((duration - 2.0).abs() < 0.2, "duration {duration}");
-    let served = app
-        .request(Method::GET, media["file_url"].as_str().unwrap(), None)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let served = app.get_bytes(media["file_url"].as_str().unwrap()).await;
     assert_eq!(served.as_ref(), bytes.as_slice());
 }

@@ -7,6 +7,8 @@ mod consistency;
 mod crash;
 mod faults;
 mod feed;
+#[path = "../common/fixtures.rs"]
+mod fixtures;
 mod fuzz;
 mod helpers;
 mod interrupted;
@@ -15,6 +17,8 @@ mod media;
 mod metrics;
 mod openapi;
 mod poster;
+#[path = "../common/process.rs"]
+mod process;
 mod room;
 mod s3;
 mod schema;
@@ -23,4 +27,6 @@ mod slow_clients;
 #[path = "../common/sse.rs"]
 mod sse;
 mod storage;
+#[path = "../common/stream_body.rs"]
+mod stream_body;
 mod uploads;

@@ -1,19 +1,10 @@
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 
-use crate::helpers::{fixture, spawn_app, TestApp};
+use crate::helpers::{spawn_app, TestApp};
 
 async fn stored_media(app: &TestApp) -> (i64, i64) {
     let user = app.user().await;
-    let live = app.start_live(&user, "media").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
-    let post: Value = app
-        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let post = app.recorded_post(&user, "media").await;
     let media = &post["media_files"][0];
     (
         media["id"].as_i64().unwrap(),
@@ -45,14 +36,7 @@ async fn a_media_is_served_whole_with_its_type_etag_and_ranges_advertised() {
 async fn a_range_request_returns_206_with_exactly_those_bytes() {
     let app = spawn_app().await;
     let (id, size) = stored_media(&app).await;
-    let whole = app
-        .request(Method::GET, &format!("/media/{id}/"), None)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let whole = app.get_bytes(&format!("/media/{id}/")).await;
     let response = app
         .request(Method::GET, &format!("/media/{id}"), None)
         .header("Range", "bytes=100-199")

@@ -7,8 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{
-    cluster_starts, error_code, fixture, mp4_fixture, spawn_app, TestApp, EVENT_WAIT,
+use crate::{
+    helpers::{cluster_starts, error_code, fixture, mp4_fixture, spawn_app, TestApp, EVENT_WAIT},
+    stream_body::read_at_least,
 };
 
 const ALICE: &str = "viewer_id=alice-0001";
@@ -103,9 +104,7 @@ async fn counts_and_messages_are_kept_on_the_post_when_the_live_stops_and_viewer
     let app = spawn_app().await;
     let host = app.user().await;
     let fan = app.user().await;
-    let live = app.start_live(&host, "kept").await;
-    let bytes = fixture();
-    app.upload_all(&host, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&host, "kept").await;
     let mut alice = app.events(live.id, ALICE).await;
     let mut bob = app.events(live.id, BOB).await;
     drop(app.events(live.id, "viewer_id=carol-0003").await);
@@ -295,20 +294,16 @@ async fn chat_offsets_follow_the_recordings_timeline_even_when_the_recorder_star
     }
 }
 
-/// Reads a progressive body until it holds `len` bytes.
-async fn read_at_least(
-    body: &mut (impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
-    into: &mut Vec<u8>,
-    len: usize,
-) {
-    while into.len() < len {
-        let chunk = tokio::time::timeout(EVENT_WAIT, body.next())
-            .await
-            .expect("bytes within the wait")
-            .expect("the stream is open")
-            .unwrap();
-        into.extend_from_slice(&chunk);
-    }
+/// `GET /api/posts/live/{id}/stream`.
+async fn get_stream(app: &TestApp, live_id: i64) -> reqwest::Response {
+    app.request(
+        Method::GET,
+        &format!("/api/posts/live/{live_id}/stream"),
+        None,
+    )
+    .send()
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -323,15 +318,7 @@ async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_end
     app.patch(&host.token, &live.upload_url, 0, &bytes[..first])
         .await;
 
-    let response = app
-        .request(
-            Method::GET,
-            &format!("/api/posts/live/{}/stream", live.id),
-            None,
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = get_stream(&app, live.id).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "video/webm");
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -340,17 +327,18 @@ async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_end
     let mut got = Vec::new();
     // The header (EBML, Segment, Info, Tracks), then the second cluster: the latest complete
     // one that opens on a keyframe. Not the half cluster.
-    read_at_least(&mut body, &mut got, 4).await;
+    read_at_least(&mut body, &mut got, 4, EVENT_WAIT).await;
     assert_eq!(&got[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
     let header_len = cluster_starts(&got).first().copied().unwrap_or(got.len());
     let live_edge = clusters[2] - clusters[1];
-    read_at_least(&mut body, &mut got, header_len + live_edge).await;
+    read_at_least(&mut body, &mut got, header_len + live_edge, EVENT_WAIT).await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..clusters[2]]);
 
     // The rest arrives as it is committed; the stream ends when the live stops.
     app.patch(&host.token, &live.upload_url, first as u64, &bytes[first..])
         .await;
-    read_at_least(&mut body, &mut got, header_len + bytes.len() - clusters[1]).await;
+    let whole_stream = header_len + bytes.len() - clusters[1];
+    read_at_least(&mut body, &mut got, whole_stream, EVENT_WAIT).await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..]);
     app.stop(&host.token, live.id, TestApp::video_data(&live, &bytes))
         .await;
@@ -374,15 +362,7 @@ async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_end
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let after = app
-        .request(
-            Method::GET,
-            &format!("/api/posts/live/{}/stream", live.id),
-            None,
-        )
-        .send()
-        .await
-        .unwrap();
+    let after = get_stream(&app, live.id).await;
     assert_eq!(after.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(after).await, "live_ended");
 }
@@ -393,28 +373,15 @@ async fn an_mp4_live_is_not_streamable_and_unknown_lives_are_404() {
     let host = app.user().await;
     let live = app.start_live(&host, "mp4").await;
     app.upload_all(&host, &live, &mp4_fixture()).await;
-    let response = app
-        .request(
-            Method::GET,
-            &format!("/api/posts/live/{}/stream", live.id),
-            None,
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = get_stream(&app, live.id).await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert_eq!(error_code(response).await, "not_streamable");
-    let unknown = app
-        .request(Method::GET, "/api/posts/live/999999/stream", None)
-        .send()
-        .await
-        .unwrap();
+    let unknown = get_stream(&app, 999999).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn a_stream_ends_when_the_recorder_moves_to_another_upload_so_the_viewer_follows_it() {
-    use base64::Engine;
     let app = spawn_app().await;
     let host = app.user().await;
     let live = app.start_live(&host, "moved").await;
@@ -422,27 +389,16 @@ async fn a_stream_ends_when_the_recorder_moves_to_another_upload_so_the_viewer_f
     let clusters = cluster_starts(&bytes);
     app.patch(&host.token, &live.upload_url, 0, &bytes[..clusters[2]])
         .await;
-    let response = app
-        .request(
-            Method::GET,
-            &format!("/api/posts/live/{}/stream", live.id),
-            None,
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = get_stream(&app, live.id).await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = Box::pin(response.bytes_stream());
     let mut got = Vec::new();
-    read_at_least(&mut body, &mut got, 4).await;
+    read_at_least(&mut body, &mut got, 4, EVENT_WAIT).await;
 
     // The recorder restarts on a new upload (as after losing its journal).
-    let metadata = base64::engine::general_purpose::STANDARD.encode(live.id.to_string());
     let created = app
-        .request(Method::POST, "/api/uploads/", Some(&host.token))
-        .header("Tus-Resumable", "1.0.0")
+        .create_upload_request(&host.token, live.id)
         .header("Upload-Defer-Length", "1")
-        .header("Upload-Metadata", format!("live_id {metadata}"))
         .send()
         .await
         .unwrap();

@@ -5,7 +5,7 @@ use livekeep_server::{config::Config, startup::Application};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{fixture, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
 fn assert_hardened(name: &str, response: &reqwest::Response) {
     let headers = response.headers();
@@ -27,15 +27,7 @@ fn assert_hardened(name: &str, response: &reqwest::Response) {
 async fn every_answer_says_nosniff_and_no_referrer() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "headers").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
-    let post: Value = app
-        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let post = app.recorded_post(&user, "headers").await;
     let media = post["media_files"][0]["file_url"]
         .as_str()
         .unwrap()
@@ -70,9 +62,7 @@ async fn every_answer_says_nosniff_and_no_referrer() {
 async fn a_recorded_type_outside_the_allow_list_is_served_as_octet_stream() {
     let app = spawn_app().await;
     let user = app.user().await;
-    let live = app.start_live(&user, "odd type").await;
-    let bytes = fixture();
-    app.upload_all(&user, &live, &bytes).await;
+    let (live, bytes) = app.uploaded_live(&user, "odd type").await;
     let mut video_data = TestApp::video_data(&live, &bytes);
     // Passes the container prefix check but is not a type we serve as such.
     video_data["mime_type"] = "video/webmhtml".into();

@@ -4,7 +4,7 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use reqwest::{Method, StatusCode};
 use sha1::{Digest, Sha1};
 
-use crate::helpers::{error_code, fixture, spawn_app, spawn_app_with};
+use crate::helpers::{error_code, fixture, spawn_app, spawn_app_with, TestApp};
 
 fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
@@ -120,6 +120,20 @@ async fn a_patch_with_the_wrong_content_type_gets_415() {
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
+/// Asserts the upload holds exactly `bytes`: HEAD reports their length and the storage holds
+/// them (nothing, for none).
+async fn assert_upload_holds(app: &TestApp, token: &str, upload_url: &str, bytes: &[u8]) {
+    let head = app.head(token, upload_url).await;
+    assert_eq!(
+        head.headers()["upload-offset"],
+        bytes.len().to_string().as_str()
+    );
+    assert_eq!(
+        app.upload_bytes(upload_url).await.unwrap_or_default(),
+        bytes
+    );
+}
+
 #[tokio::test]
 async fn a_first_chunk_that_is_neither_webm_nor_mp4_gets_415_and_is_not_kept() {
     let app = spawn_app().await;
@@ -134,12 +148,7 @@ async fn a_first_chunk_that_is_neither_webm_nor_mp4_gets_415_and_is_not_kept() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let head = app.head(&user.token, &live.upload_url).await;
-    assert_eq!(head.headers()["upload-offset"], "0");
-    assert_eq!(
-        app.upload_bytes(&live.upload_url).await.unwrap_or_default(),
-        b""
-    );
+    assert_upload_holds(&app, &user.token, &live.upload_url, b"").await;
     let mp4_start = b"\0\0\0\x18ftypiso5\0\0\0\0";
     let response = app.patch(&user.token, &live.upload_url, 0, mp4_start).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
@@ -160,12 +169,7 @@ async fn a_patch_at_the_wrong_offset_gets_409_and_changes_nothing() {
         assert_eq!(response.status(), StatusCode::CONFLICT, "offset {wrong}");
         assert_eq!(error_code(response).await, "offset_mismatch");
     }
-    let head = app.head(&user.token, &live.upload_url).await;
-    assert_eq!(head.headers()["upload-offset"], "1000");
-    assert_eq!(
-        app.upload_bytes(&live.upload_url).await.unwrap(),
-        &bytes[..1000]
-    );
+    assert_upload_holds(&app, &user.token, &live.upload_url, &bytes[..1000]).await;
 }
 
 #[tokio::test]
@@ -217,12 +221,7 @@ async fn a_checksum_mismatch_gets_460_and_the_chunk_is_discarded() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 460);
     assert_eq!(response.headers()["tus-resumable"], "1.0.0");
-    let head = app.head(&user.token, &live.upload_url).await;
-    assert_eq!(head.headers()["upload-offset"], "1000");
-    assert_eq!(
-        app.upload_bytes(&live.upload_url).await.unwrap(),
-        &bytes[..1000]
-    );
+    assert_upload_holds(&app, &user.token, &live.upload_url, &bytes[..1000]).await;
 }
 
 #[tokio::test]
@@ -303,13 +302,8 @@ async fn an_upload_beyond_the_maximum_size_gets_413() {
     let response = app.patch(&user.token, &live.upload_url, 0, &bytes).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let response = app
-        .request(Method::POST, "/api/uploads/", Some(&user.token))
-        .header("Tus-Resumable", "1.0.0")
+        .create_upload_request(&user.token, live.id)
         .header("Upload-Length", "30001")
-        .header(
-            "Upload-Metadata",
-            format!("live_id {}", b64(live.id.to_string().as_bytes())),
-        )
         .send()
         .await
         .unwrap();
@@ -394,13 +388,8 @@ async fn another_users_upload_answers_403_to_create_head_patch_and_delete() {
     let live = app.start_live(&owner, "mine").await;
     let intruder = app.user().await;
     let create = app
-        .request(Method::POST, "/api/uploads", Some(&intruder.token))
-        .header("Tus-Resumable", "1.0.0")
+        .create_upload_request(&intruder.token, live.id)
         .header("Upload-Defer-Length", "1")
-        .header(
-            "Upload-Metadata",
-            format!("live_id {}", b64(live.id.to_string().as_bytes())),
-        )
         .send()
         .await
         .unwrap();

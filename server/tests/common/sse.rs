@@ -15,8 +15,17 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// Sends `request` (a GET of a live's events), asserts a 200 `text/event-stream` answer and
+    /// reads its events, each expected within `wait`.
+    pub async fn open(request: reqwest::RequestBuilder, wait: Duration) -> Self {
+        let response = request.send().await.expect("GET events");
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self::new(response, wait)
+    }
+
     /// Reads `response`'s body as events, each expected within `wait`.
-    pub fn new(response: reqwest::Response, wait: Duration) -> Self {
+    fn new(response: reqwest::Response, wait: Duration) -> Self {
         Self {
             body: Box::pin(response.bytes_stream()),
             buffer: String::new(),

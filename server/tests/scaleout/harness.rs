@@ -1,17 +1,16 @@
 //! A real PostgreSQL 15 in a temporary directory and `livekeep` processes sharing it.
 
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 pub use crate::sse::EventStream;
+use crate::{fixtures::sha256_hex, process::ServerProcess};
 use object_store::ObjectStoreExt;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 /// How long a test waits for something that must happen; a bound, not a pace.
@@ -127,7 +126,7 @@ impl Drop for Postgres {
 
 /// One `livekeep serve` process; killed with SIGKILL when dropped.
 pub struct Node {
-    child: Child,
+    process: ServerProcess,
     /// `http://127.0.0.1:<port>`.
     pub address: String,
     data_dir: TempDir,
@@ -138,42 +137,21 @@ impl Node {
     /// Starts a node on `database_url` with `storage_url`, plus extra flags.
     pub async fn start(database_url: &str, storage_url: &str, flags: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
-        let log = std::fs::File::create(data_dir.path().join("node.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_livekeep"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
-            .arg("--www-dir")
-            .arg(data_dir.path().join("no-www"))
+        let log_path = data_dir.path().join("node.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut command = ServerProcess::command(data_dir.path());
+        command
             .args(["--database-url", database_url, "--storage-url", storage_url])
             .args(flags)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("the livekeep binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+            .stderr(log);
+        let process = ServerProcess::spawn(command, || {
+            std::fs::read_to_string(&log_path).unwrap_or_default()
         })
-        .await
-        .unwrap()
-        .unwrap();
-        let log_path = data_dir.path().join("node.log");
-        let address = line
-            .trim()
-            .strip_prefix("Livekeep listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "the node did not start ({line:?}): {}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                )
-            })
-            .trim_end_matches('/')
-            .to_owned();
+        .await;
         Self {
-            child,
-            address,
+            address: process.address.clone(),
+            process,
             data_dir,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -184,15 +162,14 @@ impl Node {
 
     /// SIGKILL: no graceful shutdown, its connections die with it.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 
     /// Sends a signal (`STOP`, `CONT`) to the process.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
+            .arg(self.process.child.id().to_string())
             .status()
             .unwrap();
         assert!(status.success(), "kill -{name}");
@@ -311,17 +288,8 @@ impl Node {
 
     /// Opens a live's events as `query` (`viewer_id=…`).
     pub async fn events(&self, live_id: i64, query: &str) -> EventStream {
-        let response = self
-            .request(
-                Method::GET,
-                &format!("/api/posts/live/{live_id}/events?{query}"),
-                None,
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        EventStream::new(response, WAIT)
+        let path = format!("/api/posts/live/{live_id}/events?{query}");
+        EventStream::open(self.request(Method::GET, &path, None), WAIT).await
     }
 
     /// Posts a chat message, asserting 201.
@@ -339,33 +307,6 @@ impl Node {
         assert_eq!(response.status(), StatusCode::CREATED);
         response.json().await.unwrap()
     }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The checked-in WebM fixture (3 s, VP8 + Opus, live-shaped).
-pub fn fixture() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live.webm");
-    std::fs::read(path).expect("the fixture is checked in")
-}
-
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Offsets of each Cluster element in a WebM (by its id; fine for the fixture).
-pub fn cluster_starts(bytes: &[u8]) -> Vec<usize> {
-    bytes
-        .windows(4)
-        .enumerate()
-        .filter(|(_, w)| *w == [0x1F, 0x43, 0xB6, 0x75])
-        .map(|(i, _)| i)
-        .collect()
 }
 
 /// The storage every node shares: a directory, or a bucket of the test's moto server

@@ -5,14 +5,20 @@
 //! and root (the cluster runs as the `postgres` user). `LIVEKEEP_TEST_STORAGE=s3` shares a
 //! bucket of a `moto_server` instead of a directory.
 
+#[path = "../common/fixtures.rs"]
+mod fixtures;
 mod harness;
 mod notices;
+#[path = "../common/process.rs"]
+mod process;
 mod rate_limits;
 #[allow(dead_code)] // Shared with the API tests, which use more of it.
 #[path = "../api/s3.rs"]
 mod s3;
 #[path = "../common/sse.rs"]
 mod sse;
+#[path = "../common/stream_body.rs"]
+mod stream_body;
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +26,9 @@ use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use harness::{cluster_starts, fixture, sha256_hex, Cluster, WAIT};
+use fixtures::{cluster_starts, fixture, sha256_hex};
+use harness::{Cluster, WAIT};
+use stream_body::read_at_least;
 
 const ALICE: &str = "viewer_id=alice-0001";
 const BOB: &str = "viewer_id=bob-00002";
@@ -182,22 +190,6 @@ async fn viewers_on_either_node_see_each_others_chat_and_the_summed_counts() {
     );
 }
 
-/// Reads a progressive body until it holds `len` bytes.
-async fn read_at_least(
-    body: &mut (impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
-    into: &mut Vec<u8>,
-    len: usize,
-) {
-    while into.len() < len {
-        let chunk = tokio::time::timeout(WAIT, body.next())
-            .await
-            .expect("bytes within the wait")
-            .expect("the stream is open")
-            .unwrap();
-        into.extend_from_slice(&chunk);
-    }
-}
-
 #[tokio::test]
 async fn a_stream_on_b_follows_the_upload_written_through_a() {
     let cluster = Cluster::start(&[]).await;
@@ -225,10 +217,11 @@ async fn a_stream_on_b_follows_the_upload_written_through_a() {
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = Box::pin(response.bytes_stream());
     let mut got = Vec::new();
-    read_at_least(&mut body, &mut got, 4).await;
+    read_at_least(&mut body, &mut got, 4, WAIT).await;
     assert_eq!(&got[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
     let header_len = cluster_starts(&got).first().copied().unwrap_or(got.len());
-    read_at_least(&mut body, &mut got, header_len + clusters[2] - clusters[1]).await;
+    let live_edge = clusters[2] - clusters[1];
+    read_at_least(&mut body, &mut got, header_len + live_edge, WAIT).await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..clusters[2]]);
 
     // B learns of A's commits from the notifications and reads the bytes from storage.
@@ -238,7 +231,8 @@ async fn a_stream_on_b_follows_the_upload_written_through_a() {
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         offset += chunk.len();
     }
-    read_at_least(&mut body, &mut got, header_len + bytes.len() - clusters[1]).await;
+    let whole_stream = header_len + bytes.len() - clusters[1];
+    read_at_least(&mut body, &mut got, whole_stream, WAIT).await;
     assert_eq!(&got[header_len..], &bytes[clusters[1]..]);
     let stopped = cluster.a().stop(&token, live_id, &upload_url, &bytes).await;
     assert_eq!(stopped.status(), StatusCode::OK, "{}", cluster.logs());

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc;
 
-use crate::harness::{fixture, Cluster};
+use crate::{fixtures::fixture, harness::Cluster};
 
 /// Well below the coordination pool's 10 s acquire timeout, which is what a nested wait costs.
 const PROMPT: Duration = Duration::from_secs(5);

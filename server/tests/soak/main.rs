@@ -1,6 +1,9 @@
 //! The soak runs alone in its own test binary: its memory bound reads this process's RSS, which
 //! the other integration tests, running in parallel threads of one process, would distort.
 
+#[allow(dead_code)] // The soak hashes what it sends itself.
+#[path = "../common/fixtures.rs"]
+mod fixtures;
 #[allow(dead_code)] // The soak uses a few of the shared helpers.
 #[path = "../api/helpers.rs"]
 mod helpers;
