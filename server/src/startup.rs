@@ -114,7 +114,8 @@ pub async fn open_state(config: &Config) -> anyhow::Result<AppState> {
     let storage = storage::open(&config.storage_url(), config.storage_part_size.bytes())?;
     let db = db::connect(&config.database_url()).await?;
     // Several nodes on one PostgreSQL database share locks and live events through it.
-    let coordination = Coordination::open(&config.database_url(), config.coordination_connections).await?;
+    let coordination =
+        Coordination::open(&config.database_url(), config.coordination_connections).await?;
     Ok(AppState {
         db,
         storage: Arc::from(storage),
