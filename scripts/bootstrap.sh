@@ -51,6 +51,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wb_version"
 fi
 
 # npm packages, installed exactly from the lockfiles; a stamp of the lockfile skips a second install.
+# tests/ holds Azurite too, the Azure Blob Storage emulator the object-store tests start.
 for dir in www tests; do
   stamp="$dir/node_modules/.livekeep-lock.sha256"
   want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)

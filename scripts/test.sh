@@ -27,6 +27,8 @@ source scripts/services.sh
 services_start
 
 step "Rust unit and integration tests"
+# The object-store tests among them start their own moto_server and Azurite (tests/node_modules,
+# from bootstrap's npm ci) on loopback, and run on both: S3 and Azure Blob Storage.
 cargo test --workspace
 
 step "API tests again on S3 (moto on loopback, a bucket per test)"

@@ -2,6 +2,9 @@
 
 mod admin;
 mod auth;
+// Azure Blob Storage is compiled in by default; without the feature, only S3 is tested.
+#[cfg(feature = "azure")]
+mod azure;
 mod bad_input;
 mod consistency;
 mod crash;

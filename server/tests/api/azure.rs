@@ -1,0 +1,175 @@
+//! A real Azure Blob Storage emulator for the tests: Azurite (`tests/node_modules`, installed by
+//! `npm ci` in `tests/`), started once per test binary on a free loopback port, with a fresh
+//! container per test.
+//!
+//! The store is configured the way an operator points object_store at the emulator:
+//! `AZURE_STORAGE_USE_EMULATOR` and `AZURITE_BLOB_STORAGE_URL` (set once, before the first store
+//! is built) and `az://container/prefix` URLs. The emulator's account and key are public.
+//!
+//! Azurite 3.37 declares Node >= 22 but runs on the Node 20 here (`npm ci` only warns).
+
+use std::{
+    io::{BufRead, BufReader},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Mutex, OnceLock,
+    },
+    time::{Duration, Instant},
+};
+
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The emulator's well-known account.
+const ACCOUNT: &str = "devstoreaccount1";
+
+/// The emulator's well-known account key (base64).
+const ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The Blob service version of our own requests (object_store's).
+const API_VERSION: &str = "2023-11-03";
+
+const MISSING: &str = "Azurite is not installed: run scripts/bootstrap.sh, or `npm ci` in tests/ \
+                       (azurite is a devDependency there; it needs node)";
+
+/// The running Azurite blob service.
+pub struct Azurite {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    _guard: Mutex<Child>,
+}
+
+static AZURITE: OnceLock<Azurite> = OnceLock::new();
+static CONTAINERS: AtomicU32 = AtomicU32::new(0);
+
+/// The shared Azurite, started on first use; panics with what to do if it cannot start.
+pub fn azurite() -> &'static Azurite {
+    AZURITE.get_or_init(start)
+}
+
+fn start() -> Azurite {
+    let main = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/node_modules/azurite/dist/src/blob/main.js");
+    assert!(main.is_file(), "{MISSING} ({} is missing)", main.display());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port();
+    // As for moto: the shell stops Azurite when our end of its stdin closes, that is when this
+    // test binary exits however it exits. In memory: nothing to clean up on disk. No
+    // telemetry: it would phone home from CI.
+    let script = format!(
+        "command -v node >/dev/null || {{ echo missing; exit 127; }}; \
+         node \"$0\" --blobHost 127.0.0.1 --blobPort {port} --inMemoryPersistence \
+         --disableTelemetry --silent --skipApiVersionCheck --loose >/dev/null 2>&1 & pid=$!; \
+         echo started; read _ignored; kill $pid"
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(&main)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("reading from sh");
+    assert_eq!(line.trim(), "started", "node is not installed. {MISSING}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(_)) = child.try_wait() {
+            panic!(
+                "Azurite exited at once: run {} by hand to see why. {MISSING}",
+                main.display()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Azurite did not listen on port {port} within 30 s. {MISSING}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let endpoint = format!("http://127.0.0.1:{port}");
+    // Set once, before any store reads them: emulator mode takes the well-known account and
+    // key, and path-style URLs on this endpoint.
+    std::env::set_var("AZURE_STORAGE_USE_EMULATOR", "true");
+    std::env::set_var("AZURITE_BLOB_STORAGE_URL", &endpoint);
+    Azurite {
+        endpoint,
+        _guard: Mutex::new(child),
+    }
+}
+
+impl Azurite {
+    /// Creates a fresh, empty container and returns its name.
+    ///
+    /// object_store does not create containers: one signed REST call does.
+    pub async fn container(&self) -> String {
+        let name = format!(
+            "livekeep-{}-{}",
+            std::process::id(),
+            CONTAINERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let date = chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let path = format!("/{ACCOUNT}/{name}");
+        let authorization = shared_key(
+            "PUT",
+            &[("x-ms-date", &date), ("x-ms-version", API_VERSION)],
+            // Path-style (emulator) URLs name the account in the path too: it appears twice.
+            &format!("/{ACCOUNT}{path}\nrestype:container"),
+        );
+        let response = reqwest::Client::new()
+            .put(format!("{}{path}?restype=container", self.endpoint))
+            .header("x-ms-date", date)
+            .header("x-ms-version", API_VERSION)
+            .header("authorization", authorization)
+            .send()
+            .await
+            .expect("creating a container in Azurite");
+        assert!(
+            response.status().is_success(),
+            "creating container {name}: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+        name
+    }
+
+    /// A raw client on `container`, to look at and tamper with objects as a crash would.
+    pub fn client(&self, container: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+        std::sync::Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(format!("az://{container}"))
+                .build()
+                .expect("an Azure client"),
+        )
+    }
+}
+
+/// The `Authorization` header of a body-less request with these `x-ms-*` headers (sorted, lower
+/// case) and canonicalized resource, signed with the emulator's key (Shared Key authorization).
+fn shared_key(verb: &str, ms_headers: &[(&str, &str)], resource: &str) -> String {
+    // The verb, then eleven standard headers (Content-Encoding … Range) all empty: a zero
+    // Content-Length is signed as empty too, and the date travels as x-ms-date.
+    let mut string_to_sign = format!("{verb}\n{}", "\n".repeat(11));
+    for (name, value) in ms_headers {
+        string_to_sign.push_str(&format!("{name}:{value}\n"));
+    }
+    string_to_sign.push_str(resource);
+    let key = BASE64
+        .decode(ACCOUNT_KEY)
+        .expect("the emulator key is base64");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
+    mac.update(string_to_sign.as_bytes());
+    let signature = BASE64.encode(mac.finalize().into_bytes());
+    format!("SharedKey {ACCOUNT}:{signature}")
+}
