@@ -9,12 +9,15 @@
 //! schedules it, and compaction runs here, off the acknowledgment path, a few at a time per
 //! node.
 //!
-//! It takes no upload lock: it touches only objects wholly below the committed offset, which
-//! a writer never touches (it appends at the offset and cuts back only bytes past it), and a
-//! reader lists again when an object it chose was merged away. What it must not overlap is
-//! the deletion of the whole upload (finalize, terminate, expiry, a deleted post): a part put
-//! after it would outlive the upload. Both take the upload's compaction lock, and compaction
-//! runs only while the upload is still open.
+//! It takes no lock a request waits for: it touches only objects wholly below the committed
+//! offset, which a writer never touches (it appends at the offset and cuts back only bytes
+//! past it), and a reader lists again when an object it chose was merged away. What it must
+//! not do is leave a part behind when the upload is deleted meanwhile (finalize, terminate,
+//! expiry, a deleted post). A deletion first makes the upload not open, then lists and deletes
+//! its objects; compaction puts its parts, then reads the upload's state again, and deletes the
+//! upload's objects itself when it is no longer open. If that read still saw it open, the
+//! deletion lists after the parts were put, and deletes them. Either way nothing outlives it,
+//! without a lock nested in the stop's locks (each a connection of the coordination pool).
 
 use std::sync::Arc;
 
@@ -52,6 +55,7 @@ pub async fn compact(state: &AppState, id: &UploadId) -> anyhow::Result<()> {
         .acquire()
         .await
         .context("compaction slots closed")?;
+    // Held by no request: waiting for it here nests in nothing.
     let Some(_guard) = state
         .locks
         .try_lock(&locks::compaction_key(id.as_str()))
@@ -59,25 +63,28 @@ pub async fn compact(state: &AppState, id: &UploadId) -> anyhow::Result<()> {
     else {
         return Ok(()); // Another compaction (maybe on another node) does the work.
     };
-    let Some(row) = db::uploads::get(&state.db, id.as_str())
-        .await?
-        .filter(|row| row.state == "open")
-    else {
+    let Some(committed) = open_offset(state, id).await? else {
         return Ok(());
     };
-    let committed = u64::try_from(row.offset).unwrap_or(0);
-    let id = id.clone();
+    let storage_id = id.clone();
     state
-        .with_storage(move |s| Ok(s.compact_upload(&id, committed)?))
-        .await
+        .with_storage(move |s| Ok(s.compact_upload(&storage_id, committed)?))
+        .await?;
+    if open_offset(state, id).await?.is_none() {
+        // Deleted meanwhile: its deletion may have listed the objects before our parts.
+        let storage_id = id.clone();
+        state
+            .with_storage(move |s| Ok(s.delete_upload(&storage_id)?))
+            .await?;
+        tracing::info!(upload = %id, "the upload ended during its compaction; its objects deleted");
+    }
+    Ok(())
 }
 
-/// Deletes an upload's bytes once no compaction of it runs; the caller has made it not open.
-pub async fn delete_upload(state: &AppState, id: &UploadId) -> anyhow::Result<()> {
-    let _guard = state
-        .locks
-        .lock(&locks::compaction_key(id.as_str()))
-        .await?;
-    let id = id.clone();
-    state.with_storage(move |s| Ok(s.delete_upload(&id)?)).await
+/// The committed offset of the upload while it is open.
+async fn open_offset(state: &AppState, id: &UploadId) -> anyhow::Result<Option<u64>> {
+    Ok(db::uploads::get(&state.db, id.as_str())
+        .await?
+        .filter(|row| row.state == "open")
+        .map(|row| u64::try_from(row.offset).unwrap_or(0)))
 }

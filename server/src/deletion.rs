@@ -35,12 +35,14 @@ pub async fn delete_post(state: &AppState, post_id: i64) -> Result<Deleted, ApiE
             for key in keys {
                 s.delete_media(&key)?;
             }
+            for raw in uploads {
+                if let Ok(id) = UploadId::parse(&raw) {
+                    s.delete_upload(&id)?;
+                }
+            }
             Ok(())
         })
         .await?;
-    for id in uploads.iter().filter_map(|raw| UploadId::parse(raw).ok()) {
-        crate::compaction::delete_upload(state, &id).await?;
-    }
     tracing::info!(
         post = post_id,
         files = deleted.files,

@@ -274,7 +274,7 @@ pub fn upload_key(upload_id: &str) -> String {
     format!("upload:{upload_id}")
 }
 
-/// The lock key of an upload's compaction, which its deletion also takes.
+/// The lock key of an upload's compaction (only compactions take it, and only try it).
 pub fn compaction_key(upload_id: &str) -> String {
     format!("compaction:{upload_id}")
 }

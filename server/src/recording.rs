@@ -370,10 +370,18 @@ async fn end_without_media(state: &AppState, post_id: i64, ending: Ending) -> Re
 
 /// Deletes the files of uploads that ended; a failure only leaves garbage, so it is logged.
 async fn delete_upload_files(state: &AppState, ids: Vec<String>) {
-    for id in ids.iter().filter_map(|raw| UploadId::parse(raw).ok()) {
-        if let Err(err) = crate::compaction::delete_upload(state, &id).await {
-            tracing::warn!(upload = %id, error = ?err, "could not delete a finished upload's files");
-        }
+    let result = state
+        .with_storage(move |s| {
+            for raw in ids {
+                if let Ok(id) = UploadId::parse(&raw) {
+                    s.delete_upload(&id)?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(err) = result {
+        tracing::warn!(error = ?err, "could not delete the files of finished uploads");
     }
 }
 

@@ -56,7 +56,9 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
             continue;
         }
         db::uploads::set_state(&state.db, &upload.id, "expired").await?;
-        crate::compaction::delete_upload(state, &id).await?;
+        state
+            .with_storage(move |s| Ok(s.delete_upload(&id)?))
+            .await?;
         tracing::info!(upload = %upload.id, "expired an upload");
     }
     // Every node does it; deleting what another node just deleted is harmless.

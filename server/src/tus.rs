@@ -456,6 +456,9 @@ pub async fn terminate(state: &AppState, user: &UserRow, raw_id: &str) -> Result
     let _guard = state.locks.lock(&locks::upload_key(id.as_str())).await?;
     let upload = open(state, user, raw_id).await?;
     db::uploads::set_state(&state.db, upload.id.as_str(), "terminated").await?;
-    compaction::delete_upload(state, &upload.id).await?;
+    let storage_id = upload.id.clone();
+    state
+        .with_storage(move |s| Ok(s.delete_upload(&storage_id)?))
+        .await?;
     Ok(())
 }
