@@ -176,11 +176,12 @@ pub struct Config {
     )]
     pub cors_origins: Vec<String>,
 
-    /// On PostgreSQL, connections of this node's coordination pool: one per lock held (each
-    /// PATCH in flight holds one) plus the notification listener's. Count nodes × (this + 17:
-    /// the queries' 16 and the notification sender's) against PostgreSQL's `max_connections`.
+    /// On PostgreSQL, connections of this node's coordination pool (at least 3): one per lock
+    /// held (each PATCH in flight holds one, a stop two) plus the notification listener's.
+    /// Count nodes × (this + 17: the queries' 16 and the notification sender's) against
+    /// PostgreSQL's `max_connections`.
     #[arg(long, env = "LIVEKEEP_COORDINATION_CONNECTIONS", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(2..), global = true)]
+          value_parser = clap::value_parser!(u32).range(3..), global = true)]
     pub coordination_connections: u32,
 
     /// Connections served at once; above it a connection gets a 503 and is closed.
@@ -331,7 +332,7 @@ mod tests {
         assert_eq!(cli.config.header_read_timeout, 3);
         assert_eq!(cli.config.keep_alive_timeout, 30);
         assert_eq!(cli.config.coordination_connections, 64);
-        assert!(Cli::try_parse_from(["livekeep", "--coordination-connections", "1"]).is_err());
+        assert!(Cli::try_parse_from(["livekeep", "--coordination-connections", "2"]).is_err());
         assert!(Cli::try_parse_from(["livekeep", "--max-connections", "0"]).is_err());
     }
 

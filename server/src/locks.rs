@@ -5,6 +5,12 @@
 //! held on a connection of the coordination pool for the guard's lifetime. A node that dies
 //! loses its connections, and PostgreSQL releases their session locks with them; a connection
 //! whose state is unknown (an error, a cancelled acquisition) is closed, never pooled again.
+//!
+//! A stop holds its live's lock while it takes its upload's: two connections of the pool. If
+//! every connection were held by such an outer lock, each holder would wait for a second one
+//! until the pool's acquire timeout. So outer locks are taken with [`Locks::lock_nesting`],
+//! whose holders get at most all connections but two (one is the notification listener's), and
+//! an inner lock always finds a connection once PATCHes, which nest nothing, return theirs.
 
 use std::{
     collections::HashMap,
@@ -14,7 +20,10 @@ use std::{
 
 use anyhow::Context;
 use sqlx::{pool::PoolConnection, PgPool, Postgres};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedRwLockReadGuard, RwLock};
+use tokio::sync::{
+    Mutex as AsyncMutex, OwnedMutexGuard, OwnedRwLockReadGuard, OwnedSemaphorePermit, RwLock,
+    Semaphore,
+};
 
 /// Longest wait at shutdown for the unlocks still running.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -27,6 +36,8 @@ const RETRY_MAX: Duration = Duration::from_millis(100);
 pub struct LockGuard {
     local: Option<OwnedMutexGuard<()>>,
     advisory: Option<Advisory>,
+    /// For a lock taken with [`Locks::lock_nesting`], its place among the outer locks.
+    nesting: Option<OwnedSemaphorePermit>,
 }
 
 impl std::fmt::Debug for LockGuard {
@@ -131,6 +142,8 @@ impl Drop for Advisory {
 pub struct Locks {
     map: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     postgres: Option<PgPool>,
+    /// Places for holders of outer locks, on PostgreSQL.
+    nesting: Option<Arc<Semaphore>>,
     /// Unlocks still running in the background.
     releases: Arc<RwLock<()>>,
 }
@@ -154,10 +167,43 @@ impl Locks {
 
     /// Locks shared by every node on `pool`'s database.
     pub fn postgres(pool: PgPool) -> Self {
+        // The listener's connection and one for an inner lock stay out of the outer locks' reach.
+        let outer = usize::try_from(pool.options().get_max_connections())
+            .unwrap_or(usize::MAX)
+            .saturating_sub(2)
+            .max(1);
         Self {
             postgres: Some(pool),
+            nesting: Some(Arc::new(Semaphore::new(outer))),
             ..Self::default()
         }
+    }
+
+    /// Waits for the lock named `key`, under which the holder will take another lock.
+    pub async fn lock_nesting(&self, key: &str) -> anyhow::Result<LockGuard> {
+        let nesting = match &self.nesting {
+            Some(places) => Some(Arc::clone(places).acquire_owned().await?),
+            None => None,
+        };
+        let mut guard = self.lock(key).await?;
+        guard.nesting = nesting;
+        Ok(guard)
+    }
+
+    /// Takes the lock named `key` if free, to take another lock under it; `None` also when
+    /// the outer locks have all their places.
+    pub async fn try_lock_nesting(&self, key: &str) -> anyhow::Result<Option<LockGuard>> {
+        let nesting = match &self.nesting {
+            Some(places) => match Arc::clone(places).try_acquire_owned() {
+                Ok(place) => Some(place),
+                Err(_) => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(self.try_lock(key).await?.map(|mut guard| {
+            guard.nesting = nesting;
+            guard
+        }))
     }
 
     /// Waits for the unlocks of dropped guards, then closes the coordination connections
@@ -190,6 +236,7 @@ impl Locks {
             return Ok(LockGuard {
                 local: Some(local),
                 advisory: None,
+                nesting: None,
             });
         };
         let mut pause = RETRY_FIRST;
@@ -198,6 +245,7 @@ impl Locks {
                 return Ok(LockGuard {
                     local: Some(local),
                     advisory: Some(advisory),
+                    nesting: None,
                 });
             }
             tokio::time::sleep(pause).await;
@@ -226,6 +274,7 @@ impl Locks {
             return Ok(Some(LockGuard {
                 local: Some(local),
                 advisory: None,
+                nesting: None,
             }));
         };
         Ok(try_advisory(pool, key, &self.releases)
@@ -233,6 +282,7 @@ impl Locks {
             .map(|advisory| LockGuard {
                 local: Some(local),
                 advisory: Some(advisory),
+                nesting: None,
             }))
     }
 }

@@ -390,7 +390,11 @@ async fn delete_upload_files(state: &AppState, ids: Vec<String>) {
 /// Locks are only tried: a live being stopped or written to right now is not silent, and the
 /// sweeper must never wait behind a stalled request.
 pub async fn interrupt(state: &AppState, post_id: i64, cutoff: i64) -> Result<(), ApiError> {
-    let Some(_live) = state.locks.try_lock(&locks::live_key(post_id)).await? else {
+    let Some(_live) = state
+        .locks
+        .try_lock_nesting(&locks::live_key(post_id))
+        .await?
+    else {
         return Ok(());
     };
     let Some(post) = db::posts::get(&state.db, post_id).await? else {
@@ -462,7 +466,7 @@ pub async fn stop(
         return Err(ApiError::Forbidden);
     }
     if post.live_status.as_deref() == Some("live") {
-        let _live = state.locks.lock(&locks::live_key(live_id)).await?;
+        let _live = state.locks.lock_nesting(&locks::live_key(live_id)).await?;
         // Re-read under the lock: a concurrent stop or the sweeper may have ended it.
         let post = db::posts::get(&state.db, live_id)
             .await?

@@ -5,10 +5,10 @@
 //! and root (the cluster runs as the `postgres` user). `LIVEKEEP_TEST_STORAGE=s3` shares a
 //! bucket of a `moto_server` instead of a directory.
 
+mod coordination;
 #[path = "../common/fixtures.rs"]
 mod fixtures;
 mod harness;
-mod notices;
 #[path = "../common/process.rs"]
 mod process;
 mod rate_limits;

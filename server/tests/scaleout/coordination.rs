@@ -1,5 +1,6 @@
 //! A node whose coordination connections are all taken by lock holders still answers them and
-//! still tells the other nodes: a lock holder never waits for a second connection of the pool.
+//! still tells the other nodes, and many stops at once all finish: a lock holder waits for a
+//! second connection of the pool only when one is sure to come.
 
 use std::time::{Duration, Instant};
 
@@ -94,5 +95,34 @@ async fn with_every_coordination_connection_held_a_patch_and_a_chat_reach_the_ot
     assert_eq!(
         cluster.b().head_offset(&token, &upload_url).await,
         bytes.len()
+    );
+}
+
+#[tokio::test]
+async fn many_stops_at_once_on_a_small_coordination_pool_all_finish() {
+    // Each stop holds its live's lock while it takes its upload's: with two connections for
+    // locks, two stops holding one each would wait for each other's.
+    let cluster = Cluster::start(&["--coordination-connections", "3"]).await;
+    let bytes = fixture();
+    let token = cluster.a().register("many").await;
+    let mut lives = Vec::new();
+    for n in 0..6 {
+        let (live_id, upload_url) = cluster.a().start_live(&token, &format!("live {n}")).await;
+        let response = cluster.a().patch(&token, &upload_url, 0, &bytes).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        lives.push((live_id, upload_url));
+    }
+    let started = Instant::now();
+    let stops = lives
+        .iter()
+        .map(|(live_id, upload_url)| cluster.a().stop(&token, *live_id, upload_url, &bytes));
+    for answer in futures_util::future::join_all(stops).await {
+        assert_eq!(answer.status(), StatusCode::OK, "{}", cluster.logs());
+    }
+    let took = started.elapsed();
+    assert!(
+        took < 2 * PROMPT,
+        "stopped after {took:?}: {}",
+        cluster.logs()
     );
 }
