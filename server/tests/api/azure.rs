@@ -9,20 +9,18 @@
 //! Azurite 3.37 declares Node >= 22 but runs on the Node 20 here (`npm ci` only warns).
 
 use std::{
-    io::{BufRead, BufReader},
-    net::{TcpListener, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicU32, Ordering},
-        Mutex, OnceLock,
+        OnceLock,
     },
-    time::{Duration, Instant},
 };
 
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use crate::emulator::{self, Emulator};
 
 /// The emulator's well-known account.
 const ACCOUNT: &str = "devstoreaccount1";
@@ -39,9 +37,7 @@ const MISSING: &str = "Azurite is not installed: run scripts/bootstrap.sh, or `n
 
 /// The running Azurite blob service.
 pub struct Azurite {
-    /// `http://127.0.0.1:<port>`.
-    pub endpoint: String,
-    _guard: Mutex<Child>,
+    emulator: Emulator,
 }
 
 static AZURITE: OnceLock<Azurite> = OnceLock::new();
@@ -56,55 +52,23 @@ fn start() -> Azurite {
     let main = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/node_modules/azurite/dist/src/blob/main.js");
     assert!(main.is_file(), "{MISSING} ({} is missing)", main.display());
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port();
-    // As for moto: the shell stops Azurite when our end of its stdin closes, that is when this
-    // test binary exits however it exits. In memory: nothing to clean up on disk. No
-    // telemetry: it would phone home from CI.
-    let script = format!(
-        "command -v node >/dev/null || {{ echo missing; exit 127; }}; \
-         node \"$0\" --blobHost 127.0.0.1 --blobPort {port} --inMemoryPersistence \
-         --disableTelemetry --silent --skipApiVersionCheck --loose >/dev/null 2>&1 & pid=$!; \
-         echo started; read _ignored; kill $pid"
+    // In memory: nothing to clean up on disk. No telemetry: it would phone home from CI.
+    let emulator = emulator::start(
+        "node",
+        |port| {
+            format!(
+                "node \"$0\" --blobHost 127.0.0.1 --blobPort {port} --inMemoryPersistence \
+                 --disableTelemetry --silent --skipApiVersionCheck --loose"
+            )
+        },
+        &[main.as_os_str()],
+        MISSING,
     );
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg(&main)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sh");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("reading from sh");
-    assert_eq!(line.trim(), "started", "node is not installed. {MISSING}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(_)) = child.try_wait() {
-            panic!(
-                "Azurite exited at once: run {} by hand to see why. {MISSING}",
-                main.display()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Azurite did not listen on port {port} within 30 s. {MISSING}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let endpoint = format!("http://127.0.0.1:{port}");
     // Set once, before any store reads them: emulator mode takes the well-known account and
     // key, and path-style URLs on this endpoint.
     std::env::set_var("AZURE_STORAGE_USE_EMULATOR", "true");
-    std::env::set_var("AZURITE_BLOB_STORAGE_URL", &endpoint);
-    Azurite {
-        endpoint,
-        _guard: Mutex::new(child),
-    }
+    std::env::set_var("AZURITE_BLOB_STORAGE_URL", &emulator.endpoint);
+    Azurite { emulator }
 }
 
 impl Azurite {
@@ -128,7 +92,10 @@ impl Azurite {
             &format!("/{ACCOUNT}{path}\nrestype:container"),
         );
         let response = reqwest::Client::new()
-            .put(format!("{}{path}?restype=container", self.endpoint))
+            .put(format!(
+                "{}{path}?restype=container",
+                self.emulator.endpoint
+            ))
             .header("x-ms-date", date)
             .header("x-ms-version", API_VERSION)
             .header("authorization", authorization)

@@ -8,6 +8,8 @@ mod azure;
 mod bad_input;
 mod consistency;
 mod crash;
+#[path = "../common/emulator.rs"]
+mod emulator;
 mod faults;
 mod feed;
 #[path = "../common/fixtures.rs"]

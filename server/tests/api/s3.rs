@@ -4,22 +4,16 @@
 //! The server is configured the way an operator would: `AWS_*` variables (set once, before
 //! the first store is built) and `s3://bucket/prefix` URLs.
 
-use std::{
-    io::{BufRead, BufReader},
-    net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Mutex, OnceLock,
-    },
-    time::{Duration, Instant},
+use std::sync::{
+    atomic::{AtomicU32, Ordering},
+    OnceLock,
 };
+
+use crate::emulator::{self, Emulator};
 
 /// The running moto server.
 pub struct Moto {
-    /// `http://127.0.0.1:<port>`.
-    pub endpoint: String,
-    _guard: Mutex<Child>,
+    emulator: Emulator,
 }
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
@@ -31,61 +25,24 @@ pub fn moto() -> &'static Moto {
 }
 
 fn start() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port();
-    // The shell stops moto when our end of its stdin closes, that is when this test binary
-    // exits however it exits: nothing is left running after the tests.
-    let script = format!(
-        "command -v moto_server >/dev/null || {{ echo missing; exit 127; }}; \
-         moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; \
-         echo started; read _ignored; kill $pid"
+    let emulator = emulator::start(
+        "moto_server",
+        |port| format!("moto_server -H 127.0.0.1 -p {port}"),
+        &[],
+        "Run scripts/bootstrap.sh (it installs moto[server] from PyPI).",
     );
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sh");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("reading from sh");
-    assert_eq!(
-        line.trim(),
-        "started",
-        "moto_server is not installed: run scripts/bootstrap.sh (it installs moto[server] from PyPI)"
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(_)) = child.try_wait() {
-            panic!("moto_server exited at once: install it with scripts/bootstrap.sh");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen on port {port} within 30 s: is it installed? \
-             Run scripts/bootstrap.sh (it installs moto[server] from PyPI)"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let endpoint = format!("http://127.0.0.1:{port}");
     // Set once, before any store reads them; moto accepts any credentials.
     for (name, value) in [
         ("AWS_ACCESS_KEY_ID", "livekeep-test"),
         ("AWS_SECRET_ACCESS_KEY", "livekeep-test"),
         ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ENDPOINT_URL", emulator.endpoint.as_str()),
         ("AWS_ALLOW_HTTP", "true"),
     ] {
         std::env::set_var(name, value);
     }
     std::env::remove_var("AWS_SESSION_TOKEN");
-    Moto {
-        endpoint,
-        _guard: Mutex::new(child),
-    }
+    Moto { emulator }
 }
 
 impl Moto {
@@ -97,7 +54,7 @@ impl Moto {
             BUCKETS.fetch_add(1, Ordering::Relaxed)
         );
         let response = reqwest::Client::new()
-            .put(format!("{}/{name}", self.endpoint))
+            .put(format!("{}/{name}", self.emulator.endpoint))
             .send()
             .await
             .expect("creating a bucket in moto");

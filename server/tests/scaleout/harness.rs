@@ -292,18 +292,22 @@ impl Node {
         EventStream::open(self.request(Method::GET, &path, None), WAIT).await
     }
 
+    /// Posts a chat message; the answer, whatever it is.
+    pub async fn send_chat(&self, token: &str, live_id: i64, body: &str) -> Response {
+        self.request(
+            Method::POST,
+            &format!("/api/posts/live/{live_id}/chat/"),
+            Some(token),
+        )
+        .json(&json!({ "body": body }))
+        .send()
+        .await
+        .unwrap()
+    }
+
     /// Posts a chat message, asserting 201.
     pub async fn chat(&self, token: &str, live_id: i64, body: &str) -> Value {
-        let response = self
-            .request(
-                Method::POST,
-                &format!("/api/posts/live/{live_id}/chat/"),
-                Some(token),
-            )
-            .json(&json!({ "body": body }))
-            .send()
-            .await
-            .unwrap();
+        let response = self.send_chat(token, live_id, body).await;
         assert_eq!(response.status(), StatusCode::CREATED);
         response.json().await.unwrap()
     }

@@ -6,6 +6,8 @@
 //! bucket of a `moto_server` instead of a directory.
 
 mod coordination;
+#[path = "../common/emulator.rs"]
+mod emulator;
 #[path = "../common/fixtures.rs"]
 mod fixtures;
 mod harness;

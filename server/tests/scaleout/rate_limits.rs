@@ -14,18 +14,6 @@ async fn login(node: &Node, username: &str, password: &str) -> Response {
         .unwrap()
 }
 
-async fn chat(node: &Node, token: &str, live_id: i64, body: &str) -> Response {
-    node.request(
-        Method::POST,
-        &format!("/api/posts/live/{live_id}/chat/"),
-        Some(token),
-    )
-    .json(&json!({ "body": body }))
-    .send()
-    .await
-    .unwrap()
-}
-
 /// Asserts a 429 `rate_limited` whose `Retry-After` is within `1..=max_secs`.
 async fn assert_limited(response: Response, max_secs: u64, what: &str) {
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{what}");
@@ -110,16 +98,18 @@ async fn chat_messages_alternating_between_nodes_hit_the_one_node_limit() {
     let fan = cluster.b().register("chatfan").await;
     let (live_id, _) = cluster.a().start_live(&host, "limits").await;
     for i in 0..5 {
-        let response = chat(&cluster.nodes[i % 2], &fan, live_id, &format!("m{i}")).await;
+        let response = &cluster.nodes[i % 2]
+            .send_chat(&fan, live_id, &format!("m{i}"))
+            .await;
         assert_eq!(response.status(), StatusCode::CREATED, "message {i}");
     }
     for (i, node) in cluster.nodes.iter().enumerate() {
-        let response = chat(node, &fan, live_id, "one more").await;
+        let response = node.send_chat(&fan, live_id, "one more").await;
         assert_limited(response, 10, &format!("node {i}")).await;
     }
     // The limit is the fan's: the host still posts on either node.
     for node in &cluster.nodes {
-        let response = chat(node, &host, live_id, "host").await;
+        let response = node.send_chat(&host, live_id, "host").await;
         assert_eq!(response.status(), StatusCode::CREATED);
     }
 }
@@ -130,7 +120,7 @@ async fn chat_messages_sent_to_both_nodes_at_once_land_five_and_no_more() {
     let host = cluster.a().register("bursthost").await;
     let fan = cluster.b().register("burstfan").await;
     let (live_id, _) = cluster.a().start_live(&host, "burst").await;
-    let messages = (0..12).map(|i| chat(&cluster.nodes[i % 2], &fan, live_id, "burst"));
+    let messages = (0..12).map(|i| cluster.nodes[i % 2].send_chat(&fan, live_id, "burst"));
     let statuses: Vec<StatusCode> = futures_util::future::join_all(messages)
         .await
         .iter()

@@ -1,6 +1,8 @@
 //! The soak runs alone in its own test binary: its memory bound reads this process's RSS, which
 //! the other integration tests, running in parallel threads of one process, would distort.
 
+#[path = "../common/emulator.rs"]
+mod emulator;
 #[allow(dead_code)] // The soak hashes what it sends itself.
 #[path = "../common/fixtures.rs"]
 mod fixtures;
