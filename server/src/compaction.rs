@@ -3,11 +3,10 @@
 //! A PATCH on an object store puts its body as one small piece (a second of video is ~300 KB,
 //! an S3 part at least 5 MiB). Runs of committed pieces used to be merged at the start of the
 //! next PATCH, under the upload's lock: that PATCH waited for a dozen gets, a 5 MiB put and a
-//! dozen deletes, and when many recorders reached their first part together their PATCHes
-//! held their locks (on PostgreSQL, coordination connections) for seconds, and others got
-//! `423 locked` (BENCHMARKS.md, finding 5). Now the PATCH whose commit completes a run only
-//! schedules it, and compaction runs here, off the acknowledgment path, a few at a time per
-//! node.
+//! dozen deletes before its own put, holding its lock (on PostgreSQL, a coordination
+//! connection) all along, and recorders that started together reached their parts together.
+//! Now the PATCH whose commit may complete a run only schedules it, and compaction runs here,
+//! off the acknowledgment path, a few at a time per node.
 //!
 //! It takes no lock a request waits for: it touches only objects wholly below the committed
 //! offset, which a writer never touches (it appends at the offset and cuts back only bytes
