@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use crate::{db, domain::UploadId, locks, state::AppState};
 
 /// Compactions one node runs at once: each holds up to a part in memory and loads the store.
-pub const CONCURRENT: usize = 2;
+const CONCURRENT: usize = 2;
 
 /// The slots compactions wait for.
 pub fn slots() -> Arc<Semaphore> {

@@ -194,8 +194,8 @@ impl LoginAttempt {
 
 /// Deletes login failures that have left every window; returns how many.
 pub async fn prune(db: &Db) -> Result<u64, sqlx::Error> {
-    let window = LOGIN_PER_NAME.window.max(LOGIN_PER_IP.window);
-    let cutoff = Limit { max: 1, window }.since(now_millis());
+    let now = now_millis();
+    let cutoff = LOGIN_PER_NAME.since(now).min(LOGIN_PER_IP.since(now));
     db::login_failures::prune(db, cutoff).await
 }
 

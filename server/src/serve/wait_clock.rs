@@ -23,7 +23,10 @@ use std::{
     future::Future,
     io,
     pin::Pin,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, PoisonError,
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -40,6 +43,9 @@ struct Shared {
     header_read: Duration,
     keep_alive: Duration,
     accepted: Instant,
+    /// Whether a wait is under way and its first byte has not come yet: the one thing every
+    /// read (PATCH bodies included) looks at, so the mutex is taken once per wait, not per read.
+    expecting_first_byte: AtomicBool,
     wait: Mutex<Wait>,
 }
 
@@ -60,6 +66,7 @@ impl WaitClock {
                 header_read,
                 keep_alive,
                 accepted: Instant::now(),
+                expecting_first_byte: AtomicBool::new(false),
                 wait: Mutex::new(Wait::default()),
             }),
         }
@@ -78,18 +85,28 @@ impl WaitClock {
         wait.count += 1;
         wait.since = Some(Instant::now());
         wait.first_byte = None;
+        self.shared
+            .expecting_first_byte
+            .store(true, Ordering::Relaxed);
     }
 
     fn end_wait(&self) {
         let mut wait = self.wait();
         wait.since = None;
         wait.first_byte = None;
+        self.shared
+            .expecting_first_byte
+            .store(false, Ordering::Relaxed);
     }
 
     fn bytes_arrived(&self) {
-        let mut wait = self.wait();
-        if wait.since.is_some() && wait.first_byte.is_none() {
-            wait.first_byte = Some(Instant::now());
+        // Reads and waits run on the connection's one task: the flag and the state agree.
+        if self
+            .shared
+            .expecting_first_byte
+            .swap(false, Ordering::Relaxed)
+        {
+            self.wait().first_byte = Some(Instant::now());
         }
     }
 
