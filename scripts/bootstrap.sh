@@ -18,6 +18,9 @@ command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm
 # PostgreSQL 15 (Debian 12's) for the scale-out tests; scripts/services.sh runs it in a temp dir.
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
 command -v curl >/dev/null || need_apt+=(curl)
+# The feed's cards label their lines with emoji (📹 📅 ⏱️ 👁️ 💬, as the original design): the
+# screenshots the e2e tests take need a colour emoji font, as any desktop or phone has.
+[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_apt+=(fonts-noto-color-emoji)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   as_root apt-get update -qq
@@ -61,3 +64,17 @@ for dir in www tests; do
     echo "$want" >"$stamp"
   fi
 done
+
+# The Django example's pinned packages (Django, PyJWT, standardwebhooks) in its own venv: the
+# example's tests and tests/e2e/django.test.mjs run Django from it, and the server's webhook
+# tests verify signatures with its `standardwebhooks` (an independent implementation). A stamp
+# of requirements.txt skips a second install.
+venv=examples/django/.venv
+stamp="$venv/.livekeep-requirements.sha256"
+want=$(sha256sum examples/django/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "pip install -r examples/django/requirements.txt into $venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r examples/django/requirements.txt
+  echo "$want" >"$stamp"
+fi

@@ -21,6 +21,12 @@ cargo build --quiet -p livekeep-server
 data_dir=$(mktemp -d)
 out=$(mktemp)
 cleanup() {
+    local status=$?
+    # A 5xx is logged by the server with its cause: show it next to schemathesis's report.
+    if [[ $status -ne 0 && -s "$data_dir/server.log" ]]; then
+        echo "--- the server's log (errors and warnings, last 60 lines) ---" >&2
+        grep -E "ERROR|WARN" "$data_dir/server.log" | tail -60 >&2 || true
+    fi
     [[ -n "${server_pid:-}" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
     rm -rf "$data_dir" "$out"
 }

@@ -9,8 +9,11 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 scripts/bootstrap.sh
 
+# One build per run: incremental compilation's caches would only double target/ on disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
-export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
+# The runner times the whole browser test binary (about a minute of real backoff waits), not each test.
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-180}
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -40,13 +43,17 @@ scripts/schemathesis.sh
 step "recorder-wasm browser tests (headless Chromium, fake camera)"
 cargo test -p recorder-wasm --target wasm32-unknown-unknown
 
-step "build the wasm module and the page"
+step "build the wasm module and the page; the page's unit tests"
 scripts/build.sh
-(cd www && npx --no-install tsc --noEmit)
+(cd www && npx --no-install tsc --noEmit && npm test --silent)
+
+step "the Django example's tests (examples/django, pinned packages in its venv)"
+examples/django/.venv/bin/python examples/django/manage.py test social
 
 step "end-to-end tests (real server, headless Chromium, fake camera)"
 # `cargo test` above built target/debug/livekeep with the same features; reuse it. Every test
-# file but two-nodes.test.mjs, which needs PostgreSQL and a shared store and runs below.
+# file but two-nodes.test.mjs, which needs PostgreSQL and a shared store and runs below;
+# django.test.mjs runs the Django example (examples/django's venv) against it.
 (cd tests && node --test --test-concurrency=1 --test-timeout=300000 \
   $(find e2e -name '*.test.mjs' ! -name two-nodes.test.mjs | sort))
 

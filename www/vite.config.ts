@@ -6,6 +6,9 @@ import { fileURLToPath } from "node:url";
 const pkg = (file: string) => fileURLToPath(new URL(`../recorder-wasm/pkg/${file}`, import.meta.url));
 
 export default defineConfig({
+  // Relative asset URLs: the built page works at the root and under a path prefix
+  // (`livekeep serve --public-url https://host.example/livekeep`).
+  base: "./",
   resolve: {
     // Regexes: a plain "@livekeep/recorder" would also rewrite "@livekeep/recorder/react".
     alias: [
@@ -19,5 +22,16 @@ export default defineConfig({
     fs: { allow: [".."] },
     proxy: { "/api": "http://127.0.0.1:8080", "/media": "http://127.0.0.1:8080" },
   },
-  build: { target: "es2022", sourcemap: true },
+  build: {
+    target: "es2022",
+    sourcemap: true,
+    rollupOptions: {
+      // The recorder's React entry starts with "use client" (for Next.js); a plain Vite app
+      // has no server components, and Rollup only warns that it drops the directive.
+      onwarn(warning, warn) {
+        if (warning.code === "MODULE_LEVEL_DIRECTIVE" && warning.message.includes("use client")) return;
+        warn(warning);
+      },
+    },
+  },
 });

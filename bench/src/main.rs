@@ -8,8 +8,12 @@ mod ingest;
 mod load;
 mod proc_stat;
 mod range;
+mod rustus;
+mod scaleout;
 mod server;
 mod stats;
+mod stop;
+mod store_alone;
 
 use std::path::PathBuf;
 
@@ -51,12 +55,16 @@ pub struct Common {
 enum Bench {
     /// N simulated recorders PATCHing a chunk per second: ack latency, errors, durable bytes.
     Load(load::LoadArgs),
-    /// One upload of large PATCHes versus `dd` with a sync per block on the same disk.
+    /// One upload of large PATCHes versus `dd` with a sync per block and rustus on the same disk.
     Ingest(ingest::IngestArgs),
     /// 1 MiB Range requests on a finalized recording versus nginx serving the same file.
     Range(range::RangeArgs),
     /// Feed page latency with 1 000 and 10 000 posts, first page and deep cursor pages.
     Feed(feed::FeedArgs),
+    /// `load` on PostgreSQL + an S3 store beside the store alone; where a PATCH's time goes.
+    Scaleout(scaleout::ScaleoutArgs),
+    /// From stop to the Media, for recordings of several sizes, versus `ffmpeg -c copy`.
+    Stop(stop::StopArgs),
 }
 
 #[tokio::main]
@@ -67,5 +75,7 @@ async fn main() -> Result<()> {
         Bench::Ingest(args) => ingest::run(&cli.common, args).await,
         Bench::Range(args) => range::run(&cli.common, args).await,
         Bench::Feed(args) => feed::run(&cli.common, args).await,
+        Bench::Scaleout(args) => scaleout::run(&cli.common, args).await,
+        Bench::Stop(args) => stop::run(&cli.common, args).await,
     }
 }

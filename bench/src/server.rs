@@ -214,6 +214,19 @@ impl Api {
         upload_offset(response.headers())
     }
 
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> Result<String> {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?;
+        if response.status() != StatusCode::OK {
+            bail!("GET /metrics: {}", response.status());
+        }
+        Ok(response.text().await?)
+    }
+
     /// tus termination: deletes the upload's bytes (frees the disk between runs).
     pub async fn terminate(&self, token: &str, url: &str) -> Result<()> {
         let response = self

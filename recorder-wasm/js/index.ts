@@ -6,6 +6,7 @@ import type { InitInput, RecorderOptions, ResumeOptions, VideoData } from "./rec
 export { LiveRecorder };
 export type {
   InitInput,
+  RecorderErrorCode,
   RecorderErrorInfo,
   RecorderOptions,
   RecorderProgress,
@@ -16,11 +17,19 @@ export type {
 
 let ready: Promise<void> | undefined;
 
+/** The `load_failed` error: the module cannot report its own failure to load, so this file does. */
+function loadFailed(cause: unknown): Error & { code: "load_failed" } {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  const error = new Error(`the recorder's WebAssembly module could not be loaded: ${reason}`, { cause });
+  return Object.assign(error, { code: "load_failed" as const });
+}
+
 /**
  * Loads and instantiates the wasm module, once per page; every other function calls it, so
  * an app only needs it to call `new LiveRecorder()` itself. `wasm` overrides where the
  * module comes from (a URL, a `Response` or the bytes); by default it is fetched from
  * beside this file, which Vite, webpack 5 and a plain `<script type="module">` all serve.
+ * Rejects with an `Error` whose `code` is `load_failed` (its `cause` is the original error).
  */
 export function load(wasm?: InitInput | Promise<InitInput>): Promise<void> {
   ready ??= init(wasm === undefined ? undefined : { module_or_path: wasm }).then(
@@ -28,7 +37,7 @@ export function load(wasm?: InitInput | Promise<InitInput>): Promise<void> {
     (error: unknown) => {
       // A failed load (offline, wrong path) may be retried by the next call.
       ready = undefined;
-      throw error;
+      throw loadFailed(error);
     },
   );
   return ready;
@@ -47,8 +56,9 @@ export async function resumePending(options: ResumeOptions): Promise<VideoData[]
   return LiveRecorder.resumePending(options);
 }
 
-/** The MIME type this browser would record, or `undefined` when it can record none. */
-export async function pickMimeType(): Promise<string | undefined> {
+/** The MIME type this browser would record, or `undefined` when it can record none; with
+ * `preferUniversalMp4`, as a recorder with that option would choose. */
+export async function pickMimeType(options?: { preferUniversalMp4?: boolean }): Promise<string | undefined> {
   await load();
-  return LiveRecorder.pickMimeType();
+  return LiveRecorder.pickMimeType(options?.preferUniversalMp4);
 }

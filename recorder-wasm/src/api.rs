@@ -9,63 +9,14 @@ use web_sys::MediaStream;
 use crate::error::RecorderError;
 use crate::http::get;
 use crate::live::{resume_pending, to_js, Callbacks, Session};
+use crate::mime::FormatPreference;
 use crate::options::RawOptions;
 use crate::recorder;
+use crate::token::{credentials, Credentials, JsTokenProvider};
 
+// The text lives in `ts_types.rs`, plain Rust, so a native test can check its error codes.
 #[wasm_bindgen(typescript_custom_section)]
-const TS_TYPES: &'static str = r#"
-export type RecorderState = "idle" | "starting" | "recording" | "paused" | "stopping" | "saved" | "failed";
-export interface RecorderOptions {
-  /** Bearer token for the Livekeep API. */
-  token: string;
-  /** API origin; default "" = the page's origin, e.g. "http://127.0.0.1:8080". */
-  apiBase?: string;
-  /** The live's title (POST /api/posts/live/ {content}). */
-  title?: string;
-  /** An existing live to record into (both or neither); when absent, start() creates the live. */
-  liveId?: number;
-  uploadUrl?: string;
-  /** Force a MIME type; else the first supported of LiveRecorder.pickMimeType()'s list. */
-  mimeType?: string;
-  /** Milliseconds per chunk; default 1000. */
-  timesliceMs?: number;
-  /** Keyframe interval in ms (MediaRecorder videoKeyFrameIntervalDuration); default 1000. */
-  keyframeIntervalMs?: number;
-  videoBitsPerSecond?: number;
-  /** Where unsent chunks are kept: "auto" (default: OPFS, else IndexedDB), "opfs", "indexeddb" or "off". */
-  journal?: "auto" | "opfs" | "indexeddb" | "off";
-  onStateChange?: (state: RecorderState) => void;
-  onProgress?: (p: RecorderProgress) => void;
-  /** Non-fatal errors (retrying, no journal, no poster: `fatal: false`) and the fatal one. */
-  onError?: (e: RecorderErrorInfo) => void;
-}
-export interface RecorderProgress {
-  state: RecorderState;
-  /** Seconds, pauses excluded. */
-  duration: number;
-  bytesRecorded: number;
-  uploadedBytes: number;
-  bufferedBytes: number;
-  chunks: number;
-}
-export interface RecorderErrorInfo { code: string; message: string; fatal: boolean }
-export interface VideoData {
-  upload_id: string;
-  upload_url: string;
-  duration: number;
-  size: number;
-  sha256: string;
-  mime_type: string;
-  title: string;
-  live_id: number;
-}
-export interface ResumeOptions {
-  token: string;
-  apiBase?: string;
-  /** Called for each journal that could not be finished (it is kept for the next attempt). */
-  onError?: (e: RecorderErrorInfo) => void;
-}
-"#;
+const TS_TYPES: &'static str = crate::ts_types::TS_TYPES;
 
 fn invalid(message: &str) -> JsValue {
     RecorderError::InvalidOptions(message.to_owned()).into()
@@ -93,6 +44,17 @@ fn number_field(options: &JsValue, key: &str) -> Result<Option<f64>, JsValue> {
         .ok_or_else(|| invalid(&(String::from("`") + key + "` must be a number")))
 }
 
+fn bool_field(options: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
+    let value = get(options, key);
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    value
+        .as_bool()
+        .map(Some)
+        .ok_or_else(|| invalid(&(String::from("`") + key + "` must be true or false")))
+}
+
 fn function_field(options: &JsValue, key: &str) -> Result<Option<js_sys::Function>, JsValue> {
     let value = get(options, key);
     if value.is_undefined() || value.is_null() {
@@ -102,6 +64,13 @@ fn function_field(options: &JsValue, key: &str) -> Result<Option<js_sys::Functio
         .dyn_into()
         .map(Some)
         .map_err(|_| invalid(&(String::from("`") + key + "` must be a function")))
+}
+
+/// `token` or `getToken`, exactly one.
+fn read_credentials(options: &JsValue) -> Result<Credentials<JsTokenProvider>, JsValue> {
+    let token = string_field(options, "token")?;
+    let get_token = function_field(options, "getToken")?.map(JsTokenProvider);
+    Ok(credentials(token, get_token)?)
 }
 
 fn check_object(options: &JsValue) -> Result<(), JsValue> {
@@ -134,13 +103,15 @@ impl LiveRecorder {
         #[wasm_bindgen(unchecked_param_type = "RecorderOptions")] options: JsValue,
     ) -> Result<LiveRecorder, JsValue> {
         check_object(&options)?;
+        let credentials = read_credentials(&options)?;
         let raw = RawOptions {
-            token: string_field(&options, "token")?,
             api_base: string_field(&options, "apiBase")?,
             title: string_field(&options, "title")?,
+            recording_title: string_field(&options, "recordingTitle")?,
             live_id: number_field(&options, "liveId")?,
             upload_url: string_field(&options, "uploadUrl")?,
             mime_type: string_field(&options, "mimeType")?,
+            prefer_universal_mp4: bool_field(&options, "preferUniversalMp4")?,
             timeslice_ms: number_field(&options, "timesliceMs")?,
             keyframe_interval_ms: number_field(&options, "keyframeIntervalMs")?,
             video_bits_per_second: number_field(&options, "videoBitsPerSecond")?,
@@ -152,15 +123,23 @@ impl LiveRecorder {
             on_error: function_field(&options, "onError")?,
         };
         Ok(LiveRecorder {
-            session: Session::new(raw.validate()?, callbacks),
+            session: Session::new(raw.validate()?, credentials, callbacks),
         })
     }
 
     /// The first supported of `video/webm;codecs=vp9,opus`, `video/webm;codecs=vp8,opus`,
-    /// `video/webm`, `video/mp4`; `undefined` when the browser can record none of them.
+    /// `video/webm`, `video/mp4` (after H.264 + AAC in MP4 with `preferUniversalMp4`);
+    /// `undefined` when the browser can record none of them.
     #[wasm_bindgen(js_name = pickMimeType)]
-    pub fn pick_mime_type() -> Option<String> {
-        recorder::pick_mime_type().map(str::to_owned)
+    pub fn pick_mime_type(
+        #[wasm_bindgen(js_name = preferUniversalMp4)] prefer_universal_mp4: Option<bool>,
+    ) -> Option<String> {
+        let preference = if prefer_universal_mp4 == Some(true) {
+            FormatPreference::UniversalMp4
+        } else {
+            FormatPreference::Default
+        };
+        recorder::pick_mime_type(preference).map(str::to_owned)
     }
 
     /// Creates the live if needed and starts recording; resolves once MediaRecorder runs.
@@ -202,14 +181,13 @@ impl LiveRecorder {
     ) -> js_sys::Promise {
         future_to_promise(async move {
             check_object(&options)?;
-            let token = string_field(&options, "token")?.filter(|t| !t.trim().is_empty());
-            let token = token.ok_or_else(|| invalid("`token` (the Bearer token) is required"))?;
+            let credentials = read_credentials(&options)?;
             let api_base = string_field(&options, "apiBase")?.unwrap_or_default();
             let callbacks = Callbacks {
                 on_error: function_field(&options, "onError")?,
                 ..Callbacks::default()
             };
-            let resumed = resume_pending(api_base.trim(), &token, |err| {
+            let resumed = resume_pending(api_base.trim(), credentials, |err| {
                 if let Some(on_error) = &callbacks.on_error {
                     let info = crate::model::ErrorInfo::new(err, false);
                     let _ = on_error.call1(&JsValue::UNDEFINED, &to_js(&info));

@@ -22,6 +22,13 @@ pub enum RecorderError {
         /// The state the recorder was in.
         state: RecorderState,
     },
+    /// The server refused (401) the token `getToken()` had just given: the host app says no.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// `getToken()` gave no token this time (threw, rejected, timed out, gave no string):
+    /// retried like a network error, since the host app's token endpoint may be back soon.
+    #[error("no token: {0}")]
+    TokenUnavailable(String),
     /// The server answered with an error status.
     #[error("the server answered {status}: {message}")]
     Http {
@@ -51,9 +58,38 @@ pub enum RecorderError {
     /// The poster image could not be taken or uploaded (never fatal: the recording is safe).
     #[error("poster: {0}")]
     Poster(String),
+    /// The WebAssembly module could not be fetched or compiled. The package's JS loader
+    /// (`load()`) raises it, since the module cannot report its own failure to load.
+    #[error("the recorder's WebAssembly module could not be loaded: {0}")]
+    LoadFailed(String),
+    /// A bug: something threw without a code (e.g. the WebAssembly module trapped). The React
+    /// hook reports it so that its `error.code` is always one of [`RecorderError::CODES`].
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl RecorderError {
+    /// Every code, as the package's README and its `RecorderErrorCode` type list them;
+    /// `http_<status>` stands for `http_401`, `http_503`, …
+    pub const CODES: [&'static str; 16] = [
+        "invalid_options",
+        "no_supported_format",
+        "unsupported_mime_type",
+        "invalid_state",
+        "unauthenticated",
+        "token_unavailable",
+        "http_<status>",
+        "network",
+        "timeout",
+        "upload_protocol",
+        "recording_failed",
+        "closed",
+        "journal",
+        "poster",
+        "load_failed",
+        "internal",
+    ];
+
     /// The stable snake_case code the page switches on (`http_401`, `network`, ...).
     pub fn code(&self) -> String {
         match self {
@@ -61,6 +97,8 @@ impl RecorderError {
             Self::NoSupportedFormat => "no_supported_format".into(),
             Self::UnsupportedMimeType(_) => "unsupported_mime_type".into(),
             Self::InvalidState { .. } => "invalid_state".into(),
+            Self::Unauthenticated(_) => "unauthenticated".into(),
+            Self::TokenUnavailable(_) => "token_unavailable".into(),
             Self::Http { status, .. } => {
                 let mut code = String::from("http_");
                 code.push_str(itoa(*status).as_str());
@@ -73,15 +111,18 @@ impl RecorderError {
             Self::Closed => "closed".into(),
             Self::Journal(_) => "journal".into(),
             Self::Poster(_) => "poster".into(),
+            Self::LoadFailed(_) => "load_failed".into(),
+            Self::Internal(_) => "internal".into(),
         }
     }
 
-    /// Whether retrying the same request later can succeed: transport failures, 5xx,
-    /// `423 Locked` (another PATCH still holds the upload), `429` and `460` (checksum
-    /// mismatch: the chunk was damaged in transit and discarded by the server).
+    /// Whether retrying the same request later can succeed: transport failures, a `getToken()`
+    /// that failed this time, 5xx, `423 Locked` (another PATCH still holds the upload), `429`
+    /// and `460` (checksum mismatch: the chunk was damaged in transit and discarded by the
+    /// server).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Network(_) | Self::Timeout => true,
+            Self::Network(_) | Self::Timeout | Self::TokenUnavailable(_) => true,
             Self::Http { status, .. } => matches!(status, 408 | 423 | 429 | 460 | 500..=599),
             _ => false,
         }
@@ -155,9 +196,30 @@ mod tests {
         );
     }
 
-    #[test]
-    fn each_variant_has_a_distinct_stable_code() {
-        let all = [
+    /// One of each variant. The match below stops compiling when a variant is added, so the
+    /// list (and the checks over it) cannot silently miss one.
+    fn one_of_each() -> Vec<RecorderError> {
+        fn listed(err: &RecorderError) {
+            match err {
+                RecorderError::InvalidOptions(_)
+                | RecorderError::NoSupportedFormat
+                | RecorderError::UnsupportedMimeType(_)
+                | RecorderError::InvalidState { .. }
+                | RecorderError::Unauthenticated(_)
+                | RecorderError::TokenUnavailable(_)
+                | RecorderError::Http { .. }
+                | RecorderError::Network(_)
+                | RecorderError::Timeout
+                | RecorderError::Protocol(_)
+                | RecorderError::Recording(_)
+                | RecorderError::Closed
+                | RecorderError::Journal(_)
+                | RecorderError::Poster(_)
+                | RecorderError::LoadFailed(_)
+                | RecorderError::Internal(_) => {}
+            }
+        }
+        let all = vec![
             RecorderError::InvalidOptions("x".into()),
             RecorderError::NoSupportedFormat,
             RecorderError::UnsupportedMimeType("video/x".into()),
@@ -165,6 +227,8 @@ mod tests {
                 action: "pause",
                 state: RecorderState::Idle,
             },
+            RecorderError::Unauthenticated("x".into()),
+            RecorderError::TokenUnavailable("x".into()),
             RecorderError::Http {
                 status: 404,
                 message: String::new(),
@@ -176,8 +240,78 @@ mod tests {
             RecorderError::Closed,
             RecorderError::Journal("x".into()),
             RecorderError::Poster("x".into()),
+            RecorderError::LoadFailed("x".into()),
+            RecorderError::Internal("x".into()),
         ];
-        let codes: Vec<String> = all.iter().map(RecorderError::code).collect();
+        all.iter().for_each(listed);
+        all
+    }
+
+    /// A code as the documented list writes it (`http_404` → `http_<status>`).
+    fn documented(code: &str) -> String {
+        match code.strip_prefix("http_") {
+            Some(status) if status.parse::<u16>().is_ok() => "http_<status>".into(),
+            _ => code.into(),
+        }
+    }
+
+    #[test]
+    fn the_codes_are_exactly_those_of_the_variants() {
+        let codes: Vec<String> = one_of_each()
+            .iter()
+            .map(|e| documented(&e.code()))
+            .collect();
+        assert_eq!(codes, RecorderError::CODES);
+    }
+
+    #[test]
+    fn the_typescript_union_lists_exactly_the_codes() {
+        let ts = crate::ts_types::TS_TYPES;
+        let start = ts
+            .find("export type RecorderErrorCode =")
+            .expect("the union is declared");
+        let union = &ts[start..];
+        let union = &union[..union.find(';').expect("the union ends")];
+        let members: Vec<String> = union
+            .split('|')
+            .skip(1)
+            .map(|member| {
+                let member = member.trim();
+                if member == "`http_${number}`" {
+                    "http_<status>".to_owned()
+                } else {
+                    member.trim_matches('"').to_owned()
+                }
+            })
+            .collect();
+        assert_eq!(members, RecorderError::CODES);
+        assert!(
+            ts.contains("RecorderErrorInfo { code: RecorderErrorCode;"),
+            "onError's code is typed with the union"
+        );
+    }
+
+    #[test]
+    fn the_package_readme_documents_exactly_the_codes() {
+        // The table's rows: | `code` | when | fatal? |
+        let readme = include_str!("../js/README.md");
+        let table = &readme[readme.find("| code |").expect("the table of error codes")..];
+        let codes: Vec<&str> = table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                line.split('`')
+                    .nth(1)
+                    .expect("a code in backquotes opens each row")
+            })
+            .collect();
+        assert_eq!(codes, RecorderError::CODES);
+    }
+
+    #[test]
+    fn each_variant_has_a_distinct_stable_code() {
+        let codes: Vec<String> = one_of_each().iter().map(RecorderError::code).collect();
         assert_eq!(
             codes,
             [
@@ -185,6 +319,8 @@ mod tests {
                 "no_supported_format",
                 "unsupported_mime_type",
                 "invalid_state",
+                "unauthenticated",
+                "token_unavailable",
                 "http_404",
                 "network",
                 "timeout",
@@ -192,7 +328,9 @@ mod tests {
                 "recording_failed",
                 "closed",
                 "journal",
-                "poster"
+                "poster",
+                "load_failed",
+                "internal"
             ]
         );
     }
@@ -205,6 +343,8 @@ mod tests {
         };
         assert!(RecorderError::Network("reset".into()).is_retryable());
         assert!(RecorderError::Timeout.is_retryable());
+        assert!(RecorderError::TokenUnavailable("getToken() rejected".into()).is_retryable());
+        assert!(!RecorderError::Unauthenticated("refused".into()).is_retryable());
         for status in [500, 502, 503, 504, 423, 429, 460] {
             assert!(http(status).is_retryable(), "{status} should be retried");
         }
@@ -230,6 +370,7 @@ mod tests {
             assert!(!http(status).is_final_refusal(), "{status}");
         }
         assert!(!RecorderError::Network("offline".into()).is_final_refusal());
+        assert!(!RecorderError::TokenUnavailable("x".into()).is_final_refusal());
         assert!(!RecorderError::Protocol("x".into()).is_final_refusal());
     }
 

@@ -12,6 +12,7 @@ use web_sys::{AbortController, Headers, RequestInit, Response};
 
 use crate::error::{js_message, RecorderError};
 use crate::model::VideoData;
+use crate::token::{JsTokenProvider, Tokens};
 use crate::tus::{self, PatchPlan, StatusClass, PATCH_CONTENT_TYPE, TUS_VERSION};
 use crate::upload::{PatchReply, ServerOffset, TusTransport};
 
@@ -62,19 +63,19 @@ impl Reply {
     }
 }
 
-/// Talks to one Livekeep server with one token.
+/// Talks to one Livekeep server with the page's token (fixed, or from `getToken`).
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     api_base: String,
-    token: String,
+    tokens: Rc<Tokens<JsTokenProvider>>,
 }
 
 impl ApiClient {
-    /// A client for `api_base` (empty: the page's origin) authenticating with `token`.
-    pub fn new(api_base: &str, token: &str) -> Self {
+    /// A client for `api_base` (empty: the page's origin) authenticating with `tokens`.
+    pub fn new(api_base: &str, tokens: Tokens<JsTokenProvider>) -> Self {
         Self {
             api_base: api_base.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
+            tokens: Rc::new(tokens),
         }
     }
 
@@ -121,7 +122,8 @@ impl ApiClient {
             .await
     }
 
-    /// [`send`](Self::send) with its own timeout in milliseconds.
+    /// [`send`](Self::send) with its own timeout in milliseconds. With `getToken`, a 401 is
+    /// answered by one more try with a fresh token (see [`Tokens::authorized`]).
     pub async fn send_within(
         &self,
         method: &str,
@@ -130,10 +132,30 @@ impl ApiClient {
         body: Option<&JsValue>,
         timeout_ms: u32,
     ) -> Result<Reply, RecorderError> {
+        self.tokens
+            .authorized(
+                async |token| {
+                    self.send_once(method, url, headers, body, timeout_ms, token)
+                        .await
+                },
+                |reply| reply.status == 401,
+            )
+            .await
+    }
+
+    async fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&JsValue>,
+        timeout_ms: u32,
+        token: &str,
+    ) -> Result<Reply, RecorderError> {
         let window = web_sys::window().ok_or_else(|| RecorderError::Network("no window".into()))?;
         let request_headers = Headers::new().map_err(|e| RecorderError::Network(js_message(&e)))?;
         let mut bearer = String::from("Bearer ");
-        bearer.push_str(&self.token);
+        bearer.push_str(token);
         let all = headers
             .iter()
             .copied()

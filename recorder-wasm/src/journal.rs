@@ -32,8 +32,11 @@ pub struct Manifest {
     pub api_base: String,
     /// MIME type as recorded.
     pub mime_type: String,
-    /// The live's title.
-    pub title: String,
+    /// The recording's title the app gave (`recordingTitle`), sent again by `resumePending`.
+    /// Manifests written before it existed held the live's own text as `title`: ignored, so
+    /// such a live gets the server's default title, as every live without `recordingTitle`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_title: Option<String>,
     /// Recorded milliseconds at the last checkpoint.
     pub duration_ms: f64,
     /// Bytes the server had acknowledged at the last checkpoint.
@@ -162,6 +165,23 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_from_before_recording_titles_resumes_without_a_title() {
+        // Version 1 as written before `recordingTitle`: `title` held the live's own text.
+        let json = r#"{"version":1,"live_id":7,"upload_url":"http://h/api/uploads/ab12",
+            "api_base":"","mime_type":"video/webm","title":"Concert","duration_ms":1500.0,
+            "acked":0,"hash_state":"","finished":true}"#;
+        let manifest: Manifest = serde_json::from_str(json).expect("still readable");
+        assert_eq!(manifest.version, Manifest::VERSION, "and still resumed");
+        assert_eq!(manifest.recording_title, None);
+        let untitled = Manifest {
+            recording_title: None,
+            ..manifest
+        };
+        let json = serde_json::to_string(&untitled).expect("serialisable");
+        assert!(!json.contains("title"), "{json}");
+    }
+
+    #[test]
     fn the_manifest_round_trips_and_holds_no_token() {
         let manifest = Manifest {
             version: Manifest::VERSION,
@@ -169,7 +189,7 @@ mod tests {
             upload_url: "http://127.0.0.1:8080/api/uploads/ab12".into(),
             api_base: String::new(),
             mime_type: "video/webm;codecs=vp8,opus".into(),
-            title: "Concert".into(),
+            recording_title: Some("Concert, the recording".into()),
             duration_ms: 1_500.0,
             acked: 3,
             hash_state: hash_of(b"abc").save(),

@@ -14,6 +14,8 @@ pub mod options;
 pub mod poster;
 pub mod signal;
 pub mod state;
+pub mod token;
+pub mod ts_types;
 pub mod tus;
 pub mod upload;
 

@@ -21,8 +21,10 @@ pub struct VideoData {
     pub sha256: String,
     /// Container MIME type (`video/webm` or `video/mp4`).
     pub mime_type: String,
-    /// The live's title.
-    pub title: String,
+    /// The recording's title, only when the app named it (`recordingTitle`): without it the
+    /// server titles the Media `Vidéo du live - <content>`, on every path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     /// The live (Post) id.
     pub live_id: u64,
 }
@@ -107,6 +109,25 @@ mod tests {
         assert_eq!(seconds(1_234.6), 1.235);
         assert_eq!(seconds(-3.0), 0.0);
         assert_eq!(seconds(f64::NAN), 0.0);
+    }
+
+    #[test]
+    fn video_data_names_the_recording_only_when_the_app_did() {
+        let mut data = VideoData {
+            upload_id: "ab".into(),
+            upload_url: "http://h/api/uploads/ab".into(),
+            duration: 1.5,
+            size: 3,
+            sha256: "00".into(),
+            mime_type: "video/webm".into(),
+            title: None,
+            live_id: 7,
+        };
+        let json = serde_json::to_value(&data).expect("serialisable");
+        assert!(json.get("title").is_none(), "no title key: {json}");
+        data.title = Some("Concert, the recording".into());
+        let json = serde_json::to_value(&data).expect("serialisable");
+        assert_eq!(json["title"], "Concert, the recording");
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The page's `RecorderOptions`, checked once at construction so a mistake fails loudly there.
 
 use crate::error::RecorderError;
+use crate::mime::FormatPreference;
 
 /// How to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordingConfig {
-    /// Force this MIME type; `None` picks the first supported preferred type.
+    /// Force this MIME type; `None` picks the first supported type of `format`.
     pub mime_type: Option<String>,
+    /// Which formats to try first when no MIME type is forced.
+    pub format: FormatPreference,
     /// Milliseconds of media per `dataavailable` chunk.
     pub timeslice_ms: u32,
     /// Ask for a keyframe this often (ms) so each chunk starts near a seek point.
@@ -19,6 +22,7 @@ impl Default for RecordingConfig {
     fn default() -> Self {
         Self {
             mime_type: None,
+            format: FormatPreference::Default,
             timeslice_ms: 1_000,
             keyframe_interval_ms: Some(1_000),
             video_bits_per_second: None,
@@ -62,15 +66,15 @@ pub struct ExistingLive {
     pub upload_url: String,
 }
 
-/// Validated options of one live recording.
+/// Validated options of one live recording (the token is apart: see [`crate::token`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveOptions {
-    /// Bearer token for the API.
-    pub token: String,
     /// API origin without a trailing slash; empty means the page's origin.
     pub api_base: String,
-    /// The live's title.
+    /// The live's title (the Post's `content`).
     pub title: String,
+    /// The recording's title (`video_data.title`), only when the app gives one.
+    pub recording_title: Option<String>,
     /// Record into this live instead of creating one.
     pub existing: Option<ExistingLive>,
     /// MediaRecorder settings.
@@ -79,21 +83,24 @@ pub struct LiveOptions {
     pub journal: JournalKind,
 }
 
-/// The options as read from JS, before validation (numbers are JS numbers).
+/// The options as read from JS, before validation (numbers are JS numbers); `token` and
+/// `getToken` are checked by [`crate::token::credentials`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawOptions {
-    /// `token`
-    pub token: Option<String>,
     /// `apiBase`
     pub api_base: Option<String>,
     /// `title`
     pub title: Option<String>,
+    /// `recordingTitle`
+    pub recording_title: Option<String>,
     /// `liveId`
     pub live_id: Option<f64>,
     /// `uploadUrl`
     pub upload_url: Option<String>,
     /// `mimeType`
     pub mime_type: Option<String>,
+    /// `preferUniversalMp4`
+    pub prefer_universal_mp4: Option<bool>,
     /// `timesliceMs`
     pub timeslice_ms: Option<f64>,
     /// `keyframeIntervalMs`
@@ -117,13 +124,23 @@ fn whole(value: f64, min: f64, max: f64, message: &str) -> Result<f64, RecorderE
     }
 }
 
+/// The longest title the server keeps (it trims, then cuts longer ones).
+const MAX_TITLE_CHARS: usize = 500;
+
+/// `recordingTitle`, trimmed: 1 to 500 characters.
+fn recording_title(title: &str) -> Result<String, RecorderError> {
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(invalid(
+            "`recordingTitle` must be 1 to 500 characters; leave it out for the server's default title",
+        ));
+    }
+    Ok(title.to_owned())
+}
+
 impl RawOptions {
     /// Checks the options and fills in the defaults.
     pub fn validate(self) -> Result<LiveOptions, RecorderError> {
-        let token = self
-            .token
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| invalid("`token` (the Bearer token) is required"))?;
         let api_base = self
             .api_base
             .unwrap_or_default()
@@ -180,19 +197,33 @@ impl RawOptions {
             }
             other => other,
         };
+        let format = match (self.prefer_universal_mp4, &mime_type) {
+            (Some(true), Some(_)) => {
+                return Err(invalid(
+                    "give `mimeType` or `preferUniversalMp4`, not both: a forced type is recorded as is",
+                ))
+            }
+            (Some(true), None) => FormatPreference::UniversalMp4,
+            _ => FormatPreference::Default,
+        };
         let journal = match self.journal.as_deref() {
             None => JournalKind::Auto,
             Some(text) => JournalKind::parse(text).ok_or_else(|| {
                 invalid("`journal` must be \"auto\", \"opfs\", \"indexeddb\" or \"off\"")
             })?,
         };
+        let recording_title = match self.recording_title {
+            None => None,
+            Some(title) => Some(recording_title(&title)?),
+        };
         Ok(LiveOptions {
-            token,
             api_base,
             title: self.title.unwrap_or_default(),
+            recording_title,
             existing,
             recording: RecordingConfig {
                 mime_type,
+                format,
                 timeslice_ms,
                 keyframe_interval_ms,
                 video_bits_per_second,
@@ -206,32 +237,86 @@ impl RawOptions {
 mod tests {
     use super::*;
 
-    fn with_token() -> RawOptions {
-        RawOptions {
-            token: Some("t0k".into()),
-            ..RawOptions::default()
-        }
-    }
-
     #[test]
     fn defaults_fill_in_what_the_page_left_out() {
-        let options = with_token().validate().expect("valid");
+        let options = RawOptions::default().validate().expect("valid");
         assert_eq!(options.api_base, "");
         assert_eq!(options.existing, None);
         assert_eq!(options.recording, RecordingConfig::default());
         assert_eq!(options.recording.timeslice_ms, 1_000);
         assert_eq!(options.recording.keyframe_interval_ms, Some(1_000));
+        assert_eq!(
+            options.recording_title, None,
+            "no title unless the app names it"
+        );
+    }
+
+    #[test]
+    fn a_recording_title_is_kept_trimmed_and_a_blank_or_overlong_one_is_refused() {
+        let named = RawOptions {
+            title: Some("Concert".into()),
+            recording_title: Some("  Concert, the recording ".into()),
+            ..RawOptions::default()
+        };
+        let options = named.validate().expect("valid");
+        assert_eq!(options.title, "Concert");
+        assert_eq!(
+            options.recording_title.as_deref(),
+            Some("Concert, the recording")
+        );
+        for bad in ["   ".to_owned(), "é".repeat(501)] {
+            let raw = RawOptions {
+                recording_title: Some(bad),
+                ..RawOptions::default()
+            };
+            let err = raw.validate().expect_err("refused");
+            assert_eq!(err.code(), "invalid_options");
+            assert!(err.to_string().contains("`recordingTitle`"), "{err}");
+        }
+        let longest = RawOptions {
+            recording_title: Some("é".repeat(500)),
+            ..RawOptions::default()
+        };
+        assert!(longest.validate().is_ok(), "500 characters, not bytes");
+    }
+
+    #[test]
+    fn prefer_universal_mp4_sets_the_format_preference_and_excludes_a_forced_type() {
+        let universal = RawOptions {
+            prefer_universal_mp4: Some(true),
+            ..RawOptions::default()
+        };
+        assert_eq!(
+            universal.validate().expect("valid").recording.format,
+            FormatPreference::UniversalMp4
+        );
+        let off = RawOptions {
+            prefer_universal_mp4: Some(false),
+            mime_type: Some("video/webm".into()),
+            ..RawOptions::default()
+        };
+        assert_eq!(
+            off.validate().expect("valid").recording.format,
+            FormatPreference::Default
+        );
+        let both = RawOptions {
+            prefer_universal_mp4: Some(true),
+            mime_type: Some("video/webm".into()),
+            ..RawOptions::default()
+        };
+        let err = both.validate().expect_err("refused");
+        assert!(err.to_string().contains("`preferUniversalMp4`"), "{err}");
     }
 
     #[test]
     fn the_journal_store_is_chosen_by_name() {
         assert_eq!(
-            with_token().validate().expect("valid").journal,
+            RawOptions::default().validate().expect("valid").journal,
             JournalKind::Auto
         );
         let idb = RawOptions {
             journal: Some("indexeddb".into()),
-            ..with_token()
+            ..RawOptions::default()
         };
         assert_eq!(
             idb.validate().expect("valid").journal,
@@ -239,7 +324,7 @@ mod tests {
         );
         let bad = RawOptions {
             journal: Some("disk".into()),
-            ..with_token()
+            ..RawOptions::default()
         };
         assert!(bad
             .validate()
@@ -249,23 +334,10 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_or_blank_token_is_refused() {
-        assert_eq!(
-            RawOptions::default().validate().map_err(|e| e.code()),
-            Err("invalid_options".into())
-        );
-        let blank = RawOptions {
-            token: Some("  ".into()),
-            ..RawOptions::default()
-        };
-        assert!(blank.validate().is_err());
-    }
-
-    #[test]
     fn the_api_base_loses_its_trailing_slash() {
         let raw = RawOptions {
             api_base: Some("http://127.0.0.1:8080/".into()),
-            ..with_token()
+            ..RawOptions::default()
         };
         assert_eq!(
             raw.validate().expect("valid").api_base,
@@ -277,19 +349,19 @@ mod tests {
     fn an_existing_live_needs_both_its_id_and_upload_url() {
         let only_id = RawOptions {
             live_id: Some(3.0),
-            ..with_token()
+            ..RawOptions::default()
         };
         assert!(only_id.validate().is_err());
         let fractional = RawOptions {
             live_id: Some(3.5),
             upload_url: Some("/u/1".into()),
-            ..with_token()
+            ..RawOptions::default()
         };
         assert!(fractional.validate().is_err());
         let both = RawOptions {
             live_id: Some(3.0),
             upload_url: Some("/api/uploads/ab".into()),
-            ..with_token()
+            ..RawOptions::default()
         };
         assert_eq!(
             both.validate().expect("valid").existing,
@@ -305,23 +377,23 @@ mod tests {
         for raw in [
             RawOptions {
                 timeslice_ms: Some(0.0),
-                ..with_token()
+                ..RawOptions::default()
             },
             RawOptions {
                 timeslice_ms: Some(f64::NAN),
-                ..with_token()
+                ..RawOptions::default()
             },
             RawOptions {
                 keyframe_interval_ms: Some(-5.0),
-                ..with_token()
+                ..RawOptions::default()
             },
             RawOptions {
                 video_bits_per_second: Some(1e12),
-                ..with_token()
+                ..RawOptions::default()
             },
             RawOptions {
                 mime_type: Some(String::new()),
-                ..with_token()
+                ..RawOptions::default()
             },
         ] {
             let err = raw.clone().validate().expect_err("refused");
@@ -330,7 +402,7 @@ mod tests {
         let ok = RawOptions {
             timeslice_ms: Some(250.0),
             video_bits_per_second: Some(2.5e6),
-            ..with_token()
+            ..RawOptions::default()
         };
         let options = ok.validate().expect("valid");
         assert_eq!(

@@ -59,9 +59,9 @@ pub fn is_supported(mime: &str) -> bool {
     MediaRecorder::is_type_supported(mime)
 }
 
-/// The first of our preferred formats this browser can record.
-pub fn pick_mime_type() -> Option<&'static str> {
-    mime::pick_mime_type(is_supported)
+/// The first format of `preference` this browser can record.
+pub fn pick_mime_type(preference: mime::FormatPreference) -> Option<&'static str> {
+    mime::pick_mime_type(preference, is_supported)
 }
 
 /// Milliseconds on the clock `Event.timeStamp` uses.
@@ -109,7 +109,8 @@ impl Recorder {
         config: &RecordingConfig,
         on_event: impl Fn(RecorderEvent) + 'static,
     ) -> Result<Self, RecorderError> {
-        let mime_type = mime::choose_mime_type(config.mime_type.as_deref(), is_supported)?;
+        let mime_type =
+            mime::choose_mime_type(config.mime_type.as_deref(), config.format, is_supported)?;
         let options = MediaRecorderOptions::new();
         options.set_mime_type(&mime_type);
         if let Some(bps) = config.video_bits_per_second {

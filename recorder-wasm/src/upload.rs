@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use crate::backoff::Backoff;
 use crate::error::RecorderError;
 use crate::signal::Signal;
+use crate::token::StopPatience;
 use crate::tus::{PatchPlan, UploadQueue};
 
 /// Largest PATCH body: after a long outage the backlog goes out in pieces of this size.
@@ -53,8 +54,9 @@ pub trait UploadOwner {
     fn changed(&self) -> &Signal;
     /// An error that happened elsewhere (e.g. the recorder failed) and ends the upload.
     fn failure(&self) -> Option<RecorderError>;
-    /// Whether to try again after `failures` failures in a row (without limit while live).
-    fn keep_retrying(&self, failures: u32) -> bool;
+    /// Whether to try again after the retryable `err`, the last of `failures` failures in a
+    /// row (without limit while live).
+    fn keep_retrying(&self, err: &RecorderError, failures: u32) -> bool;
     /// A retryable error happened; the loop waits and tries again.
     fn retrying(&self, err: &RecorderError);
     /// The server acknowledged more bytes.
@@ -148,7 +150,7 @@ async fn wait_or_give_up<T: TusTransport, O: UploadOwner>(
     backoff: &mut Backoff,
     err: RecorderError,
 ) -> Result<(), RecorderError> {
-    if !err.is_retryable() || !owner.keep_retrying(backoff.failures() + 1) {
+    if !err.is_retryable() || !owner.keep_retrying(&err, backoff.failures() + 1) {
         return Err(err);
     }
     owner.retrying(&err);
@@ -159,33 +161,31 @@ async fn wait_or_give_up<T: TusTransport, O: UploadOwner>(
 }
 
 /// An upload whose bytes are all known (a resumed journal): no live session behind it, a
-/// bounded number of retries, and counters of what happened.
+/// bounded number of retries (fewer for a failing `getToken`, see [`StopPatience`]), and
+/// counters of what happened.
 #[derive(Debug)]
 pub struct FinishedUpload {
     queue: RefCell<UploadQueue>,
     changed: Signal,
     max_failures: u32,
+    patience: StopPatience,
     retries: Cell<u32>,
     acks: Cell<u32>,
 }
 
 impl FinishedUpload {
     /// Uploads the rest of `queue` (which is finished here), giving up after `max_failures`
-    /// failures in a row.
+    /// failures in a row, or as [`StopPatience`] says for `getToken` failures.
     pub fn new(mut queue: UploadQueue, max_failures: u32) -> Self {
         queue.finish();
         Self {
             queue: RefCell::new(queue),
             changed: Signal::new(),
             max_failures,
+            patience: StopPatience::default(),
             retries: Cell::new(0),
             acks: Cell::new(0),
         }
-    }
-
-    /// The queue, to read the final size and hash once uploaded.
-    pub fn into_queue(self) -> UploadQueue {
-        self.queue.into_inner()
     }
 
     /// Retryable errors met so far.
@@ -212,8 +212,8 @@ impl UploadOwner for FinishedUpload {
         None
     }
 
-    fn keep_retrying(&self, failures: u32) -> bool {
-        failures <= self.max_failures
+    fn keep_retrying(&self, err: &RecorderError, failures: u32) -> bool {
+        failures <= self.max_failures && self.patience.try_again_after(err)
     }
 
     fn retrying(&self, _err: &RecorderError) {
@@ -221,6 +221,7 @@ impl UploadOwner for FinishedUpload {
     }
 
     fn acknowledged(&self) {
+        self.patience.reset();
         self.acks.set(self.acks.get() + 1);
     }
 }
@@ -256,6 +257,8 @@ mod tests {
         AnswerLost,
         /// The request times out before reaching the server.
         TimedOut,
+        /// `getToken()` fails, so the request is never sent.
+        NoToken,
         /// The server's offset jumps back (it lost data).
         Rewind(u64),
     }
@@ -281,6 +284,7 @@ mod tests {
         async fn head(&self) -> Result<ServerOffset, RecorderError> {
             self.requests.borrow_mut().push("HEAD".into());
             match self.next_injection() {
+                Some(Injected::NoToken) => return Err(no_token()),
                 Some(Injected::Lost(0)) => return Err(RecorderError::Network("offline".into())),
                 Some(Injected::Lost(status)) => {
                     return Err(RecorderError::Http {
@@ -311,6 +315,7 @@ mod tests {
                 });
             }
             match self.next_injection() {
+                Some(Injected::NoToken) => Err(no_token()),
                 Some(Injected::Lost(0)) => Err(RecorderError::Network("offline".into())),
                 Some(Injected::Lost(status)) => Err(RecorderError::Http {
                     status,
@@ -330,6 +335,10 @@ mod tests {
         fn random(&self) -> f64 {
             0.5
         }
+    }
+
+    fn no_token() -> RecorderError {
+        RecorderError::TokenUnavailable("getToken() rejected: endpoint down".into())
     }
 
     fn finished_with(chunks: &[&[u8]], max_failures: u32) -> FinishedUpload {
@@ -502,5 +511,47 @@ mod tests {
         let err = run(upload(&server, &owner)).expect_err("gave up");
         assert_eq!(err.code(), "network");
         assert_eq!(owner.retries(), 3);
+    }
+
+    #[test]
+    fn a_failing_get_token_is_retried_with_the_backoff_and_the_upload_catches_up() {
+        let server = server_with(&[Some(Injected::NoToken), Some(Injected::NoToken), None]);
+        let owner = finished_with(&[b"abc"], u32::MAX);
+        run(upload(&server, &owner)).expect("uploaded once getToken works");
+        assert_eq!(server.data.borrow().as_slice(), b"abc");
+        assert_eq!(owner.retries(), 2);
+        let slept = server.slept.borrow();
+        assert!(
+            slept.len() == 2 && slept[1] > slept[0],
+            "backoff grows: {slept:?}"
+        );
+    }
+
+    #[test]
+    fn a_finished_upload_gives_up_at_the_third_get_token_failure_in_a_row_not_before() {
+        let server = server_with(&[Some(Injected::NoToken); 10]);
+        let owner = finished_with(&[b"abc"], 5);
+        let err = run(upload(&server, &owner)).expect_err("no token");
+        assert_eq!(err.code(), "token_unavailable");
+        assert_eq!(
+            owner.retries(),
+            2,
+            "waited through two, gave up at the third"
+        );
+        assert!(server.data.borrow().is_empty());
+
+        // An acknowledgement (here the HEAD that resyncs) shows getToken works: the count
+        // starts again.
+        let server = server_with(&[
+            Some(Injected::NoToken), // PATCH
+            Some(Injected::NoToken), // HEAD
+            None,                    // HEAD: acknowledged
+            Some(Injected::NoToken), // PATCH
+            Some(Injected::NoToken), // HEAD
+        ]);
+        let owner = finished_with(&[b"abc"], 5);
+        run(upload(&server, &owner)).expect("uploaded: never three in a row");
+        assert_eq!(server.data.borrow().as_slice(), b"abc");
+        assert_eq!(owner.retries(), 4);
     }
 }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use gloo_events::EventListener;
 use gloo_timers::future::TimeoutFuture;
+use recorder_wasm::mime::FormatPreference;
 use recorder_wasm::recorder::{self, now_ms, Recorder, RecorderEvent, RecordingConfig};
 use sha2::{Digest, Sha256};
 use wasm_bindgen::JsCast;
@@ -103,7 +104,7 @@ async fn bytes_of(blobs: &[Blob]) -> Vec<u8> {
 
 #[wasm_bindgen_test]
 fn the_picked_format_is_supported_by_this_browser() {
-    let mime = recorder::pick_mime_type().expect("Chromium records WebM");
+    let mime = recorder::pick_mime_type(FormatPreference::Default).expect("Chromium records WebM");
     assert!(recorder::is_supported(mime));
 }
 
@@ -231,6 +232,8 @@ extern "C" {
     fn uninstall_fake_server(server: &JsValue);
     #[wasm_bindgen(js_name = serverBytes)]
     fn server_bytes(server: &JsValue, upload_id: &str) -> js_sys::Uint8Array;
+    #[wasm_bindgen(js_name = getTokenFor)]
+    fn get_token_for(server: &JsValue) -> js_sys::Function;
 }
 
 #[wasm_bindgen(module = "/tests/canvas_stream.js")]
@@ -282,6 +285,8 @@ fn number(object: &JsValue, key: &str) -> f64 {
 struct Observed {
     states: Rc<RefCell<Vec<String>>>,
     errors: Rc<RefCell<Vec<(String, bool)>>>,
+    /// `onError`'s messages, in the order of `errors`.
+    messages: Rc<RefCell<Vec<String>>>,
     progress_calls: Rc<RefCell<u32>>,
     _closures: Vec<Closure<dyn FnMut(JsValue)>>,
 }
@@ -294,6 +299,7 @@ fn live_options(token: &str) -> (JsValue, Observed) {
     set(&options, "timesliceMs", 500);
     let states = Rc::new(RefCell::new(Vec::new()));
     let errors = Rc::new(RefCell::new(Vec::new()));
+    let messages = Rc::new(RefCell::new(Vec::new()));
     let progress_calls = Rc::new(RefCell::new(0));
     let on_state = {
         let states = states.clone();
@@ -305,12 +311,15 @@ fn live_options(token: &str) -> (JsValue, Observed) {
     };
     let on_error = {
         let errors = errors.clone();
+        let messages = messages.clone();
         Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
             let code = get(&e, "code").as_string().expect("a code");
-            wasm_bindgen_test::console_log!("onError: {:?}", get(&e, "message"));
+            let message = get(&e, "message").as_string().expect("a message");
+            wasm_bindgen_test::console_log!("onError: {message:?}");
             errors
                 .borrow_mut()
                 .push((code, get(&e, "fatal").is_truthy()));
+            messages.borrow_mut().push(message);
         })
     };
     let on_progress = {
@@ -331,6 +340,7 @@ fn live_options(token: &str) -> (JsValue, Observed) {
         Observed {
             states,
             errors,
+            messages,
             progress_calls,
             _closures: vec![on_state, on_error, on_progress],
         },
@@ -354,7 +364,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A fresh fake server, the fake camera and a `LiveRecorder` on them (options from
-/// `live_options`, adjusted by `adjust`), not started yet.
+/// `live_options`, adjusted by `adjust(options, server)`), not started yet.
 struct Live {
     server: JsValue,
     stream: MediaStream,
@@ -362,12 +372,12 @@ struct Live {
     observed: Observed,
 }
 
-async fn prepare_live(token: &str, adjust: impl FnOnce(&JsValue)) -> Live {
+async fn prepare_live(token: &str, adjust: impl FnOnce(&JsValue, &JsValue)) -> Live {
     clear_journals().await;
     let server = install_fake_server(TOKEN);
     let stream = fake_camera().await;
     let (options, observed) = live_options(token);
-    adjust(&options);
+    adjust(&options, &server);
     let recorder = LiveRecorder::new(options).expect("valid options");
     Live {
         server,
@@ -383,6 +393,13 @@ async fn start(live: &Live) {
         .expect("started");
 }
 
+/// The `video_data` of the `index`th stop the fake server accepted.
+fn stop_request(server: &JsValue, index: u32) -> JsValue {
+    get(server, "stops")
+        .unchecked_into::<js_sys::Array>()
+        .get(index)
+}
+
 fn error_code(err: &JsValue) -> String {
     get(err, "code").as_string().expect("errors carry a code")
 }
@@ -390,7 +407,7 @@ fn error_code(err: &JsValue) -> String {
 #[wasm_bindgen_test]
 async fn a_live_is_uploaded_while_recording_and_stopped_with_matching_video_data() {
     let _serial = serial().await;
-    let live = prepare_live(TOKEN, |_| {}).await;
+    let live = prepare_live(TOKEN, |_, _| {}).await;
     start(&live).await;
     let Live {
         server,
@@ -439,9 +456,13 @@ async fn a_live_is_uploaded_while_recording_and_stopped_with_matching_video_data
         get(&video_data, "mime_type").as_string().as_deref(),
         Some("video/webm")
     );
-    assert_eq!(
-        get(&video_data, "title").as_string().as_deref(),
-        Some("Concert")
+    assert!(
+        get(&video_data, "title").is_undefined(),
+        "no recordingTitle, no title: the server's default applies"
+    );
+    assert!(
+        get(&stop_request(&server, 0), "title").is_undefined(),
+        "the stop request carries no title either"
     );
     assert_eq!(number(&video_data, "live_id"), 1.0);
     let duration = number(&video_data, "duration");
@@ -499,9 +520,48 @@ async fn a_live_is_uploaded_while_recording_and_stopped_with_matching_video_data
 }
 
 #[wasm_bindgen_test]
+async fn a_recording_title_given_by_the_app_is_sent_exactly_and_the_live_keeps_its_own() {
+    let _serial = serial().await;
+    let live = prepare_live(TOKEN, |options, _| {
+        set(options, "recordingTitle", "Concert, the recording");
+    })
+    .await;
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        ..
+    } = live;
+    TimeoutFuture::new(1_000).await;
+    let video_data = JsFuture::from(recorder.stop()).await.expect("stopped");
+    assert_eq!(
+        get(&video_data, "title").as_string().as_deref(),
+        Some("Concert, the recording")
+    );
+    assert_eq!(
+        get(&stop_request(&server, 0), "title")
+            .as_string()
+            .as_deref(),
+        Some("Concert, the recording"),
+        "the stop request names the recording"
+    );
+    let live_title = get(&server, "uploads")
+        .unchecked_into::<js_sys::Map>()
+        .get(&"1abc".into());
+    assert_eq!(
+        get(&live_title, "title").as_string().as_deref(),
+        Some("Concert"),
+        "the live itself is created with its own text"
+    );
+    stop_tracks(&stream);
+    uninstall_fake_server(&server);
+}
+
+#[wasm_bindgen_test]
 async fn a_poster_upload_that_failed_is_retried_at_stop_before_the_live_is_stopped() {
     let _serial = serial().await;
-    let live = prepare_live(TOKEN, |_| {}).await;
+    let live = prepare_live(TOKEN, |_, _| {}).await;
     set(&live.server, "failPosters", 1);
     start(&live).await;
     let Live {
@@ -532,7 +592,7 @@ async fn a_poster_upload_that_failed_is_retried_at_stop_before_the_live_is_stopp
 #[wasm_bindgen_test]
 async fn a_live_stopped_within_its_first_second_still_gets_its_poster_before_the_stop() {
     let _serial = serial().await;
-    let live = prepare_live(TOKEN, |_| {}).await;
+    let live = prepare_live(TOKEN, |_, _| {}).await;
     start(&live).await;
     let Live {
         server,
@@ -558,7 +618,7 @@ async fn a_live_stopped_within_its_first_second_still_gets_its_poster_before_the
 #[wasm_bindgen_test]
 async fn a_poster_the_server_keeps_refusing_never_fails_the_stop() {
     let _serial = serial().await;
-    let live = prepare_live(TOKEN, |_| {}).await;
+    let live = prepare_live(TOKEN, |_, _| {}).await;
     set(&live.server, "failPosters", 100);
     start(&live).await;
     let Live {
@@ -627,7 +687,7 @@ async fn a_stream_without_video_gives_a_poster_error() {
 #[wasm_bindgen_test]
 async fn an_outage_and_lost_answers_are_ridden_out_without_a_byte_twice() {
     let _serial = serial().await;
-    let live = prepare_live(TOKEN, |_| {}).await;
+    let live = prepare_live(TOKEN, |_, _| {}).await;
     start(&live).await;
     let Live {
         server,
@@ -708,7 +768,7 @@ async fn a_rejected_token_fails_the_start_with_its_status_code() {
         stream,
         recorder,
         observed,
-    } = prepare_live("wrong", |_| {}).await;
+    } = prepare_live("wrong", |_, _| {}).await;
     let err = JsFuture::from(recorder.start(stream.clone()))
         .await
         .expect_err("unauthenticated");
@@ -749,20 +809,47 @@ fn bad_options_throw_a_clear_error() {
 #[wasm_bindgen_test]
 async fn a_live_abandoned_offline_is_finished_by_resume_pending() {
     let _serial = serial().await;
-    abandon_offline_then_resume("opfs").await;
+    abandon_offline_then_resume("opfs", Some("Concert, the recording")).await;
 }
 
 #[wasm_bindgen_test]
 async fn a_live_journaled_in_indexeddb_is_finished_by_resume_pending() {
     let _serial = serial().await;
-    abandon_offline_then_resume("indexeddb").await;
+    abandon_offline_then_resume("indexeddb", None).await;
 }
 
-/// Records 2 s offline with the journal in `store`, abandons the live (the page goes away),
-/// then lets `resumePending` finish it once the network is back.
-async fn abandon_offline_then_resume(store: &str) {
+/// Waits (bounded) until a session that ended has journaled its tail (a finished manifest) and
+/// let go of live `live_id`'s lock; `each` looks at the journals every time.
+async fn journal_settles(
+    live_id: u64,
+    each: impl Fn(&[(JournalStore, recorder_wasm::journal::Manifest)]),
+) -> bool {
+    for _ in 0..100 {
+        let pending = JournalStore::pending().await;
+        each(&pending);
+        if pending.iter().any(|(_, m)| m.finished)
+            && recorder_wasm::locks::try_lock(&recorder_wasm::locks::lock_name(live_id))
+                .await
+                .is_some()
+        {
+            return true;
+        }
+        TimeoutFuture::new(100).await;
+    }
+    false
+}
+
+/// Records 2 s offline with the journal in `store` (and `recordingTitle` if given), abandons
+/// the live (the page goes away), then lets `resumePending` finish it once the network is back.
+async fn abandon_offline_then_resume(store: &str, recording_title: Option<&str>) {
     let kind = JournalKind::parse(store).expect("a store name");
-    let live = prepare_live(TOKEN, |options| set(options, "journal", store)).await;
+    let live = prepare_live(TOKEN, |options, _| {
+        set(options, "journal", store);
+        if let Some(title) = recording_title {
+            set(options, "recordingTitle", title);
+        }
+    })
+    .await;
     start(&live).await;
     let Live {
         server,
@@ -776,23 +863,11 @@ async fn abandon_offline_then_resume(store: &str) {
     drop(recorder); // the page goes away without stopping, while offline
     stop_tracks(&stream);
 
-    // Wait (bounded) until the abandoned session has journaled its tail and let go of the live.
-    let mut settled = false;
-    for _ in 0..100 {
-        let pending = JournalStore::pending().await;
+    let settled = journal_settles(1, |pending| {
         let in_store = pending.iter().all(|(journal, _)| journal.kind() == kind);
         assert!(in_store, "the journal is kept where the options say");
-        let finished = pending.iter().any(|(_, m)| m.finished);
-        if finished
-            && recorder_wasm::locks::try_lock(&recorder_wasm::locks::lock_name(1))
-                .await
-                .is_some()
-        {
-            settled = true;
-            break;
-        }
-        TimeoutFuture::new(100).await;
-    }
+    })
+    .await;
     assert!(settled, "the abandoned live's journal settles");
 
     set(&server, "offline", false);
@@ -824,9 +899,526 @@ async fn abandon_offline_then_resume(store: &str) {
         1,
         "the live was stopped"
     );
+    assert_eq!(
+        get(&stop_request(&server, 0), "title")
+            .as_string()
+            .as_deref(),
+        recording_title,
+        "the resumed stop names the recording as the app did at the time, and only then"
+    );
+    assert_eq!(
+        get(&video_data, "title").as_string().as_deref(),
+        recording_title
+    );
     assert!(
         journal_count().await == 0,
         "the journal is gone once the live is stopped"
     );
+    uninstall_fake_server(&server);
+}
+
+// ---- getToken: short-lived tokens during a live ----
+
+/// Replaces `token` with a `getToken` that asks the fake server for its current token.
+fn use_get_token(options: &JsValue, server: &JsValue) {
+    js_sys::Reflect::delete_property(options.unchecked_ref::<js_sys::Object>(), &"token".into())
+        .expect("deletable property");
+    set(options, "getToken", get_token_for(server));
+}
+
+/// Every token the server saw on the PATCHes it accepted, in order.
+fn patch_tokens(server: &JsValue) -> Vec<String> {
+    get(server, "patchTokens")
+        .unchecked_into::<js_sys::Array>()
+        .iter()
+        .map(|t| t.as_string().expect("a token"))
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn a_token_that_expires_during_the_live_is_renewed_by_get_token_and_no_byte_is_lost() {
+    let _serial = serial().await;
+    let live = prepare_live(TOKEN, use_get_token).await;
+    set(&live.server, "expireTokenAfterPatches", 2);
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    } = live;
+    assert_eq!(
+        number(&server, "getTokenCalls"),
+        1.0,
+        "called before the first request"
+    );
+    TimeoutFuture::new(3_000).await;
+    let video_data = JsFuture::from(recorder.stop())
+        .await
+        .expect("stopped with the renewed token");
+
+    let renewed = format!("{TOKEN}-renewed");
+    assert_eq!(
+        get(&server, "token").as_string(),
+        Some(renewed.clone()),
+        "the token expired"
+    );
+    assert!(
+        number(&server, "unauthorized") >= 1.0,
+        "the old token was refused"
+    );
+    assert_eq!(
+        number(&server, "getTokenCalls"),
+        2.0,
+        "once before the first request, once after the 401"
+    );
+    let tokens = patch_tokens(&server);
+    assert!(tokens.len() > 2, "the upload went on: {tokens:?}");
+    assert_eq!(tokens[..2], [TOKEN, TOKEN]);
+    assert!(
+        tokens[2..].iter().all(|t| *t == renewed),
+        "then with the new token: {tokens:?}"
+    );
+    let bytes = server_bytes(&server, "1abc").to_vec();
+    assert_eq!(
+        recorder.bytes_recorded(),
+        bytes.len() as f64,
+        "no byte lost"
+    );
+    assert_eq!(number(&video_data, "size"), bytes.len() as f64);
+    assert_eq!(
+        get(&video_data, "sha256").as_string(),
+        Some(sha256_hex(&bytes))
+    );
+    assert_eq!(recorder.state(), "saved");
+    assert!(
+        observed.errors.borrow().is_empty(),
+        "a renewed token is not an error: {:?}",
+        observed.errors.borrow()
+    );
+    stop_tracks(&stream);
+    uninstall_fake_server(&server);
+}
+
+/// Polls `done` every 100 ms for at most 10 s; whether it came true.
+async fn eventually(done: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if done() {
+            return true;
+        }
+        TimeoutFuture::new(100).await;
+    }
+    done()
+}
+
+/// Where the bytes the only journal holds without a gap from offset `from` end (`from` if none).
+async fn journaled_end(from: u64) -> u64 {
+    let pending = JournalStore::pending().await;
+    let [(journal, _)] = pending.as_slice() else {
+        panic!("one journal, not {}", pending.len())
+    };
+    let mut chunks: Vec<_> = journal
+        .read_chunks()
+        .await
+        .expect("chunks")
+        .iter()
+        .map(|(offset, bytes)| (*offset, offset + bytes.len() as u64))
+        .collect();
+    chunks.sort_unstable();
+    chunks.iter().fold(from, |covered, &(start, end)| {
+        if start <= covered {
+            covered.max(end)
+        } else {
+            covered
+        }
+    })
+}
+
+/// How many non-fatal `token_unavailable` warnings `onError` was given.
+fn token_warnings(observed: &Observed) -> usize {
+    observed
+        .errors
+        .borrow()
+        .iter()
+        .filter(|(code, fatal)| code == "token_unavailable" && !fatal)
+        .count()
+}
+
+/// The messages `onError` gave with `code`.
+fn messages_of(observed: &Observed, code: &str) -> Vec<String> {
+    let errors = observed.errors.borrow();
+    let messages = observed.messages.borrow();
+    errors
+        .iter()
+        .zip(messages.iter())
+        .filter(|((c, _), _)| c == code)
+        .map(|(_, message)| message.clone())
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn a_get_token_that_fails_for_a_while_is_retried_while_the_live_records_and_nothing_is_lost()
+{
+    let _serial = serial().await;
+    let live = prepare_live(TOKEN, use_get_token).await;
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    } = live;
+    // The token expires as the live begins, while the host app's token endpoint is down.
+    set(&server, "token", format!("{TOKEN}-renewed"));
+    set(&server, "getTokenRejects", true);
+    let failing =
+        eventually(|| token_warnings(&observed) >= 3 || recorder.state() == "failed").await;
+    assert!(failing, "getToken was asked again and again");
+    assert_eq!(
+        recorder.state(),
+        "recording",
+        "the live goes on without a token: {:?}",
+        observed.errors.borrow()
+    );
+    let held = server_bytes(&server, "1abc").length() as f64;
+    assert!(
+        recorder.bytes_recorded() > held,
+        "recording went on past what the server holds"
+    );
+    // No acknowledgement while there is no token, so the writer deletes nothing: safe to read.
+    assert!(
+        journaled_end(held as u64).await > held as u64,
+        "and the journal keeps what the server lacks"
+    );
+
+    // The endpoint is back: the next attempt gets a token and the upload catches up.
+    set(&server, "getTokenRejects", false);
+    let caught_up = eventually(|| recorder.uploaded_bytes() > held).await;
+    assert!(caught_up, "the upload goes on once getToken works again");
+    assert_eq!(recorder.state(), "recording");
+    let video_data = JsFuture::from(recorder.stop())
+        .await
+        .expect("stopped once getToken works again");
+
+    let bytes = server_bytes(&server, "1abc").to_vec();
+    assert_eq!(
+        recorder.bytes_recorded(),
+        bytes.len() as f64,
+        "no byte lost"
+    );
+    assert_eq!(number(&video_data, "size"), bytes.len() as f64);
+    assert_eq!(
+        get(&video_data, "sha256").as_string(),
+        Some(sha256_hex(&bytes))
+    );
+    assert_eq!(recorder.state(), "saved");
+    let errors = observed.errors.borrow().clone();
+    assert!(
+        errors
+            .iter()
+            .all(|(code, fatal)| !fatal && (code == "token_unavailable" || code == "poster")),
+        "only warnings: the retries, at most the poster's own: {errors:?}"
+    );
+    let warnings = token_warnings(&observed);
+    assert!(
+        warnings as f64 <= number(&server, "getTokenRejections"),
+        "one warning per failed getToken, not more: {warnings}"
+    );
+    for message in messages_of(&observed, "token_unavailable") {
+        assert!(
+            message.contains("getToken() rejected: the host app's token endpoint is down"),
+            "{message}"
+        );
+        assert!(!message.contains(TOKEN), "never the token: {message}");
+    }
+    let renewed = format!("{TOKEN}-renewed");
+    assert_eq!(
+        patch_tokens(&server).last(),
+        Some(&renewed),
+        "the upload went on with the token getToken gave once back"
+    );
+    assert_eq!(journal_count().await, 0, "the journal is gone once saved");
+    stop_tracks(&stream);
+    uninstall_fake_server(&server);
+}
+
+#[wasm_bindgen_test]
+async fn a_get_token_that_fails_through_the_stop_leaves_the_live_to_the_journal_and_resume_pending()
+{
+    let _serial = serial().await;
+    let live = prepare_live(TOKEN, use_get_token).await;
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    } = live;
+    // The token expires as the live begins, and the host app's token endpoint stays down
+    // through the stop.
+    set(&server, "token", format!("{TOKEN}-renewed"));
+    set(&server, "getTokenRejects", true);
+    let failing =
+        eventually(|| token_warnings(&observed) >= 1 || recorder.state() == "failed").await;
+    assert!(failing, "getToken failed during the live");
+    let warnings_before_stop = token_warnings(&observed);
+    let err = JsFuture::from(recorder.stop())
+        .await
+        .expect_err("no token through the stop's retries");
+    assert_eq!(error_code(&err), "token_unavailable");
+    assert!(
+        get(&err, "message")
+            .as_string()
+            .expect("a message")
+            .contains("getToken() rejected"),
+        "the message says why"
+    );
+    assert_eq!(recorder.state(), "failed");
+    let errors = observed.errors.borrow().clone();
+    let fatal: Vec<_> = errors.iter().filter(|(_, fatal)| *fatal).collect();
+    assert_eq!(
+        fatal,
+        [&("token_unavailable".to_owned(), true)],
+        "one clear fatal error, at the end of the stop"
+    );
+    assert!(
+        token_warnings(&observed) >= warnings_before_stop + 2,
+        "the stop tried again before it gave up: {errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|(code, fatal)| *fatal || code == "token_unavailable" || code == "poster"),
+        "beside it the retries and at most the poster's own report: {errors:?}"
+    );
+    stop_tracks(&stream);
+
+    let settled = journal_settles(1, |_| {}).await;
+    assert!(settled, "the failed live's journal settles");
+    let recorded = recorder.bytes_recorded();
+    let pending = JournalStore::pending().await;
+    let [(_, manifest)] = pending.as_slice() else {
+        panic!("one journal, not {}", pending.len())
+    };
+    assert!(
+        !format!("{manifest:?}").contains(TOKEN),
+        "the journal never holds a token, old or renewed"
+    );
+    let held = server_bytes(&server, "1abc").length() as u64;
+    assert!(
+        (held as f64) < recorded,
+        "the server lacks what came after the expiry"
+    );
+    assert!(
+        journaled_end(held).await >= recorded as u64,
+        "the journal holds every byte the server lacks ({held}..{recorded})"
+    );
+
+    let resume_errors = Rc::new(RefCell::new(Vec::new()));
+    let on_error = {
+        let errors = resume_errors.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            errors.borrow_mut().push((
+                get(&e, "code").as_string().expect("a code"),
+                get(&e, "fatal").is_truthy(),
+            ))
+        })
+    };
+    let resume_options = || {
+        let options: JsValue = js_sys::Object::new().into();
+        set(&options, "apiBase", API);
+        set(&options, "getToken", get_token_for(&server));
+        set(&options, "onError", on_error.as_ref().clone());
+        options
+    };
+    // Still no token: resumePending reports it and keeps the journal.
+    let resumed: js_sys::Array = JsFuture::from(LiveRecorder::resume_pending(resume_options()))
+        .await
+        .expect("resolves")
+        .unchecked_into();
+    assert_eq!(resumed.length(), 0);
+    assert_eq!(
+        *resume_errors.borrow(),
+        [("token_unavailable".to_owned(), false)]
+    );
+    assert_eq!(journal_count().await, 1, "the journal is kept");
+
+    // getToken works again: resumePending gets a token from it and finishes the live.
+    set(&server, "getTokenRejects", false);
+    let calls_before = number(&server, "getTokenCalls");
+    let resumed: js_sys::Array = JsFuture::from(LiveRecorder::resume_pending(resume_options()))
+        .await
+        .expect("resumed")
+        .unchecked_into();
+    assert_eq!(resumed.length(), 1);
+    assert_eq!(
+        number(&server, "getTokenCalls"),
+        calls_before + 1.0,
+        "resumePending asked getToken once"
+    );
+    let video_data = resumed.get(0);
+    let bytes = server_bytes(&server, "1abc").to_vec();
+    assert_eq!(
+        bytes.len() as f64,
+        recorded,
+        "every byte recorded, none lost"
+    );
+    assert_eq!(number(&video_data, "size"), bytes.len() as f64);
+    assert_eq!(
+        get(&video_data, "sha256").as_string(),
+        Some(sha256_hex(&bytes))
+    );
+    assert_eq!(journal_count().await, 0);
+    uninstall_fake_server(&server);
+}
+
+#[wasm_bindgen_test]
+async fn a_get_token_that_fails_at_start_rejects_the_start_with_token_unavailable() {
+    let _serial = serial().await;
+    // Each way a getToken can fail, and what the message must say.
+    let failing = [
+        (
+            "rejects",
+            "getToken() rejected: the host app's token endpoint is down",
+        ),
+        ("throws", "getToken() threw: no session"),
+        ("resolves to a number", "string"),
+    ];
+    for (how, why) in failing {
+        let live = prepare_live(TOKEN, |options, server| {
+            use_get_token(options, server);
+            match how {
+                "rejects" => set(server, "getTokenRejects", true),
+                "throws" => set(
+                    options,
+                    "getToken",
+                    js_sys::Function::new_no_args("throw new Error('no session')"),
+                ),
+                _ => set(
+                    options,
+                    "getToken",
+                    js_sys::Function::new_no_args("return Promise.resolve(42)"),
+                ),
+            }
+        })
+        .await;
+        let Live {
+            server,
+            stream,
+            recorder,
+            observed,
+        } = live;
+        let err = JsFuture::from(recorder.start(stream.clone()))
+            .await
+            .expect_err("no token, no live");
+        assert_eq!(error_code(&err), "token_unavailable", "{how}");
+        let message = get(&err, "message").as_string().expect("a message");
+        assert!(message.contains(why), "{how}: {message}");
+        assert_eq!(recorder.state(), "failed", "{how}");
+        assert_eq!(
+            *observed.errors.borrow(),
+            [("token_unavailable".to_owned(), true)],
+            "{how}"
+        );
+        assert_eq!(
+            get(&server, "uploads")
+                .unchecked_into::<js_sys::Map>()
+                .size(),
+            0,
+            "{how}: no live was created"
+        );
+        assert!(
+            stream
+                .get_tracks()
+                .iter()
+                .all(|track| get(&track, "readyState").as_string().as_deref() == Some("live")),
+            "{how}: the camera is the caller's"
+        );
+        assert_eq!(journal_count().await, 0, "{how}: nothing to journal");
+        stop_tracks(&stream);
+        uninstall_fake_server(&server);
+    }
+}
+
+#[wasm_bindgen_test]
+fn token_and_get_token_together_are_refused() {
+    let options: JsValue = js_sys::Object::new().into();
+    set(&options, "token", "t");
+    let get_token = js_sys::Function::new_no_args("return Promise.resolve('t')");
+    set(&options, "getToken", get_token.clone());
+    let err = LiveRecorder::new(options.clone()).err().expect("both");
+    assert_eq!(error_code(&err), "invalid_options");
+    assert!(get(&err, "message")
+        .as_string()
+        .expect("a message")
+        .contains("getToken"));
+    js_sys::Reflect::delete_property(options.unchecked_ref::<js_sys::Object>(), &"token".into())
+        .expect("deleted");
+    assert!(LiveRecorder::new(options).is_ok(), "getToken alone will do");
+}
+
+// ---- preferUniversalMp4: what this Chromium records when asked for H.264 + AAC ----
+
+/// Whether `needle` occurs in `haystack` (a box type in an MP4 header).
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[wasm_bindgen_test]
+async fn prefer_universal_mp4_records_h264_and_aac_where_the_browser_can_else_the_default_order() {
+    let _serial = serial().await;
+    let answers: Vec<(&str, bool)> = recorder_wasm::mime::UNIVERSAL_MP4_MIME_TYPES
+        .iter()
+        .map(|mime| (*mime, recorder::is_supported(mime)))
+        .collect();
+    wasm_bindgen_test::console_log!("isTypeSupported, H.264 + AAC in MP4: {answers:?}");
+    let default = recorder::pick_mime_type(FormatPreference::Default).expect("a default format");
+    let expected = answers
+        .iter()
+        .find(|(_, supported)| *supported)
+        .map_or(default, |(mime, _)| mime);
+    assert_eq!(
+        recorder::pick_mime_type(FormatPreference::UniversalMp4),
+        Some(expected)
+    );
+    assert_eq!(
+        LiveRecorder::pick_mime_type(Some(true)).as_deref(),
+        Some(expected)
+    );
+
+    let live = prepare_live(TOKEN, |options, _| set(options, "preferUniversalMp4", true)).await;
+    start(&live).await;
+    let Live {
+        server,
+        stream,
+        recorder,
+        observed,
+    } = live;
+    assert_eq!(recorder.mime_type().as_deref(), Some(expected));
+    TimeoutFuture::new(1_500).await;
+    let video_data = JsFuture::from(recorder.stop()).await.expect("stopped");
+    let bytes = server_bytes(&server, "1abc").to_vec();
+    let header = &bytes[..bytes.len().min(4096)];
+    if expected.starts_with("video/mp4") {
+        assert_eq!(&bytes[4..8], b"ftyp", "an MP4 file");
+        assert!(contains(header, b"avcC"), "H.264 video");
+        assert!(contains(header, b"mp4a"), "AAC audio");
+        assert_eq!(
+            get(&video_data, "mime_type").as_string().as_deref(),
+            Some("video/mp4")
+        );
+    } else {
+        assert_eq!(&bytes[..4], &[0x1a, 0x45, 0xdf, 0xa3], "the default WebM");
+        assert_eq!(
+            get(&video_data, "mime_type").as_string().as_deref(),
+            Some("video/webm")
+        );
+    }
+    assert!(
+        observed.errors.borrow().is_empty(),
+        "{:?}",
+        observed.errors.borrow()
+    );
+    stop_tracks(&stream);
     uninstall_fake_server(&server);
 }

@@ -1,8 +1,9 @@
 // A Livekeep server inside the test page: it replaces `fetch` and speaks just enough of
 // the API contract (create live, tus HEAD/PATCH with checksums and deferred length, stop
 // with size and SHA-256 checks, the live's poster) for the recorder's browser tests. Knobs let a
-// test cut the network, fail PATCHes with 503, apply a PATCH and lose its answer, or fail
-// poster uploads with 503.
+// test cut the network, fail PATCHes with 503, apply a PATCH and lose its answer, fail
+// poster uploads with 503, or expire the token after some PATCHes (the old one then gets 401,
+// as from a server whose short-lived tokens expire during a live).
 
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 const b64 = (buffer) => btoa(String.fromCharCode(...new Uint8Array(buffer)));
@@ -18,6 +19,18 @@ export function installFakeServer(token) {
     loseAnswers: 0,
     failPosters: 0,
     posterAttempts: 0,
+    // After this many accepted PATCHes the token expires: `token` becomes `renewedToken`.
+    expireTokenAfterPatches: null,
+    renewedToken: `${token}-renewed`,
+    acceptedPatches: 0,
+    unauthorized: 0,
+    // What `getTokenFor(server)` does: counts its calls, and throws while `getTokenRejects`
+    // (counted too).
+    getTokenCalls: 0,
+    getTokenRejects: false,
+    getTokenRejections: 0,
+    // The token of every PATCH the server accepted, in order.
+    patchTokens: [],
     // live id -> { type, bytes, stopped }: the last poster accepted, and whether the live had
     // been stopped when it came.
     posters: new Map(),
@@ -33,6 +46,7 @@ export function installFakeServer(token) {
     const method = (init.method || "GET").toUpperCase();
     const headers = new Headers(init.headers);
     if (headers.get("Authorization") !== `Bearer ${server.token}`) {
+      server.unauthorized += 1;
       return error(401, "unauthenticated", "a valid token is required");
     }
     if (method === "POST" && url.pathname === "/api/posts/live/") {
@@ -78,6 +92,9 @@ export function installFakeServer(token) {
       }
       upload.parts.push(body.slice());
       upload.offset += body.length;
+      server.patchTokens.push(server.token);
+      server.acceptedPatches += 1;
+      if (server.acceptedPatches === server.expireTokenAfterPatches) server.token = server.renewedToken;
       if (server.loseAnswers > 0) {
         server.loseAnswers -= 1;
         throw new TypeError("Failed to fetch");
@@ -117,6 +134,20 @@ export function installFakeServer(token) {
     return error(404, "not_found", `${method} ${url.pathname}`);
   };
   return server;
+}
+
+/** A `getToken` for the recorder, as a host app would write it: it asks the (fake) server's
+ * identity provider for the current token. */
+export function getTokenFor(server) {
+  return async () => {
+    server.getTokenCalls += 1;
+    await new Promise((r) => setTimeout(r, 10));
+    if (server.getTokenRejects) {
+      server.getTokenRejections += 1;
+      throw new Error("the host app's token endpoint is down");
+    }
+    return server.token;
+  };
 }
 
 export function uninstallFakeServer(server) {

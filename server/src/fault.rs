@@ -1,19 +1,78 @@
-//! Test-only fault points, to prove a crash at any step of a stop loses nothing.
+//! Test-only fault points, to prove a crash at any step of a stop or a commit loses nothing.
 //!
 //! `LIVEKEEP_FAULT_POINT=<name>` (read once, at the first point reached) makes the process
-//! abort — no destructors, no flush, like a SIGKILL — when it reaches the point of that name:
-//! `before_rename` and `after_rename` around the move of a finalized file into `files/`,
-//! `before_commit` just before the transaction that records the Media. Unset in production.
+//! abort — no destructors, no flush, like a SIGKILL — when it reaches the point of that name;
+//! `<name>@<n>` aborts the n-th time it is reached (after n − 1 passes). Points:
+//! `before_rename` and `after_rename` around the move of a finalized file (or a layout) into
+//! `files/`, `before_commit` just before the transaction that records the Media (and its
+//! webhook) commits, `after_commit` just after (before the webhook is sent),
+//! `before_offsets_commit` / `after_offsets_commit` around the commit of a batch of upload
+//! offsets (their bytes synced; no PATCH of the batch answered yet), `upload_synced` between a
+//! PATCH's fsync and its commit, and `index_entries_appended` after the index entries' append
+//! and before the offset and states are written. Unset in production.
 
-use std::sync::OnceLock;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    OnceLock,
+};
 
-static ARMED: OnceLock<Option<String>> = OnceLock::new();
+/// The armed point and the pass at which it aborts.
+struct Armed {
+    name: String,
+    at_pass: u64,
+    passes: AtomicU64,
+}
 
-/// Aborts the process if `LIVEKEEP_FAULT_POINT` names this point.
+static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+
+/// Parses `<name>` or `<name>@<n>` (n ≥ 1).
+fn parse(value: &str) -> Option<(String, u64)> {
+    match value.split_once('@') {
+        Some((name, n)) => Some((name.to_owned(), n.parse().ok().filter(|n| *n >= 1)?)),
+        None => Some((value.to_owned(), 1)),
+    }
+}
+
+/// Aborts the process if `LIVEKEEP_FAULT_POINT` names this point and this is its pass.
 pub fn point(name: &str) {
-    let armed = ARMED.get_or_init(|| std::env::var("LIVEKEEP_FAULT_POINT").ok());
-    if armed.as_deref() == Some(name) {
-        eprintln!("LIVEKEEP_FAULT_POINT={name} reached: aborting");
+    let armed = ARMED.get_or_init(|| {
+        let value = std::env::var("LIVEKEEP_FAULT_POINT").ok()?;
+        let Some((name, at_pass)) = parse(&value) else {
+            panic!("LIVEKEEP_FAULT_POINT={value:?}: expected <name> or <name>@<n>, n ≥ 1");
+        };
+        Some(Armed {
+            name,
+            at_pass,
+            passes: AtomicU64::new(0),
+        })
+    });
+    let Some(armed) = armed.as_ref().filter(|armed| armed.name == name) else {
+        return;
+    };
+    if armed.passes.fetch_add(1, Ordering::SeqCst) + 1 == armed.at_pass {
+        eprintln!(
+            "LIVEKEEP_FAULT_POINT={name}@{} reached: aborting",
+            armed.at_pass
+        );
         std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_point_is_named_alone_or_with_the_pass_that_aborts() {
+        assert_eq!(
+            parse("before_commit"),
+            Some(("before_commit".to_owned(), 1))
+        );
+        assert_eq!(
+            parse("after_offsets_commit@3"),
+            Some(("after_offsets_commit".to_owned(), 3))
+        );
+        assert_eq!(parse("x@0"), None);
+        assert_eq!(parse("x@two"), None);
     }
 }

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use livekeep_server::{
-    admin,
-    config::{Cli, Command},
-    startup::Application,
+    config::{AdminCommand, Cli, Command, Config},
+    ops::admin,
+    startup::{self, Application},
     telemetry,
 };
 
@@ -17,9 +17,7 @@ async fn main() -> ExitCode {
     telemetry::init();
     let result = match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await,
-        Some(Command::Admin(command)) => admin::run(&cli.config, command)
-            .await
-            .map(|done| println!("{done}")),
+        Some(Command::Admin(command)) => run_admin(&cli.config, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,10 +28,18 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: livekeep_server::config::Config) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     // Scripts and tests read the real address (port 0 binds a free one) from this line.
     println!("Livekeep listening on http://{}/", app.address());
-    app.run_until_stopped(livekeep_server::startup::shutdown_signal())
-        .await
+    app.run_until_stopped(startup::shutdown_signal()).await
+}
+
+/// Runs one admin command on the same database and storage as the server, and prints its result.
+async fn run_admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    let state = startup::open_state(config).await?;
+    let done = admin::run(&state, command).await;
+    state.db.close().await;
+    println!("{}", done?);
+    Ok(())
 }

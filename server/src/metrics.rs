@@ -6,10 +6,12 @@ use std::{
     fmt::Write,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
     time::Duration,
 };
+
+use crate::storage::{requests::Operation, RequestCounts};
 
 /// Upper bounds (seconds) of the PATCH acknowledgment latency buckets.
 const PATCH_BUCKETS: [f64; 11] = [
@@ -51,41 +53,142 @@ impl Histogram {
 
     fn write(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.write_series(out, name, "");
+    }
+
+    /// The series of one histogram; `labels` (`k="v"`, or empty) go before `le`.
+    fn write_series(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
         for (bound, count) in self.bounds.iter().zip(&self.counts) {
             let n = count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
         }
         let count = self.count.load(Ordering::Relaxed);
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{braces} {sum}\n{name}_count{braces} {count}"
+        );
     }
 }
 
 /// What a request is counted under: method, matched route (never the raw path), status.
 type RequestKey = (String, String, u16);
 
-/// The server's counters, shared through the application state.
-#[derive(Debug)]
-pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestKey, u64>>,
-    bytes_ingested: AtomicU64,
-    patch_ack: Histogram,
-    finalize: Histogram,
+/// The steps of a PATCH, timed apart to show where its acknowledgment time goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchStage {
+    /// Waiting for the upload's lock (on PostgreSQL, a coordination round trip or more).
+    Lock,
+    /// Reading the upload's row, checking who may write it, claiming it for this node if
+    /// another node wrote it last.
+    Check,
+    /// Making the stored bytes agree with the committed offset (a listing on an object store).
+    Reconcile,
+    /// Receiving the body (buffered, or written as it comes on a local disk).
+    Body,
+    /// Checking the lock is still held before storing (PostgreSQL).
+    LockCheck,
+    /// Making the body durable: `fdatasync`, or the piece's PUT on an object store.
+    Store,
+    /// Committing the new offset.
+    Commit,
+    /// Telling the live's viewers (on this node and through the bus).
+    Announce,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            requests: Mutex::default(),
-            bytes_ingested: AtomicU64::new(0),
-            patch_ack: Histogram::new(&PATCH_BUCKETS),
-            finalize: Histogram::new(&FINALIZE_BUCKETS),
+impl PatchStage {
+    /// Every stage, in the order a PATCH goes through them.
+    pub const ALL: [Self; 8] = [
+        Self::Lock,
+        Self::Check,
+        Self::Reconcile,
+        Self::Body,
+        Self::LockCheck,
+        Self::Store,
+        Self::Commit,
+        Self::Announce,
+    ];
+
+    /// The `stage` label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lock => "lock",
+            Self::Check => "check",
+            Self::Reconcile => "reconcile",
+            Self::Body => "body",
+            Self::Store => "store",
+            Self::LockCheck => "lock_check",
+            Self::Commit => "commit",
+            Self::Announce => "announce",
         }
     }
 }
 
+/// What a webhook attempt is counted under: event type, outcome.
+type WebhookKey = (String, &'static str);
+
+/// What `/metrics` reads from the database at each scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Lives in progress.
+    pub active_lives: u64,
+    /// Webhook deliveries still to send.
+    pub webhooks_pending: u64,
+    /// Webhook deliveries given up on (until redelivered).
+    pub webhooks_failed: u64,
+    /// Age of the oldest delivery still to send, in seconds (0 when none).
+    pub webhooks_oldest_seconds: f64,
+}
+
+/// The server's counters, shared through the application state.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<RequestKey, u64>>,
+    webhooks: Mutex<BTreeMap<WebhookKey, u64>>,
+    bytes_ingested: AtomicU64,
+    bytes_sent_by_sendfile: AtomicU64,
+    patch_ack: Histogram,
+    patch_stages: Vec<Histogram>,
+    finalize: Histogram,
+    object_requests: Option<Arc<RequestCounts>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
 impl Metrics {
+    /// Counters for a server whose object store (if any) counts its requests in `object_requests`.
+    pub fn new(object_requests: Option<Arc<RequestCounts>>) -> Self {
+        Self {
+            requests: Mutex::default(),
+            webhooks: Mutex::default(),
+            bytes_ingested: AtomicU64::new(0),
+            bytes_sent_by_sendfile: AtomicU64::new(0),
+            patch_ack: Histogram::new(&PATCH_BUCKETS),
+            patch_stages: PatchStage::ALL
+                .iter()
+                .map(|_| Histogram::new(&PATCH_BUCKETS))
+                .collect(),
+            finalize: Histogram::new(&FINALIZE_BUCKETS),
+            object_requests,
+        }
+    }
+
+    /// Records how long one step of a PATCH took.
+    pub fn patch_stage(&self, stage: PatchStage, elapsed: Duration) {
+        self.patch_stages[stage as usize].observe(elapsed);
+    }
+
     /// Counts one answered request; `route` is the matched route pattern or `unmatched`.
     pub fn request(&self, method: &str, route: &str, status: u16) {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,9 +197,24 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Counts one webhook attempt of `event_type` by its outcome (`delivered`, `rejected`,
+    /// `timeout`, `unreachable`, `error`).
+    pub fn webhook_attempt(&self, event_type: &str, outcome: &'static str) {
+        let mut webhooks = self.webhooks.lock().unwrap_or_else(|e| e.into_inner());
+        *webhooks
+            .entry((event_type.to_owned(), outcome))
+            .or_default() += 1;
+    }
+
     /// Counts bytes made durable by an acknowledged PATCH.
     pub fn ingested(&self, bytes: u64) {
         self.bytes_ingested.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts media bytes sent from the page cache with `sendfile` (zero-copy ranges).
+    pub fn sent_by_sendfile(&self, bytes: u64) {
+        self.bytes_sent_by_sendfile
+            .fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Records the time from a PATCH's arrival to its acknowledgment.
@@ -109,8 +227,8 @@ impl Metrics {
         self.finalize.observe(elapsed);
     }
 
-    /// The exposition text; `active_lives` is read from the database by the caller.
-    pub fn render(&self, active_lives: u64) -> String {
+    /// The exposition text; `gauges` are read from the database by the caller.
+    pub fn render(&self, gauges: &Gauges) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP livekeep_http_requests_total HTTP requests answered, by method, matched route and status.\n\
@@ -131,10 +249,45 @@ impl Metrics {
             "# HELP livekeep_bytes_ingested_total Recording bytes made durable by acknowledged PATCHes.\n\
              # TYPE livekeep_bytes_ingested_total counter\nlivekeep_bytes_ingested_total {ingested}"
         );
+        let sent = self.bytes_sent_by_sendfile.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP livekeep_media_sendfile_bytes_total Media bytes sent with sendfile, without a copy through the server.\n\
+             # TYPE livekeep_media_sendfile_bytes_total counter\nlivekeep_media_sendfile_bytes_total {sent}"
+        );
         let _ = writeln!(
             out,
             "# HELP livekeep_active_lives Lives in progress.\n\
-             # TYPE livekeep_active_lives gauge\nlivekeep_active_lives {active_lives}"
+             # TYPE livekeep_active_lives gauge\nlivekeep_active_lives {}",
+            gauges.active_lives
+        );
+        out.push_str(
+            "# HELP livekeep_webhook_deliveries_total Webhook attempts, by event type and outcome.\n\
+             # TYPE livekeep_webhook_deliveries_total counter\n",
+        );
+        let webhooks = self.webhooks.lock().unwrap_or_else(|e| e.into_inner());
+        for ((event_type, outcome), n) in webhooks.iter() {
+            let _ = writeln!(
+                out,
+                "livekeep_webhook_deliveries_total{{type=\"{}\",outcome=\"{outcome}\"}} {n}",
+                escape(event_type)
+            );
+        }
+        drop(webhooks);
+        let _ = writeln!(
+            out,
+            "# HELP livekeep_webhook_outbox_size Webhook deliveries not delivered, by state.\n\
+             # TYPE livekeep_webhook_outbox_size gauge\n\
+             livekeep_webhook_outbox_size{{state=\"pending\"}} {}\n\
+             livekeep_webhook_outbox_size{{state=\"failed\"}} {}",
+            gauges.webhooks_pending, gauges.webhooks_failed
+        );
+        let _ = writeln!(
+            out,
+            "# HELP livekeep_webhook_outbox_oldest_seconds Age of the oldest webhook delivery still to send.\n\
+             # TYPE livekeep_webhook_outbox_oldest_seconds gauge\n\
+             livekeep_webhook_outbox_oldest_seconds {}",
+            gauges.webhooks_oldest_seconds
         );
         self.patch_ack.write(
             &mut out,
@@ -146,6 +299,29 @@ impl Metrics {
             "livekeep_finalize_seconds",
             "Time to finalize one recording (seekable WebM or checked MP4).",
         );
+        let name = "livekeep_patch_stage_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time spent in each step of a tus PATCH, stored or not.\n# TYPE {name} histogram"
+        );
+        for (stage, histogram) in PatchStage::ALL.iter().zip(&self.patch_stages) {
+            histogram.write_series(&mut out, name, &format!("stage=\"{}\"", stage.name()));
+        }
+        if let Some(counts) = &self.object_requests {
+            let name = "livekeep_object_store_requests_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Requests made to the object store, by operation.\n# TYPE {name} counter"
+            );
+            for operation in Operation::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{operation=\"{}\"}} {}",
+                    operation.name(),
+                    counts.get(operation)
+                );
+            }
+        }
         out
     }
 }
@@ -167,7 +343,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.patch_acknowledged(Duration::from_millis(3));
         metrics.patch_acknowledged(Duration::from_secs(2));
-        let text = metrics.render(0);
+        let text = metrics.render(&Gauges::default());
         assert!(text.contains("livekeep_patch_ack_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("livekeep_patch_ack_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("livekeep_patch_ack_seconds_bucket{le=\"5\"} 2"));
@@ -176,14 +352,58 @@ mod tests {
     }
 
     #[test]
+    fn patch_stages_are_one_labelled_histogram() {
+        let metrics = Metrics::default();
+        metrics.patch_stage(PatchStage::Store, Duration::from_millis(20));
+        let text = metrics.render(&Gauges::default());
+        assert!(
+            text.contains("livekeep_patch_stage_seconds_bucket{stage=\"store\",le=\"0.025\"} 1")
+        );
+        assert!(text.contains("livekeep_patch_stage_seconds_count{stage=\"store\"} 1"));
+        assert!(text.contains("livekeep_patch_stage_seconds_count{stage=\"lock\"} 0"));
+        assert!(text.contains("livekeep_patch_stage_seconds_sum{stage=\"store\"} 0.02"));
+        // Without an object store, no request counters.
+        assert!(!text.contains("livekeep_object_store_requests_total"));
+        let counts = Arc::new(RequestCounts::default());
+        let text = Metrics::new(Some(counts)).render(&Gauges::default());
+        assert!(text.contains("livekeep_object_store_requests_total{operation=\"list\"} 0"));
+    }
+
+    #[test]
     fn requests_are_counted_by_route_not_by_path() {
         let metrics = Metrics::default();
         metrics.request("GET", "/api/posts/{post_id}", 200);
         metrics.request("GET", "/api/posts/{post_id}", 200);
-        let text = metrics.render(3);
+        let text = metrics.render(&Gauges {
+            active_lives: 3,
+            ..Gauges::default()
+        });
         assert!(text.contains(
             "livekeep_http_requests_total{method=\"GET\",route=\"/api/posts/{post_id}\",status=\"200\"} 2"
         ));
         assert!(text.contains("livekeep_active_lives 3"));
+    }
+
+    #[test]
+    fn webhook_attempts_are_counted_by_type_and_outcome() {
+        let metrics = Metrics::default();
+        metrics.webhook_attempt("live.ended", "timeout");
+        metrics.webhook_attempt("live.ended", "delivered");
+        metrics.webhook_attempt("live.ended", "delivered");
+        let text = metrics.render(&Gauges {
+            webhooks_pending: 4,
+            webhooks_failed: 1,
+            webhooks_oldest_seconds: 12.5,
+            ..Gauges::default()
+        });
+        assert!(text.contains(
+            "livekeep_webhook_deliveries_total{type=\"live.ended\",outcome=\"delivered\"} 2"
+        ));
+        assert!(text.contains(
+            "livekeep_webhook_deliveries_total{type=\"live.ended\",outcome=\"timeout\"} 1"
+        ));
+        assert!(text.contains("livekeep_webhook_outbox_size{state=\"pending\"} 4"));
+        assert!(text.contains("livekeep_webhook_outbox_size{state=\"failed\"} 1"));
+        assert!(text.contains("livekeep_webhook_outbox_oldest_seconds 12.5"));
     }
 }

@@ -12,7 +12,8 @@ import { chromium } from "playwright-core";
 
 export const root = resolve(import.meta.dirname, "../..");
 const targetDir = process.env.CARGO_TARGET_DIR ?? join(root, "target");
-export const serverBin = join(targetDir, "debug", "livekeep");
+// LIVEKEEP_SERVER_BIN: another build (`make bench` runs the two-node test on its release build).
+export const serverBin = process.env.LIVEKEEP_SERVER_BIN ?? join(targetDir, "debug", "livekeep");
 
 let scaleOutCounter = 0;
 
@@ -59,12 +60,13 @@ export function scaleOutEnvironment() {
  * database and store, and whoever created it disposes of it.
  */
 export class Server {
-  constructor({ env = {}, args = [], dataDir, scaleOut } = {}) {
+  constructor({ env = {}, args = [], dataDir, scaleOut, wwwDir = join(root, "www", "dist") } = {}) {
     const shared = scaleOut !== undefined;
     scaleOut ??= scaleOutEnvironment();
     this.env = { ...scaleOut.env, ...env };
     this.disposeScaleOut = shared ? () => {} : scaleOut.dispose;
     this.args = args;
+    this.wwwDir = wwwDir;
     this.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), "livekeep-e2e-"));
     this.ownsDataDir = !dataDir;
     this.logs = [];
@@ -74,7 +76,7 @@ export class Server {
   async start(listen = "127.0.0.1:0") {
     const child = spawn(
       serverBin,
-      ["serve", "--listen", listen, "--data-dir", this.dataDir, "--www-dir", join(root, "www", "dist"), ...this.args],
+      ["serve", "--listen", listen, "--data-dir", this.dataDir, "--www-dir", this.wwwDir, ...this.args],
       { env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info", ...this.env }, stdio: ["ignore", "pipe", "pipe"] },
     );
     this.child = child;
@@ -142,11 +144,16 @@ export class Server {
  * A load balancer in front of several nodes: a reverse proxy on 127.0.0.1 that sends each request
  * to the next target in turn, with no stickiness. Bodies stream both ways (tus PATCHes, SSE, Range
  * responses); a target that cannot be reached, or dies before answering, gets the client a 502,
- * as a real load balancer would. `served` lists which target took each request.
+ * as a real load balancer would. `served` lists which target took each request, with the bytes of
+ * its answer's body.
  */
 export class RoundRobinProxy {
-  constructor(targets) {
+  constructor(targets, { rangeChunk } = {}) {
     this.setTargets(targets);
+    // With `rangeChunk`, a Range request asks the target for at most that many bytes (the
+    // answer's Content-Range says so, and a player asks again): the bytes counted are then the
+    // bytes the player wanted, not what socket buffers hold of an open-ended answer.
+    this.rangeChunk = rangeChunk;
     this.served = [];
     this.turn = 0;
     // Keep-alive towards the nodes, as a load balancer's pool; dropped with them on close.
@@ -171,18 +178,27 @@ export class RoundRobinProxy {
 
   #forward(req, res) {
     const target = this.targets[this.turn++ % this.targets.length];
-    const entry = { at: Date.now(), method: req.method, path: req.url, target: target.origin, status: undefined };
+    const entry = { at: Date.now(), method: req.method, path: req.url, target: target.origin, status: undefined, bytes: 0 };
     this.served.push(entry);
+    const headers = { ...req.headers };
+    const range = this.rangeChunk && /^bytes=(\d+)-(\d*)$/.exec(headers.range ?? "");
+    if (range) {
+      const first = Number(range[1]);
+      const last = first + this.rangeChunk - 1;
+      headers.range = `bytes=${first}-${range[2] ? Math.min(Number(range[2]), last) : last}`;
+    }
     const upstream = httpRequest({
       host: target.hostname,
       port: target.port,
       method: req.method,
       path: req.url,
-      headers: req.headers,
+      headers,
       agent: this.agent,
     });
     upstream.on("response", (answer) => {
       entry.status = answer.statusCode;
+      // Bytes of the answer's body the target sent (what a player cost it).
+      answer.on("data", (chunk) => (entry.bytes += chunk.length));
       res.writeHead(answer.statusCode, answer.statusMessage, answer.rawHeaders);
       answer.pipe(res);
       // A node dying mid-body: the client must see a cut, not a short complete answer.
@@ -376,6 +392,15 @@ export async function assertPlaysAndSeeks(feed, video, liveId, media) {
   assert.ok(Math.abs(seek.duration - media.duration) < 0.25, `player ${seek.duration} s vs media ${media.duration} s`);
   assert.ok(Math.abs(seek.landed - seek.target) < 0.1, `asked ${seek.target}, landed at ${seek.landed}`);
   assert.ok(seek.changed, "the frame after seeking should differ from the first frame");
+}
+
+/** A loopback port that was free a moment ago (for a server that must know its URL first). */
+export async function freePort() {
+  const probe = createServer();
+  await new Promise((r) => probe.listen(0, "127.0.0.1", r));
+  const { port } = probe.address();
+  await new Promise((r) => probe.close(r));
+  return port;
 }
 
 /** A username nobody has taken yet in this run. */

@@ -232,7 +232,7 @@ test("a live through a round-robin load balancer: PATCHes on both nodes, viewer 
     const feed = await visitor.newPage();
     await feed.goto(c.proxy.url);
     const card = feed.locator(`[data-testid="post"][data-post-id="${liveId}"]`);
-    await card.getByText("Live réparti").waitFor();
+    await card.getByRole("heading", { name: "Live réparti" }).waitFor();
     const video = card.locator("video");
     await assertPlaysAndSeeks(feed, video, liveId, media);
 

@@ -12,7 +12,7 @@ use crate::ebml::{self, read_header, read_uint, Header, Vint, MAX_HEADER_LEN};
 use crate::source::Source;
 
 /// Longest block prefix read to decode lace headers; real lace headers are a few hundred bytes.
-const BLOCK_PREFIX_LEN: usize = 64 << 10;
+pub const BLOCK_PREFIX_LEN: usize = 64 << 10;
 
 /// An element header found at an absolute position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,42 +207,119 @@ impl ClusterWalker {
         end: u64,
     ) -> io::Result<ChildKind> {
         let size = end - head.data_start();
-        Ok(match head.id {
+        let mut rules = ChildRules {
+            seen_block: self.seen_block,
+            seen_timestamp: self.seen_timestamp,
+        };
+        // A BlockGroup is read child by child from the source, not peeked whole: it may be
+        // larger than the source's buffer.
+        let kind = if head.id == ebml::ID_BLOCKGROUP {
+            let kind = match read_block_group(src, head.data_start(), end)? {
+                Some(info) => ChildKind::Block(info),
+                None => ChildKind::Dropped,
+            };
+            rules.saw(&kind);
+            kind
+        } else {
+            let need = data_to_classify(head.id, size);
+            src.seek_to(head.data_start())?;
+            let data = src.peek(usize::try_from(need).unwrap_or(usize::MAX))?;
+            rules.classify(head.id, size, data)
+        };
+        self.seen_block = rules.seen_block;
+        self.seen_timestamp = rules.seen_timestamp;
+        Ok(kind)
+    }
+}
+
+/// How many of a cluster child's first data bytes decide what it is (all of a BlockGroup's).
+pub fn data_to_classify(id: u32, size: u64) -> u64 {
+    match id {
+        ebml::ID_TIMESTAMP => size.min(9),
+        ebml::ID_SIMPLEBLOCK => size.min(BLOCK_PREFIX_LEN as u64),
+        ebml::ID_BLOCKGROUP => size,
+        _ => 0,
+    }
+}
+
+/// What a cluster's earlier children decide about the next ones: a Timestamp counts only
+/// before any block, and only the first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChildRules {
+    /// A block was kept.
+    pub seen_block: bool,
+    /// The cluster's Timestamp was read.
+    pub seen_timestamp: bool,
+}
+
+impl ChildRules {
+    /// Classifies a child of `size` data bytes from the first [`data_to_classify`] of them.
+    pub fn classify(&mut self, id: u32, size: u64, data: &[u8]) -> ChildKind {
+        let kind = match id {
             ebml::ID_TIMESTAMP if !self.seen_block && !self.seen_timestamp => {
-                src.skip(head.header_len)?;
-                match read_uint(src.peek(size.min(9) as usize)?) {
-                    Some(ts) if size <= 8 => {
-                        self.seen_timestamp = true;
-                        ChildKind::Timestamp(ts)
-                    }
+                match read_uint(&data[..data.len().min(9)]) {
+                    Some(ts) if size <= 8 => ChildKind::Timestamp(ts),
                     _ => ChildKind::Dropped,
                 }
             }
-            ebml::ID_SIMPLEBLOCK => {
-                src.skip(head.header_len)?;
-                match read_block_header(src, size)? {
-                    Some(header) => {
-                        self.seen_block = true;
-                        ChildKind::Block(BlockInfo {
-                            header,
-                            keyframe: header.keyframe,
-                            duration: None,
-                        })
-                    }
-                    None => ChildKind::Dropped,
-                }
-            }
-            ebml::ID_BLOCKGROUP => match read_block_group(src, head.data_start(), end)? {
-                Some(info) => {
-                    self.seen_block = true;
-                    ChildKind::Block(info)
-                }
+            ebml::ID_SIMPLEBLOCK => match parse_block(data, size) {
+                // A lace header longer than the prefix (NeedMore) is as unusable as a malformed one.
+                Ok(header) => ChildKind::Block(BlockInfo {
+                    header,
+                    keyframe: header.keyframe,
+                    duration: None,
+                }),
+                Err(_) => ChildKind::Dropped,
+            },
+            ebml::ID_BLOCKGROUP => match block_group_in(data) {
+                Some(info) => ChildKind::Block(info),
                 None => ChildKind::Dropped,
             },
             ebml::ID_SILENTTRACKS | ebml::ID_ENCRYPTEDBLOCK => ChildKind::Opaque,
             _ => ChildKind::Dropped,
-        })
+        };
+        self.saw(&kind);
+        kind
     }
+
+    fn saw(&mut self, kind: &ChildKind) {
+        match kind {
+            ChildKind::Timestamp(_) => self.seen_timestamp = true,
+            ChildKind::Block(_) => self.seen_block = true,
+            ChildKind::Opaque | ChildKind::Dropped => {}
+        }
+    }
+}
+
+/// A BlockGroup's Block, BlockDuration and ReferenceBlock from its whole data in memory; the
+/// same rules as [`read_block_group`], which reads them from a source.
+fn block_group_in(data: &[u8]) -> Option<BlockInfo> {
+    let mut pos = 0usize;
+    let mut header = None;
+    let mut duration = None;
+    let mut referenced = false;
+    while pos < data.len() {
+        let Vint::Done(child, len) = read_header(&data[pos..]) else {
+            return None;
+        };
+        let size = usize::try_from(child.size?).ok()?;
+        let body = data.get(pos + len..)?.get(..size)?;
+        match child.id {
+            ebml::ID_BLOCK if header.is_none() => {
+                let prefix = &body[..body.len().min(BLOCK_PREFIX_LEN)];
+                header = Some(parse_block(prefix, size as u64).ok()?);
+            }
+            ebml::ID_BLOCKDURATION if size <= 8 => duration = read_uint(body),
+            ebml::ID_REFERENCEBLOCK => referenced = true,
+            _ => {}
+        }
+        pos += len + size;
+    }
+    header.map(|header| BlockInfo {
+        header,
+        keyframe: !referenced,
+        duration,
+    })
 }
 
 /// Decodes the header of the block whose `size` data bytes start at the cursor.

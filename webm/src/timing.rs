@@ -7,6 +7,8 @@
 
 use crate::block::opus_packet_duration_ns;
 use crate::reader::BlockInfo;
+use crate::wire::{Reader, Writer};
+use crate::Error;
 
 /// Intervals kept per track for the median; enough to ignore a few irregular frames.
 const INTERVALS: usize = 63;
@@ -32,7 +34,7 @@ impl TrackInfo {
 }
 
 /// Running timing state of one track.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct TrackTiming {
     number: u64,
     default_duration_ns: Option<u64>,
@@ -67,7 +69,7 @@ impl TrackTiming {
 }
 
 /// Collects block timings over a whole file; memory is constant per track.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Timeline {
     /// Nanoseconds per timestamp unit.
     scale_ns: u64,
@@ -171,6 +173,84 @@ impl Timeline {
     /// The same length in seconds.
     pub fn duration_secs(&self) -> f64 {
         self.duration_units() * self.scale_ns as f64 / 1e9
+    }
+}
+
+impl Timeline {
+    /// Appends the running state to a saved index state.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.varint(self.scale_ns);
+        w.signed_option(self.first);
+        w.varint(self.tracks.len() as u64);
+        for track in &self.tracks {
+            w.varint(track.number);
+            w.option(track.default_duration_ns);
+            w.bool(track.opus);
+            w.option(track.known_end.map(f64::to_bits));
+            match track.open_block {
+                Some((ts, frames)) => {
+                    w.u8(1);
+                    w.signed(ts);
+                    w.varint(u64::from(frames));
+                }
+                None => w.u8(0),
+            }
+            w.signed_option(track.last_ts);
+            w.varint(track.interval_count as u64);
+            w.varint(track.interval_next as u64);
+            for &interval in &track.intervals[..track.interval_count] {
+                w.signed(interval);
+            }
+        }
+    }
+
+    /// Reads what [`Timeline::encode`] wrote.
+    pub(crate) fn decode(r: &mut Reader) -> Result<Self, Error> {
+        let corrupt = Error::CorruptState("timeline");
+        let scale_ns = r.varint()?.max(1);
+        let first = r.signed_option()?;
+        let count = r.varint()?;
+        if count > 1024 {
+            return Err(corrupt);
+        }
+        let mut tracks = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let number = r.varint()?;
+            let default_duration_ns = r.option()?;
+            let opus = r.bool()?;
+            let known_end = r.option()?.map(f64::from_bits);
+            let open_block = if r.bool()? {
+                Some((r.signed()?, r.u32()?))
+            } else {
+                None
+            };
+            let last_ts = r.signed_option()?;
+            let interval_count = r.varint()? as usize;
+            let interval_next = r.varint()? as usize;
+            if interval_count > INTERVALS || interval_next >= INTERVALS {
+                return Err(Error::CorruptState("timeline"));
+            }
+            let mut intervals = [0; INTERVALS];
+            for interval in &mut intervals[..interval_count] {
+                *interval = r.signed()?;
+            }
+            tracks.push(TrackTiming {
+                number,
+                default_duration_ns,
+                opus,
+                known_end,
+                open_block,
+                last_ts,
+                intervals,
+                interval_count,
+                interval_next,
+            });
+        }
+        Ok(Self {
+            scale_ns,
+            tracks,
+            first,
+        })
     }
 }
 

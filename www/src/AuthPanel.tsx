@@ -27,31 +27,48 @@ export function AuthPanel({ onSession }: { onSession: (session: Session) => void
   return (
     <form className="panel auth" onSubmit={submit} aria-labelledby="auth-heading">
       <h2 id="auth-heading">{mode === "register" ? t.signUp : t.logIn}</h2>
-      <label>
-        {t.username}
-        <input
-          name="username"
-          autoComplete="username"
-          required
-          minLength={1}
-          maxLength={32}
-          pattern="[A-Za-z0-9_.\-]+"
-          value={username}
-          onChange={(e) => setUsername(e.target.value)}
-        />
-      </label>
-      <label>
-        {t.password}
-        <input
-          name="password"
-          type="password"
-          autoComplete={mode === "register" ? "new-password" : "current-password"}
-          required
-          minLength={8}
-          value={password}
-          onChange={(e) => setPassword(e.target.value)}
-        />
-      </label>
+      <div className="field">
+        <label>
+          {t.username}
+          <input
+            name="username"
+            autoComplete="username"
+            required
+            minLength={1}
+            maxLength={32}
+            pattern="[A-Za-z0-9_.\-]+"
+            title={t.usernameHint}
+            aria-describedby={mode === "register" ? "username-hint" : undefined}
+            value={username}
+            onChange={(e) => setUsername(e.target.value)}
+          />
+        </label>
+        {mode === "register" && (
+          <small id="username-hint" className="hint">
+            {t.usernameHint}
+          </small>
+        )}
+      </div>
+      <div className="field">
+        <label>
+          {t.password}
+          <input
+            name="password"
+            type="password"
+            autoComplete={mode === "register" ? "new-password" : "current-password"}
+            required
+            minLength={8}
+            aria-describedby={mode === "register" ? "password-hint" : undefined}
+            value={password}
+            onChange={(e) => setPassword(e.target.value)}
+          />
+        </label>
+        {mode === "register" && (
+          <small id="password-hint" className="hint">
+            {t.passwordHint}
+          </small>
+        )}
+      </div>
       {error && (
         <p className="error" role="alert">
           {error}

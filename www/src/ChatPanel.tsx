@@ -9,10 +9,12 @@ interface ChatPanelProps {
   send?: { liveId: number; token: string };
   /** In a replay: clicking a message seeks the video to it. */
   onSeek?: (offset: number) => void;
+  /** A live whose visitor is signed out: where to sign in to write. */
+  signInHint?: string;
 }
 
 /** The chat of a live, or of its replay. */
-export function ChatPanel({ messages, send, onSeek }: ChatPanelProps) {
+export function ChatPanel({ messages, send, onSeek, signInHint }: ChatPanelProps) {
   const [draft, setDraft] = useState("");
   const [error, setError] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
@@ -70,6 +72,11 @@ export function ChatPanel({ messages, send, onSeek }: ChatPanelProps) {
             {t.send}
           </button>
         </form>
+      )}
+      {!send && signInHint && (
+        <p className="hint" data-testid="chat-sign-in">
+          <a href={signInHint}>{t.signInToChat}</a>
+        </p>
       )}
       {error && (
         <p className="error" role="alert">

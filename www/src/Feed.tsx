@@ -1,14 +1,58 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useState, type MouseEvent } from "react";
 import { api, ApiError, type Post } from "./api";
 import { errorMessage, locale, t } from "./i18n";
 import { formatDuration, splitDateTime } from "./format";
-import { hrefFor } from "./route";
+import { hrefFor, type Route } from "./route";
+import { useBroadcast } from "./broadcast";
 
-/** Viewers and chat messages of a live, as counted when it ended. */
-export function PostCardDetails({ post }: { post: Post }) {
+/**
+ * What the original design lists under a saved live: the recording's title, when it was
+ * recorded, how long it lasts, its viewers and chat messages (counted when it ended).
+ */
+export function PostFacts({ post }: { post: Post }) {
+  const media = post.media_files[0];
+  const startedAt = post.started_at ?? post.created_at;
+  const when = splitDateTime(startedAt, locale);
   return (
-    <p className="stats" data-testid="stats">
-      👥 {t.viewers(post.viewer_count)} · 💬 {t.messages(post.chat_message_count)}
+    <ul className="facts" data-testid="stats">
+      {media && (
+        <li data-testid="recording-title">
+          <span aria-hidden="true">📹 </span>
+          {media.title}
+        </li>
+      )}
+      <li>
+        <span aria-hidden="true">📅 </span>
+        <time dateTime={startedAt} data-testid="recorded-at">
+          {post.live_status === "live" ? t.startedOn(when.date, when.time) : t.recordedOn(when.date, when.time)}
+        </time>
+      </li>
+      {media && (
+        <li>
+          <span aria-hidden="true">⏱️ </span>
+          <span data-testid="duration">{t.durationLabel(formatDuration(media.duration))}</span>
+        </li>
+      )}
+      <li data-testid="viewers">
+        <span aria-hidden="true">👁️ </span>
+        {t.viewers(post.viewer_count)}
+      </li>
+      <li data-testid="messages">
+        <span aria-hidden="true">💬 </span>
+        {t.messages(post.chat_message_count)}
+      </li>
+    </ul>
+  );
+}
+
+/** The author of a post, and whether its live was cut short. */
+export function PostByline({ post }: { post: Post }) {
+  return (
+    <p className="meta">
+      <span className="author" data-testid="author">
+        @{post.author.username}
+      </span>
+      {post.live_status === "interrupted" && <span className="tag"> · {t.interrupted}</span>}
     </p>
   );
 }
@@ -16,8 +60,18 @@ export function PostCardDetails({ post }: { post: Post }) {
 /** One post of the feed: the recording with its live information. */
 export function PostCard({ post }: { post: Post }) {
   const media = post.media_files[0];
-  const when = splitDateTime(post.started_at ?? post.created_at, locale);
   const live = post.live_status === "live";
+  // The person's own live in progress leads to their recording panel (above the feed), not to
+  // a viewer's seat where they would count as their own viewer.
+  const { recorder, active } = useBroadcast();
+  const mine = live && active && recorder.liveId === post.id;
+  const target: Route = mine ? { page: "home" } : { page: live ? "live" : "post", id: post.id };
+  const open = mine
+    ? (event: MouseEvent) => {
+        event.preventDefault();
+        document.getElementById("golive-heading")?.scrollIntoView({ behavior: "smooth" });
+      }
+    : undefined;
   return (
     <article className="card" data-testid="post" data-post-id={post.id} aria-labelledby={`post-${post.id}-title`}>
       <div className="media">
@@ -30,35 +84,27 @@ export function PostCard({ post }: { post: Post }) {
             poster={media.poster_url ?? undefined}
             aria-label={media.title}
           />
-        ) : (
-          <a className="placeholder" href={hrefFor({ page: "live", id: post.id })}>
-            {live ? `▶ ${t.watch}` : "—"}
+        ) : live ? (
+          <a className="placeholder" href={hrefFor(target)} onClick={open}>
+            ▶ {t.watch}
           </a>
+        ) : (
+          <span className="placeholder muted">{t.noVideo}</span>
         )}
         {(media?.is_live_recording || live) && (
           <span className={`badge ${live ? "pulse" : ""}`} data-testid="live-badge">
             {live ? t.liveNow : t.liveBadge}
           </span>
         )}
-        {media && (
-          <span className="duration" data-testid="duration">
-            {formatDuration(media.duration)}
-          </span>
-        )}
       </div>
       <div className="body">
         <h3 id={`post-${post.id}-title`}>
-          <a href={hrefFor({ page: live ? "live" : "post", id: post.id })}>{post.content}</a>
+          <a href={hrefFor(target)} onClick={open}>
+            {post.content}
+          </a>
         </h3>
-        <p className="meta">
-          <span className="author">@{post.author.username}</span>
-          {" · "}
-          <time dateTime={post.started_at ?? post.created_at} data-testid="recorded-at">
-            {t.recordedOn(when.date, when.time)}
-          </time>
-          {post.live_status === "interrupted" && <span className="tag"> · {t.interrupted}</span>}
-        </p>
-        <PostCardDetails post={post} />
+        <PostByline post={post} />
+        <PostFacts post={post} />
       </div>
     </article>
   );

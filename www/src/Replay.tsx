@@ -1,9 +1,9 @@
 import { useEffect, useRef, useState } from "react";
 import { api, type ChatMessage, type Post } from "./api";
 import { ChatPanel } from "./ChatPanel";
-import { errorMessage, locale, t } from "./i18n";
-import { PostCardDetails } from "./Feed";
-import { splitDateTime } from "./format";
+import { errorMessage, t } from "./i18n";
+import { PostByline, PostFacts } from "./Feed";
+import { hrefFor } from "./route";
 
 /** A recording with its chat beside it, in time with the video. */
 export function Replay({ postId }: { postId: number }) {
@@ -35,7 +35,6 @@ export function Replay({ postId }: { postId: number }) {
       </p>
     );
   if (!post) return <p aria-busy="true">…</p>;
-  const when = splitDateTime(post.started_at ?? post.created_at, locale);
   return (
     <section className="watch" aria-labelledby="replay-heading">
       <div className="player">
@@ -53,13 +52,17 @@ export function Replay({ postId }: { postId: number }) {
               onTimeUpdate={(e) => setCurrentTime(e.currentTarget.currentTime)}
               onSeeked={(e) => setCurrentTime(e.currentTarget.currentTime)}
             />
+          ) : post.live_status === "live" ? (
+            <a className="placeholder" href={hrefFor({ page: "live", id: post.id })}>
+              ▶ {t.watch}
+            </a>
           ) : (
-            <div className="placeholder">{t.liveNow}</div>
+            <div className="placeholder muted">{t.noVideo}</div>
           )}
           {media?.is_live_recording && <span className="badge">{t.liveBadge}</span>}
         </div>
-        <p className="meta">{t.recordedOn(when.date, when.time)}</p>
-        <PostCardDetails post={post} />
+        <PostByline post={post} />
+        <PostFacts post={post} />
       </div>
       <ChatPanel messages={shown} onSeek={seek} />
     </section>

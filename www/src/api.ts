@@ -76,13 +76,19 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The path the page is served under, without its trailing slash: "" at the root, "/livekeep"
+ * under `--public-url https://host.example/livekeep`. Every API path is prefixed with it.
+ */
+export const apiBase = new URL(".", document.baseURI).pathname.replace(/\/$/, "");
+
 async function request<T>(method: string, path: string, body?: unknown, token?: string): Promise<T> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers["Authorization"] = `Bearer ${token}`;
   let response: Response;
   try {
-    response = await fetch(path, {
+    response = await fetch(apiBase + path, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -124,11 +130,11 @@ export const api = {
 };
 
 /** The progressive WebM of a live in progress, starting near the live edge. */
-export const liveStreamUrl = (liveId: number) => `/api/posts/live/${liveId}/stream`;
+export const liveStreamUrl = (liveId: number) => `${apiBase}/api/posts/live/${liveId}/stream`;
 
 /** Server-Sent Events of a live: viewer counts, chat messages, and its end. */
 export function liveEventsUrl(liveId: number, viewerId: string, asBroadcaster: boolean): string {
   const query = new URLSearchParams({ viewer_id: viewerId });
   if (asBroadcaster) query.set("as", "broadcaster");
-  return `/api/posts/live/${liveId}/events?${query}`;
+  return `${apiBase}/api/posts/live/${liveId}/events?${query}`;
 }

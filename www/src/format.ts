@@ -16,7 +16,8 @@ export function formatDuration(seconds: number | null | undefined): string {
 export function splitDateTime(iso: string, locale: string): { date: string; time: string } {
   const d = new Date(iso);
   const date = d.toLocaleDateString(locale, { day: "2-digit", month: "2-digit", year: "numeric" });
-  const time = d.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit", hour12: false });
+  // `hourCycle: "h23"`, not `hour12: false`, which shows 24:05 past midnight in some locales.
+  const time = d.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   return { date, time };
 }
 

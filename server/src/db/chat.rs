@@ -2,17 +2,21 @@
 
 use sqlx::{any::AnyExecutor, FromRow};
 
+use crate::domain::PostId;
+
 /// A chat message with its author's name.
 #[derive(Debug, Clone, FromRow)]
 pub struct ChatRow {
     /// Primary key.
     pub id: i64,
     /// The live it was posted in.
-    pub post_id: i64,
+    pub post_id: PostId,
     /// Author's user id.
     pub author_id: i64,
     /// Author's name.
     pub author_username: String,
+    /// Author's `sub` in the host app, for a host user.
+    pub author_external_id: Option<String>,
     /// The text.
     pub body: String,
     /// Seconds since the recording started.
@@ -22,15 +26,19 @@ pub struct ChatRow {
 }
 
 /// A post's messages, oldest first.
-pub async fn for_post(db: impl AnyExecutor<'_>, post_id: i64) -> Result<Vec<ChatRow>, sqlx::Error> {
+pub async fn for_post(
+    db: impl AnyExecutor<'_>,
+    post_id: PostId,
+) -> Result<Vec<ChatRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT chat_messages.id, chat_messages.post_id, chat_messages.author_id,
-            users.username AS author_username, chat_messages.body, chat_messages.offset_secs,
+            COALESCE(users.display_name, users.username) AS author_username,
+            users.external_id AS author_external_id, chat_messages.body, chat_messages.offset_secs,
             chat_messages.created_at
          FROM chat_messages JOIN users ON users.id = chat_messages.author_id
          WHERE chat_messages.post_id = $1 ORDER BY chat_messages.id",
     )
-    .bind(post_id)
+    .bind(post_id.get())
     .fetch_all(db)
     .await
 }
@@ -39,14 +47,14 @@ pub async fn for_post(db: impl AnyExecutor<'_>, post_id: i64) -> Result<Vec<Chat
 /// measured from (the recording's start, else the live's); `None` when it is not live.
 pub async fn count_live_message(
     db: impl AnyExecutor<'_>,
-    post_id: i64,
+    post_id: PostId,
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE posts SET chat_message_count = chat_message_count + 1
          WHERE id = $1 AND live_status = 'live'
          RETURNING COALESCE(recording_started_at, started_at, created_at)",
     )
-    .bind(post_id)
+    .bind(post_id.get())
     .fetch_optional(db)
     .await
 }
@@ -54,7 +62,7 @@ pub async fn count_live_message(
 /// Inserts a message; returns its id.
 pub async fn insert(
     db: impl AnyExecutor<'_>,
-    post_id: i64,
+    post_id: PostId,
     author_id: i64,
     body: &str,
     offset_secs: f64,
@@ -64,7 +72,7 @@ pub async fn insert(
         "INSERT INTO chat_messages (post_id, author_id, body, offset_secs, created_at)
          VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
-    .bind(post_id)
+    .bind(post_id.get())
     .bind(author_id)
     .bind(body)
     .bind(offset_secs)
@@ -76,17 +84,18 @@ pub async fn insert(
 /// The latest `limit` messages of a post, oldest first (what a joining viewer is shown).
 pub async fn latest(
     db: impl AnyExecutor<'_>,
-    post_id: i64,
+    post_id: PostId,
     limit: i64,
 ) -> Result<Vec<ChatRow>, sqlx::Error> {
     let mut rows: Vec<ChatRow> = sqlx::query_as(
         "SELECT chat_messages.id, chat_messages.post_id, chat_messages.author_id,
-            users.username AS author_username, chat_messages.body, chat_messages.offset_secs,
+            COALESCE(users.display_name, users.username) AS author_username,
+            users.external_id AS author_external_id, chat_messages.body, chat_messages.offset_secs,
             chat_messages.created_at
          FROM chat_messages JOIN users ON users.id = chat_messages.author_id
          WHERE chat_messages.post_id = $1 ORDER BY chat_messages.id DESC LIMIT $2",
     )
-    .bind(post_id)
+    .bind(post_id.get())
     .bind(limit)
     .fetch_all(db)
     .await?;

@@ -7,11 +7,15 @@
 //! `tests/api/schema.rs` holds to one reference schema.
 
 pub mod chat;
+mod columns;
+pub mod group_commit;
 pub mod login_failures;
 pub mod media;
+pub mod offsets;
 pub mod posts;
 pub mod uploads;
 pub mod users;
+pub mod webhooks;
 
 use std::{str::FromStr, time::Duration};
 
@@ -19,8 +23,9 @@ use anyhow::Context;
 use sqlx::{
     any::{AnyPoolOptions, AnyTypeInfo, AnyTypeInfoKind, AnyValueRef},
     error::BoxDynError,
+    postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode},
-    Any, AnyPool, ConnectOptions, Connection, Decode, Executor, Type, ValueRef,
+    Any, AnyPool, ConnectOptions, Connection, Decode, Executor, PgPool, Type, ValueRef,
 };
 
 /// The database, SQLite or PostgreSQL: one pool type so every query is written once.
@@ -52,13 +57,52 @@ pub fn backend(db: &Db) -> Backend {
     Backend::of_url(db.connect_options().database_url.as_str()).unwrap_or(Backend::Sqlite)
 }
 
+/// Set on every SQLite connection: the Any driver takes no SQLite options but the URL's.
+/// FULL: a committed upload offset must survive a power cut.
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+
+/// A connection of its own on `db`'s database, outside the pool, set up as the pool's are:
+/// for a writer that must not queue behind the pool's readers.
+pub async fn dedicated_connection(db: &Db) -> Result<sqlx::AnyConnection, sqlx::Error> {
+    let mut conn = sqlx::AnyConnection::connect_with(&db.connect_options()).await?;
+    if backend(db) == Backend::Sqlite {
+        conn.execute(SQLITE_PRAGMAS).await?;
+    }
+    Ok(conn)
+}
+
+/// Begins a transaction that writes. On SQLite it takes the write lock before its first
+/// statement (`BEGIN IMMEDIATE`): a deferred transaction that reads before it writes fails at
+/// once, without waiting out `busy_timeout`, when another connection commits between its read
+/// and its first write (SQLITE_BUSY_SNAPSHOT, "database is locked"). PostgreSQL's BEGIN has
+/// no such failure.
+pub async fn begin_write(db: &Db) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+    match backend(db) {
+        Backend::Sqlite => db.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => db.begin().await,
+    }
+}
+
+/// [`begin_write`] on a connection of its own.
+pub async fn begin_write_on(
+    conn: &mut sqlx::AnyConnection,
+) -> Result<sqlx::Transaction<'_, Any>, sqlx::Error> {
+    if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+        conn.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        conn.begin().await
+    }
+}
+
 /// Connections per pool: SQLite has one writer anyway; PostgreSQL is shared by every node.
 const SQLITE_CONNECTIONS: u32 = 8;
 const POSTGRES_CONNECTIONS: u32 = 16;
 
 /// Opens the database named by `url` (`sqlite:` creates the file if missing; `postgres:`) and
-/// runs that engine's migrations.
-pub async fn connect(url: &str) -> anyhow::Result<Db> {
+/// runs that engine's migrations. On PostgreSQL, a request waits at most `acquire_timeout` for
+/// a connection (the server away or restarting): it then fails, as unavailable.
+pub async fn connect(url: &str, acquire_timeout: Duration) -> anyhow::Result<Db> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url).with_context(|| {
         format!("unsupported database URL {url:?}: expected sqlite:… or postgres://…")
@@ -70,13 +114,7 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
                 .max_connections(SQLITE_CONNECTIONS)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        // Per connection: the Any driver takes no SQLite options but the URL's.
-                        // FULL: a committed upload offset must survive a power cut.
-                        conn.execute(
-                            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-                             PRAGMA busy_timeout = 10000;",
-                        )
-                        .await?;
+                        conn.execute(SQLITE_PRAGMAS).await?;
                         Ok(())
                     })
                 })
@@ -86,7 +124,7 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
         Backend::Postgres => {
             AnyPoolOptions::new()
                 .max_connections(POSTGRES_CONNECTIONS)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(acquire_timeout)
                 .connect(url)
                 .await
         }
@@ -103,6 +141,31 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
     Ok(pool)
 }
 
+/// Opens the coordination pool of `connections` on `url` when it is PostgreSQL (several nodes
+/// may share it): the connections that hold locks (one per PATCH in flight) and carry live
+/// notices. `None` on SQLite, where one node needs neither. Acquiring a connection and each
+/// statement (all short: a lock, a check, an unlock) are bounded by `timeout`.
+pub async fn connect_coordination(
+    url: &str,
+    connections: u32,
+    timeout: Duration,
+) -> anyhow::Result<Option<PgPool>> {
+    if Backend::of_url(url) != Some(Backend::Postgres) {
+        return Ok(None);
+    }
+    let statement_timeout = format!("{}ms", timeout.as_millis());
+    let options = PgConnectOptions::from_str(url)
+        .context("parsing the PostgreSQL URL for coordination")?
+        .options([("statement_timeout", statement_timeout.as_str())]);
+    let pool = PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(timeout)
+        .connect_with(options)
+        .await
+        .context("opening the coordination connections to PostgreSQL")?;
+    Ok(Some(pool))
+}
+
 /// Creates the SQLite file if missing and switches it to WAL, which the file remembers.
 async fn create_sqlite(url: &str) -> anyhow::Result<()> {
     let conn = SqliteConnectOptions::from_str(url)
@@ -113,6 +176,14 @@ async fn create_sqlite(url: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("creating database {url:?}"))?;
     conn.close().await.ok();
+    Ok(())
+}
+
+/// Whether the database answers a query (for `/healthz`).
+pub async fn ping(db: &Db) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(db)
+        .await?;
     Ok(())
 }
 
@@ -198,7 +269,9 @@ mod tests {
     async fn flags_decode_from_sqlite_integers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = connect(&url).await.expect("connect");
+        let db = connect(&url, Duration::from_secs(10))
+            .await
+            .expect("connect");
         let (yes, no): (Flag, Flag) = sqlx::query_as("SELECT 1, 0")
             .fetch_one(&db)
             .await

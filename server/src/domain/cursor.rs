@@ -1,12 +1,12 @@
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
-use super::ParseError;
+use super::{ParseError, PostId};
 
 /// The opaque feed cursor: the id of the last post of a page, so the next page is keyset-paginated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedCursor {
     /// Posts strictly older (smaller id) than this one come next.
-    pub before_id: i64,
+    pub before_id: PostId,
 }
 
 impl FeedCursor {
@@ -25,7 +25,9 @@ impl FeedCursor {
             .and_then(|id| id.parse::<i64>().ok())
             .filter(|id| *id > 0)
             .ok_or_else(invalid)?;
-        Ok(Self { before_id })
+        Ok(Self {
+            before_id: PostId::new(before_id),
+        })
     }
 }
 
@@ -35,7 +37,9 @@ mod tests {
 
     #[test]
     fn a_cursor_round_trips() {
-        let cursor = FeedCursor { before_id: 1234 };
+        let cursor = FeedCursor {
+            before_id: PostId::new(1234),
+        };
         assert_eq!(FeedCursor::decode(&cursor.encode()).unwrap(), cursor);
     }
 

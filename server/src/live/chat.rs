@@ -1,35 +1,34 @@
 //! Posting in a live's chat.
 
-use super::bus::Notice;
+use super::LiveError;
 use crate::{
+    accounts::rate_limit,
     db::{self, chat::ChatRow, users::UserRow},
-    domain::{now_millis, ChatBody},
-    error::ApiError,
-    rate_limit,
+    domain::{now_millis, ChatBody, PostId},
+    posts::views::ChatMessageView,
+    rooms::bus::Notice,
     state::AppState,
-    views::ChatMessageView,
 };
 
 /// Posts `body` in live `post_id` as `user`, stamped with its offset in the recording.
 pub async fn post(
     state: &AppState,
     user: &UserRow,
-    post_id: i64,
+    post_id: PostId,
     body: &ChatBody,
-) -> Result<ChatMessageView, ApiError> {
-    let post = db::posts::get(&state.db, post_id)
+) -> Result<ChatMessageView, LiveError> {
+    let post = db::posts::get_live(&state.db, post_id)
         .await?
-        .filter(|post| post.is_live)
-        .ok_or(ApiError::NotFound)?;
-    if post.live_status.as_deref() != Some("live") {
-        return Err(live_ended());
+        .ok_or(LiveError::NotFound)?;
+    if !post.is_in_progress() {
+        return Err(LiveError::ChatClosed);
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = db::begin_write(&state.db).await?;
     rate_limit::check_chat(&mut tx, user.id).await?;
     let now = now_millis();
     // Counted and checked in one statement: a message never lands after the live ended.
     let Some(recording_start) = db::chat::count_live_message(&mut *tx, post_id).await? else {
-        return Err(live_ended());
+        return Err(LiveError::ChatClosed);
     };
     let offset_secs = (now - recording_start).max(0) as f64 / 1000.0;
     let id = db::chat::insert(&mut *tx, post_id, user.id, body.as_str(), offset_secs, now).await?;
@@ -39,6 +38,7 @@ pub async fn post(
         post_id,
         author_id: user.id,
         author_username: user.username.clone(),
+        author_external_id: user.external_id.clone(),
         body: body.as_str().to_owned(),
         offset_secs,
         created_at: now,
@@ -56,8 +56,4 @@ pub async fn post(
         }
     }
     Ok(message)
-}
-
-fn live_ended() -> ApiError {
-    ApiError::conflict("live_ended", "this live has ended; its chat is closed")
 }

@@ -1,27 +1,35 @@
 //! A viewer's Server-Sent Events: `viewers`, `chat` and `ended`.
 
-use std::{collections::VecDeque, convert::Infallible, sync::Arc};
+use std::{collections::VecDeque, sync::Arc};
 
-use axum::response::sse::Event;
 use futures_util::{stream, Stream};
 use serde::Serialize;
 use tokio::sync::broadcast::{error::RecvError, Receiver};
 
-use super::hub::{Joined, LiveEvent, Room, Seat, ViewerCounts};
+use super::LiveError;
 use crate::{
     db,
-    domain::{now_millis, ViewerId},
-    error::ApiError,
+    domain::{now_millis, PostId, ViewerId},
+    posts::views::{self, ChatMessageView, PostView},
+    rooms::hub::{Joined, LiveEvent, Room, Seat, ViewerCounts},
     state::AppState,
-    views::{self, ChatMessageView, PostView},
 };
+
+/// One event for a viewer: its name and its JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// `viewers`, `chat` or `ended`.
+    pub name: &'static str,
+    /// JSON.
+    pub data: String,
+}
 
 /// Chat messages a joining viewer receives from before it joined.
 const RECENT_CHAT: i64 = 50;
 
 fn json_event<T: Serialize>(name: &'static str, data: &T) -> Event {
     let data = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
-    Event::default().event(name).data(data)
+    Event { name, data }
 }
 
 fn ended_event(post: &PostView) -> Event {
@@ -62,7 +70,11 @@ impl Feed {
         let events = self.events.as_mut()?;
         let event = match events.recv().await {
             Ok(LiveEvent::Viewers(counts)) => viewers_event(counts),
-            Ok(LiveEvent::Chat(json)) => Event::default().event("chat").data(&*json),
+            Ok(LiveEvent::Chat(json)) => Event {
+                name: "chat",
+                data: json.to_string(),
+            },
+            Ok(LiveEvent::Closed) => return None,
             Ok(LiveEvent::Ended(post)) => {
                 self.events = None;
                 ended_event(&post)
@@ -74,10 +86,10 @@ impl Feed {
         Some(event)
     }
 
-    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    fn into_stream(self) -> impl Stream<Item = Event> + Send {
         stream::unfold(self, |mut feed| async move {
             let event = feed.next().await?;
-            Some((Ok(event), feed))
+            Some((event, feed))
         })
     }
 }
@@ -85,21 +97,20 @@ impl Feed {
 /// Opens the events of live `post_id` for `viewer` (`None`: the broadcaster, not counted).
 pub async fn open(
     state: &AppState,
-    post_id: i64,
+    post_id: PostId,
     viewer: Option<ViewerId>,
-) -> Result<impl Stream<Item = Result<Event, Infallible>> + Send, ApiError> {
-    let post = db::posts::get(&state.db, post_id)
+) -> Result<impl Stream<Item = Event> + Send, LiveError> {
+    let post = db::posts::get_live(&state.db, post_id)
         .await?
-        .filter(|post| post.is_live)
-        .ok_or(ApiError::NotFound)?;
-    if post.live_status.as_deref() != Some("live") {
-        let view = views::post(&state.db, post_id)
+        .ok_or(LiveError::NotFound)?;
+    if !post.is_in_progress() {
+        let view = views::post(&state.db, &state.public_url, post_id)
             .await?
-            .ok_or(ApiError::NotFound)?;
+            .ok_or(LiveError::NotFound)?;
         return Ok(Feed::ended(&view).into_stream());
     }
     let room = state.hub.room(post_id);
-    room.remember_peak(u64::try_from(post.peak_viewers).unwrap_or(0));
+    room.remember_peak(post.peak_viewers);
     let (counts, new_peak, events, seat) = match room.join(viewer.clone()) {
         Joined::Watching {
             counts,
@@ -113,7 +124,7 @@ pub async fn open(
     // The live may have ended between the first read and joining a room created meanwhile.
     let still_live = db::posts::get(&state.db, post_id)
         .await?
-        .is_some_and(|post| post.live_status.as_deref() == Some("live"));
+        .is_some_and(|post| post.is_in_progress());
     if !still_live {
         // The node that ended it announced it already, maybe before this room existed.
         super::announce_end_here(state, post_id).await;
@@ -134,20 +145,19 @@ pub async fn open(
 /// Persists a distinct viewer and a new peak, so the Post shows them during the live too.
 async fn record_viewer(
     state: &AppState,
-    post_id: i64,
+    post_id: PostId,
     viewer: Option<&ViewerId>,
     new_peak: Option<ViewerCounts>,
-) -> Result<(), ApiError> {
+) -> Result<(), LiveError> {
     if viewer.is_none() && new_peak.is_none() {
         return Ok(());
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = db::begin_write(&state.db).await?;
     if let Some(viewer) = viewer {
         db::posts::add_viewer(&mut tx, post_id, viewer.as_str(), now_millis()).await?;
     }
     if let Some(counts) = new_peak {
-        let peak = i64::try_from(counts.peak_viewers).unwrap_or(i64::MAX);
-        db::posts::raise_peak(&mut *tx, post_id, peak).await?;
+        db::posts::raise_peak(&mut *tx, post_id, counts.peak_viewers).await?;
     }
     tx.commit().await?;
     Ok(())

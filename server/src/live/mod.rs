@@ -1,68 +1,97 @@
-//! The live room: viewers counted over Server-Sent Events, chat, and the progressive stream
-//! of a live in progress, all fed by one [`hub::Hub`] of per-live rooms.
+//! A live as its viewers follow it: viewers counted over Server-Sent Events, chat, and the
+//! progressive stream of a live in progress, all fed by the per-live rooms of
+//! [`crate::rooms::hub::Hub`].
 //!
-//! The stream is the recorder's own upload: when a PATCH commits (`tus.rs` calls
+//! The stream is the recorder's own upload: when a PATCH commits (`uploads/tus.rs` calls
 //! [`committed`]), the live's room learns the new offset and wakes its streams, which send
-//! every cluster that became complete (`index.rs` knows where they are).
+//! every cluster or fragment that became whole (the upload's index, `indexing/`, knows where
+//! they are; `view.rs` reads it for the stream).
 //!
-//! With several nodes on one PostgreSQL database, `bus.rs` carries these events (commits,
-//! chat, counts, the end) to the rooms of the other nodes, whose streams then read the
-//! committed bytes from the shared storage.
+//! With several nodes on one PostgreSQL database, `rooms/bus.rs` carries these events
+//! (commits, chat, counts, the end) to the rooms of the other nodes, whose streams then read
+//! the committed bytes from the shared storage.
 
-pub mod bus;
 pub mod chat;
 pub mod events;
-pub mod hub;
-pub mod index;
+pub mod listener;
 pub mod stream;
+pub mod view;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::{db, domain::now_millis, domain::UploadId, state::AppState, views};
-use hub::Room;
+use view::StreamView;
 
-/// What a stream or a timing needs to know of the index after an advance.
-#[derive(Debug, Clone, Default)]
-pub struct IndexSnapshot {
-    /// The stream's header, when asked for and known.
-    pub header: Option<Vec<u8>>,
-    /// Where a joining viewer starts.
-    pub start: Option<u64>,
-    /// End of the last complete cluster.
-    pub complete_end: u64,
-    /// The upload is not a streamable WebM.
-    pub unusable: bool,
-    /// Media time covered by the committed blocks, in milliseconds.
-    pub media_span_ms: Option<f64>,
+use crate::{
+    accounts::rate_limit::RateLimitError,
+    db,
+    domain::{now_millis, PostId, UploadId},
+    indexing,
+    posts::views,
+    rooms::{bus, hub::Room},
+    state::AppState,
+};
+
+/// Why a viewer's or a chatter's request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// No such live.
+    #[error("not found")]
+    NotFound,
+    /// The live has ended: its chat takes no more messages.
+    #[error("this live has ended; its chat is closed")]
+    ChatClosed,
+    /// The live has ended: its replay is what there is to watch.
+    #[error("this live has ended; watch its replay")]
+    Ended,
+    /// The recording cannot be played before it is whole (a progressive MP4, or bytes the
+    /// index cannot read).
+    #[error(
+        "this live's recording cannot be watched while it records; \
+         its replay will play once it ends"
+    )]
+    NotStreamable,
+    /// Too many messages; retry after this many seconds.
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
+    /// The database or the storage failed.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
 }
 
-/// Advances the room's index over `upload` up to `committed` (off the async workers).
+impl From<sqlx::Error> for LiveError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+impl From<RateLimitError> for LiveError {
+    fn from(err: RateLimitError) -> Self {
+        match err {
+            RateLimitError::Exceeded(seconds) => Self::RateLimited(seconds),
+            RateLimitError::Database(err) => err.into(),
+        }
+    }
+}
+
+/// Brings this node's index of `upload` up to `committed` bytes (off the async workers) and
+/// returns the stream's view of it at position `at`, with the header when asked.
 pub async fn advance_index(
     state: &AppState,
-    room: &Arc<Room>,
     upload: &UploadId,
     committed: u64,
     with_header: bool,
-) -> anyhow::Result<IndexSnapshot> {
-    let room = Arc::clone(room);
+    at: u64,
+) -> anyhow::Result<StreamView> {
+    let shared = state.indexes.get(upload);
     let upload = upload.clone();
     state
-        .with_storage(move |storage| {
-            let mut index = room.index.lock().unwrap_or_else(|e| e.into_inner());
-            index.follow(&upload);
-            let file = storage.open_upload(&upload)?;
-            index
-                .advance(std::io::BufReader::new(file), committed)
-                .with_context(|| format!("indexing the clusters of upload {upload}"))?;
-            Ok(IndexSnapshot {
-                header: index.header().filter(|_| with_header).map(<[u8]>::to_vec),
-                start: index.start(),
-                complete_end: index.complete_end(),
-                unusable: index.unusable(),
-                media_span_ms: index.media_span_ms(),
-            })
+        .with_uploads(move |uploads| {
+            let mut index = indexing::lock(&shared);
+            indexing::advance(&mut index, uploads, &upload, committed)
+                .with_context(|| format!("indexing upload {upload}"))?;
+            Ok(view::view(&index, committed, at, with_header))
         })
         .await
 }
@@ -70,7 +99,7 @@ pub async fn advance_index(
 /// A PATCH of a live's upload committed: wake the streams, and date the recording if needed.
 ///
 /// Called with the upload's lock held, so it never runs after the live's end.
-pub async fn committed(state: &AppState, post_id: i64, upload: &UploadId, offset: u64) {
+pub async fn committed(state: &AppState, post_id: PostId, upload: &UploadId, offset: u64) {
     let arrival = now_millis();
     let room = state.hub.room(post_id);
     room.committed(upload, offset);
@@ -85,7 +114,7 @@ pub async fn committed(state: &AppState, post_id: i64, upload: &UploadId, offset
         return;
     }
     if let Err(err) = date_recording(state, &room, post_id, upload, offset, arrival).await {
-        tracing::warn!(post = post_id, error = ?err, "could not date the recording's start");
+        tracing::warn!(post = %post_id, error = ?err, "could not date the recording's start");
     }
 }
 
@@ -98,7 +127,7 @@ pub async fn committed(state: &AppState, post_id: i64, upload: &UploadId, offset
 async fn date_recording(
     state: &AppState,
     room: &Arc<Room>,
-    post_id: i64,
+    post_id: PostId,
     upload: &UploadId,
     offset: u64,
     arrival: i64,
@@ -110,9 +139,9 @@ async fn date_recording(
         room.mark_recording_dated();
         return Ok(());
     }
-    let index = advance_index(state, room, upload, offset, false).await?;
+    let index = advance_index(state, upload, offset, false, 0).await?;
     if index.unusable {
-        // Not a WebM (an MP4 live): offsets are measured from the live's start.
+        // Nothing the index can read: offsets are measured from the live's start.
         room.mark_recording_dated();
         return Ok(());
     }
@@ -127,7 +156,7 @@ async fn date_recording(
 }
 
 /// A live ended (stop or interruption): tell its viewers, on every node, and close its streams.
-pub async fn announce_end(state: &AppState, post_id: i64) {
+pub async fn announce_end(state: &AppState, post_id: PostId) {
     announce_end_here(state, post_id).await;
     if let Some(bus) = state.hub.bus() {
         bus.publish(bus::Notice::Ended { post: post_id });
@@ -136,13 +165,30 @@ pub async fn announce_end(state: &AppState, post_id: i64) {
 
 /// Ends the live's room on this node only (another node announced the end, or a room
 /// was created just after it).
-pub async fn announce_end_here(state: &AppState, post_id: i64) {
-    let post = match views::post(&state.db, post_id).await {
+pub async fn announce_end_here(state: &AppState, post_id: PostId) {
+    let post = match views::post(&state.db, &state.public_url, post_id).await {
         Ok(post) => post,
         Err(err) => {
-            tracing::error!(post = post_id, error = ?err, "could not load an ended live");
+            tracing::error!(post = %post_id, error = ?err, "could not load an ended live");
             None
         }
     };
+    let room = state.hub.get(post_id);
     state.hub.end(post_id, post);
+    // The upload's index goes once this node's streams have sent their last bytes.
+    let Some(room) = room else {
+        return;
+    };
+    let Some(upload) = room.progress().borrow().upload.clone() else {
+        return;
+    };
+    let indexes = std::sync::Arc::clone(&state.indexes);
+    tokio::spawn(async move {
+        room.streams_finished(STREAM_DRAIN).await;
+        indexes.forget(&upload);
+    });
 }
+
+/// How long an ended live's streams may take to send their last bytes before what they read
+/// (the upload's files, its index) goes.
+pub const STREAM_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::helpers::{fixture, spawn_app, spawn_app_in, TestApp};
 
 /// Runs `livekeep admin <args>` on `data_dir`, feeding `stdin`.
-fn admin(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+pub fn admin(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_livekeep"))
         .arg("admin")
         .args(args)
@@ -43,7 +43,7 @@ fn admin(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
 }
 
 /// Asserts success and returns standard output.
-fn succeeds(output: Output) -> String {
+pub fn succeeds(output: Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -55,7 +55,7 @@ fn succeeds(output: Output) -> String {
 }
 
 /// Asserts failure and returns standard error.
-fn fails(output: Output) -> String {
+pub fn fails(output: Output) -> String {
     assert!(
         !output.status.success(),
         "expected a failure, got stdout: {}",
@@ -155,6 +155,8 @@ async fn a_stuck_live_is_listed_then_finalized_by_hand_as_interrupted() {
     let post = app.get_json(&format!("/api/posts/{live_id}/")).await;
     assert_eq!(post["live_status"], "interrupted");
     assert_eq!(post["media_files"].as_array().unwrap().len(), 1);
+    // On an object store the layout the command stored is assembled by the server's sweeper.
+    app.layouts_assembled(0).await;
     assert!(app.stored_files("uploads").await.is_empty());
 }
 

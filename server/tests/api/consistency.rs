@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use livekeep_server::{config::Config, consistency, startup::Application};
+use livekeep_server::{config::Config, ops::consistency, startup::Application};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -89,6 +89,7 @@ async fn files_without_rows_are_deleted_at_start_and_files_with_rows_are_kept() 
         .await;
     assert_eq!(first.status(), StatusCode::NO_CONTENT);
     // A recording and the poster waiting on the running live.
+    app.layouts_assembled(1).await;
     let kept = app.stored_files("files").await;
     assert_eq!(kept.len(), 2);
     let data_dir = app.shutdown().await;

@@ -34,6 +34,8 @@ pub struct TestApp {
     pub data_dir: TempDir,
     /// The database the server uses (SQLite in `data_dir`, or PostgreSQL).
     pub database_url: String,
+    /// The server's shared state, for tests that look inside it or act as this node would.
+    pub state: livekeep_server::state::AppState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -66,6 +68,20 @@ pub fn mp4_fixture() -> Vec<u8> {
     std::fs::read(path).expect("the fixture is checked in")
 }
 
+/// `LIVEKEEP_TEST_LOG=debug` (any tracing filter) prints the servers' logs, to see why a test
+/// failed; the test harness captures them per test.
+fn log_when_asked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("LIVEKEEP_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 /// Starts the app with default settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
@@ -79,6 +95,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts the app on an existing data directory (to test restarts).
 pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    log_when_asked();
     let mut config = Config::with_data_dir(data_dir.path());
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.www_dir = data_dir.path().join("no-www");
@@ -93,6 +110,7 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
     let database_url = config.database_url();
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://{}", app.address());
+    let state = app.state().clone();
     let (stop, stopped) = oneshot::channel();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -108,6 +126,7 @@ pub async fn spawn_app_in(data_dir: TempDir, tweak: impl FnOnce(&mut Config)) ->
             .expect("client"),
         data_dir,
         database_url,
+        state,
         stop: Some(stop),
         server: Some(server),
     }
@@ -394,6 +413,13 @@ impl TestApp {
         self.stored().names(area).await
     }
 
+    /// Waits, on an object store, until the layouts stops left are assembled into one object
+    /// each and their uploads' objects are gone, but for `uploads_left` uploads still in use:
+    /// what a test then counts is what stays. At once on a local disk (layouts stay there).
+    pub async fn layouts_assembled(&self, uploads_left: usize) {
+        self.stored().layouts_assembled(uploads_left).await;
+    }
+
     /// The bytes held for an upload (its contiguous bytes from 0); `None` if it has none stored.
     pub async fn upload_bytes(&self, upload_url: &str) -> Option<Vec<u8>> {
         self.stored().upload_bytes(upload_url).await
@@ -420,14 +446,14 @@ impl StorageView {
     }
 
     /// Runs `op` on the storage on a blocking thread, as the server does.
-    async fn run<T: Send + 'static>(
+    pub async fn run<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&dyn livekeep_server::storage::Storage) -> T + Send + 'static,
+        op: impl FnOnce(&livekeep_server::storage::Stores) -> T + Send + 'static,
     ) -> T {
-        let storage =
-            livekeep_server::storage::open(&self.url, livekeep_server::storage::DEFAULT_PART_SIZE)
-                .expect("opening the test storage");
-        tokio::task::spawn_blocking(move || op(storage.as_ref()))
+        let settings = livekeep_server::storage::StorageSettings::default();
+        let stores =
+            livekeep_server::storage::open(&self.url, &settings).expect("opening the test storage");
+        tokio::task::spawn_blocking(move || op(&stores))
             .await
             .expect("storage task")
     }
@@ -437,15 +463,35 @@ impl StorageView {
         let area = area.to_owned();
         let mut names = self
             .run(move |s| match area.as_str() {
-                "files" => s.list_media(),
-                "staging" => s.list_staged(),
-                "uploads" => s.list_upload_files(),
+                "files" => s.media.list(),
+                "staging" => s.media.list_staged(),
+                "uploads" => s.uploads.list(),
                 other => panic!("no storage area {other}"),
             })
             .await
             .expect("listing the storage");
         names.sort();
         names
+    }
+
+    /// See [`TestApp::layouts_assembled`].
+    pub async fn layouts_assembled(&self, uploads_left: usize) {
+        if self.has_staging() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            let (files, uploads) = (self.names("files").await, self.names("uploads").await);
+            let assembled = !files.iter().any(|name| name.ends_with(".layout"));
+            if assembled && uploads.len() <= uploads_left {
+                return;
+            }
+            assert!(
+                started.elapsed() < EVENT_WAIT,
+                "layouts still unassembled: files {files:?}, uploads {uploads:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// The bytes held for an upload; `None` if it has none stored.
@@ -457,7 +503,7 @@ impl StorageView {
         let bytes = self
             .run(move |s| {
                 let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut s.open_upload(&id)?, &mut bytes)?;
+                std::io::Read::read_to_end(&mut s.uploads.open(&id)?, &mut bytes)?;
                 anyhow::Ok(bytes)
             })
             .await
@@ -470,8 +516,8 @@ impl StorageView {
         let id = upload_id(upload_url);
         let bytes = bytes.to_vec();
         self.run(move |s| {
-            let held = s.upload_len(&id)?.unwrap_or(0);
-            let mut writer = s.upload_writer(&id, held)?;
+            let held = s.uploads.len(&id)?.unwrap_or(0);
+            let mut writer = s.uploads.writer(&id, held)?;
             writer.write(&bytes)?;
             writer.sync()?;
             anyhow::Ok(())
@@ -480,11 +526,27 @@ impl StorageView {
         .expect("appending to an upload");
     }
 
+    /// Stores a committed media file under `key`, as another node or the admin command would.
+    pub async fn write_media(&self, key: &str, bytes: &[u8]) {
+        let (key, bytes) = (key.to_owned(), bytes.to_vec());
+        self.run(move |s| s.media.write(&key, &bytes))
+            .await
+            .expect("writing a media file");
+    }
+
+    /// Deletes the media file `key`, as another node or the admin command would.
+    pub async fn delete_media(&self, key: &str) {
+        let key = key.to_owned();
+        self.run(move |s| s.media.delete(&key))
+            .await
+            .expect("deleting a media file");
+    }
+
     /// Deletes every media and poster, as a lost disk or bucket would.
     pub async fn lose_all_files(&self) {
         self.run(|s| {
-            for key in s.list_media()? {
-                s.delete_media(&key)?;
+            for key in s.media.list()? {
+                s.media.delete(&key)?;
             }
             anyhow::Ok(())
         })

@@ -180,3 +180,47 @@ async fn the_docs_page_and_its_script_are_served_by_the_server() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_document_describes_every_webhook_event_and_its_signature_headers() {
+    let app = spawn_app().await;
+    let doc = app.get_json("/api/openapi.json").await;
+    let webhooks = doc["webhooks"].as_object().expect("a webhooks object");
+    let events: Vec<&str> = webhooks.keys().map(String::as_str).collect();
+    for event in [
+        "live.started",
+        "live.ended",
+        "live.interrupted",
+        "recording.refinalized",
+        "post.deleted",
+    ] {
+        assert!(events.contains(&event), "{event} missing from {events:?}");
+        let post = &webhooks[event]["post"];
+        let headers: Vec<&str> = post["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "header")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            headers,
+            ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        );
+        let body = &post["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(body["properties"]["type"]["enum"][0], event);
+        let data = resolve(&doc, &body["properties"]["data"]);
+        assert!(data["properties"].is_object(), "{event}: {data}");
+    }
+    let end = resolve(
+        &doc,
+        &webhooks["live.ended"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["properties"]["data"],
+    );
+    for field in ["post", "media"] {
+        assert!(
+            end["properties"][field].is_object(),
+            "live.ended data.{field}"
+        );
+    }
+}

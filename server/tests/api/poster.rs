@@ -1,12 +1,13 @@
 //! `PUT /api/posts/live/{id}/poster/` and `GET /media/{id}/poster`.
 
+use livekeep_server::domain::MediaId;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 
 use crate::helpers::{error_code, fixture, spawn_app, spawn_app_with, TestApp, TestUser};
 
 /// A real JPEG of a test pattern, made by ffmpeg.
-fn jpeg(pattern: &str) -> Vec<u8> {
+pub fn jpeg(pattern: &str) -> Vec<u8> {
     let out = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-f", "lavfi", "-i"])
         .arg(format!("{pattern}=size=64x48"))
@@ -21,7 +22,8 @@ fn jpeg(pattern: &str) -> Vec<u8> {
     out.stdout
 }
 
-async fn put_poster(
+/// `PUT /api/posts/live/{live_id}/poster/`.
+pub async fn put_poster(
     app: &TestApp,
     token: Option<&str>,
     live_id: i64,
@@ -127,6 +129,10 @@ async fn a_poster_sent_again_or_after_the_stop_replaces_the_old_one_whose_file_g
         .as_str()
         .unwrap()
         .to_owned();
+    let media_id = MediaId::new(post["media_files"][0]["id"].as_i64().unwrap());
+    let before = app.request(Method::GET, &url, None).send().await.unwrap();
+    assert_eq!(before.status(), StatusCode::OK);
+    assert!(app.state.media_cache.cached(media_id).is_some());
 
     let late = jpeg("rgbtestsrc");
     let put = put_poster(
@@ -138,6 +144,8 @@ async fn a_poster_sent_again_or_after_the_stop_replaces_the_old_one_whose_file_g
     )
     .await;
     assert_eq!(put.status(), StatusCode::NO_CONTENT);
+    // This node forgot the old poster's key as it replaced it.
+    assert!(app.state.media_cache.cached(media_id).is_none());
     let served = app.request(Method::GET, &url, None).send().await.unwrap();
     assert_eq!(served.bytes().await.unwrap(), late);
     assert_eq!(stored_posters(&app).await, 1);

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{
-    helpers::{cluster_starts, error_code, fixture, mp4_fixture, spawn_app, TestApp, EVENT_WAIT},
+    helpers::{cluster_starts, error_code, fixture, spawn_app, TestApp, EVENT_WAIT},
     stream_body::read_at_least,
 };
 
@@ -368,19 +368,6 @@ async fn the_stream_sends_the_header_then_whole_clusters_from_a_keyframe_and_end
 }
 
 #[tokio::test]
-async fn an_mp4_live_is_not_streamable_and_unknown_lives_are_404() {
-    let app = spawn_app().await;
-    let host = app.user().await;
-    let live = app.start_live(&host, "mp4").await;
-    app.upload_all(&host, &live, &mp4_fixture()).await;
-    let response = get_stream(&app, live.id).await;
-    assert_eq!(response.status(), StatusCode::CONFLICT);
-    assert_eq!(error_code(response).await, "not_streamable");
-    let unknown = get_stream(&app, 999999).await;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
 async fn a_stream_ends_when_the_recorder_moves_to_another_upload_so_the_viewer_follows_it() {
     let app = spawn_app().await;
     let host = app.user().await;
@@ -413,5 +400,263 @@ async fn a_stream_ends_when_the_recorder_moves_to_another_upload_so_the_viewer_f
             Some(piece) => got.extend_from_slice(&piece.unwrap()),
             None => break,
         }
+    }
+}
+
+/// Chromium's own MediaRecorder output: unknown-size clusters, a keyframe every second.
+fn chromium_webm() -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../webm/tests/fixtures/chromium-vp8-kf1s.webm");
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test]
+async fn the_last_cluster_reaches_the_viewers_when_the_live_ends() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let live = app.start_live(&host, "last seconds").await;
+    let bytes = chromium_webm();
+    let clusters = cluster_starts(&bytes);
+    app.patch(&host.token, &live.upload_url, 0, &bytes).await;
+
+    let response = get_stream(&app, live.id).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = Box::pin(response.bytes_stream());
+    let mut got = Vec::new();
+    read_at_least(&mut body, &mut got, 4, EVENT_WAIT).await;
+    let header_len = loop {
+        if let Some(&start) = cluster_starts(&got).first() {
+            if got.len() >= start + 64 {
+                break start;
+            }
+        }
+        let len = got.len() + 1;
+        read_at_least(&mut body, &mut got, len, EVENT_WAIT).await;
+    };
+    // An unknown-size cluster is whole only once the next one starts: the last one waits.
+    let last = *clusters.last().unwrap();
+    let joined_at = clusters
+        .iter()
+        .copied()
+        .find(|&start| bytes[start..].starts_with(&got[header_len..]))
+        .expect("the stream starts at a cluster");
+    read_at_least(
+        &mut body,
+        &mut got,
+        header_len + (last - joined_at),
+        EVENT_WAIT,
+    )
+    .await;
+    assert_eq!(&got[header_len..], &bytes[joined_at..last]);
+    let nothing_more = tokio::time::timeout(Duration::from_millis(500), body.next()).await;
+    assert!(nothing_more.is_err(), "the last cluster is not whole yet");
+
+    app.stop(&host.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    while let Some(piece) = tokio::time::timeout(EVENT_WAIT, body.next())
+        .await
+        .expect("the last cluster, then the end")
+    {
+        got.extend_from_slice(&piece.unwrap());
+    }
+    assert_eq!(
+        &got[header_len..],
+        &bytes[joined_at..],
+        "the stream ends with the recording's last cluster"
+    );
+    let mut ffmpeg = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", "-", "-f", "null", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ffmpeg on PATH");
+    std::io::Write::write_all(ffmpeg.stdin.as_mut().unwrap(), &got).unwrap();
+    let out = ffmpeg.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The upload goes once its last viewer has it (in the background, right after).
+    let deadline = Instant::now() + EVENT_WAIT;
+    while !app.stored_files("uploads").await.is_empty() {
+        assert!(Instant::now() < deadline, "the upload's file stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A WebM as MediaRecorder shapes it (unknown sizes), with one video track and a cluster per
+/// second of media, each one keyframe of `payload` bytes tagged with the cluster's number.
+fn big_cluster_webm(clusters: usize, payload: usize) -> (Vec<u8>, Vec<usize>) {
+    use livekeep_webm::ebml;
+    let mut out = Vec::new();
+    let mut ebml_body = Vec::new();
+    ebml::write_binary(&mut ebml_body, ebml::ID_DOCTYPE, b"webm");
+    ebml::write_header(&mut out, ebml::ID_EBML, ebml_body.len() as u64);
+    out.extend_from_slice(&ebml_body);
+    out.extend_from_slice(&[
+        0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    ]);
+    let mut info = Vec::new();
+    ebml::write_uint(&mut info, ebml::ID_TIMESTAMPSCALE, 1_000_000);
+    ebml::write_header(&mut out, ebml::ID_INFO, info.len() as u64);
+    out.extend_from_slice(&info);
+    let mut entry = Vec::new();
+    ebml::write_uint(&mut entry, ebml::ID_TRACKNUMBER, 1);
+    ebml::write_uint(&mut entry, ebml::ID_TRACKTYPE, 1);
+    ebml::write_binary(&mut entry, ebml::ID_CODECID, b"V_VP8");
+    let mut tracks = Vec::new();
+    ebml::write_header(&mut tracks, ebml::ID_TRACKENTRY, entry.len() as u64);
+    tracks.extend_from_slice(&entry);
+    ebml::write_header(&mut out, ebml::ID_TRACKS, tracks.len() as u64);
+    out.extend_from_slice(&tracks);
+    let mut starts = Vec::new();
+    for n in 0..clusters {
+        starts.push(out.len());
+        out.extend_from_slice(&[
+            0x1F, 0x43, 0xB6, 0x75, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
+        // Timestamps of a fixed width, as MediaRecorder writes them.
+        out.extend_from_slice(&[0xE7, 0x84]);
+        out.extend_from_slice(&(n as u32 * 1000).to_be_bytes());
+        let mut block = vec![0x81, 0x00, 0x00, 0x80];
+        block.extend(std::iter::repeat_n(n as u8, payload));
+        ebml::write_header(&mut out, ebml::ID_SIMPLEBLOCK, block.len() as u64);
+        out.extend_from_slice(&block);
+    }
+    (out, starts)
+}
+
+/// The clusters of a stream body: (timestamp, number tagged in its payload).
+fn clusters_of(body: &[u8]) -> Vec<(u32, u8)> {
+    cluster_starts(body)
+        .into_iter()
+        .map(|start| {
+            let ts = &body[start + 14..start + 18];
+            let tag = body[start + 18 + 8 + 4];
+            (u32::from_be_bytes(ts.try_into().unwrap()), tag)
+        })
+        .collect()
+}
+
+/// Reads off `stream` until what was read holds `marker` (a viewer that has started): the
+/// bytes read, to hand to [`read_chunked`].
+pub async fn read_until(stream: &mut tokio::net::TcpStream, marker: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !raw.windows(marker.len()).any(|w| w == marker) {
+        let n = tokio::time::timeout(EVENT_WAIT, stream.read(&mut buf))
+            .await
+            .expect("the stream starts")
+            .unwrap();
+        assert!(n > 0, "the stream closed before it started");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    raw
+}
+
+/// Reads an HTTP/1.1 chunked body off `stream` until it ends, after the bytes `raw` already
+/// read of it.
+pub async fn read_chunked(stream: &mut tokio::net::TcpStream, mut raw: Vec<u8>) -> Vec<u8> {
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut rest = &raw[split..];
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+#[tokio::test]
+async fn a_viewer_more_than_ten_seconds_behind_is_moved_to_the_live_edge_without_a_gap() {
+    let app = spawn_app().await;
+    let host = app.user().await;
+    let live = app.start_live(&host, "slow viewer").await;
+    // 40 s of media at 4 Mbit/s: far more than the socket buffers hold.
+    let (bytes, starts) = big_cluster_webm(40, 512 << 10);
+    app.patch(&host.token, &live.upload_url, 0, &bytes[..starts[3]])
+        .await;
+
+    // A viewer on a slow link: a tiny receive buffer, and no reading for a while.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = app.address.trim_start_matches("http://");
+    let mut viewer = socket.connect(address.parse().unwrap()).await.unwrap();
+    let request = format!(
+        "GET /api/posts/live/{}/stream HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n",
+        live.id
+    );
+    viewer.write_all(request.as_bytes()).await.unwrap();
+    // Joined (its first cluster is on its way) before the live goes on.
+    let started = read_until(&mut viewer, &[0x1F, 0x43, 0xB6, 0x75]).await;
+    let mut offset = starts[3];
+    for window in starts[3..].windows(2) {
+        app.patch(
+            &host.token,
+            &live.upload_url,
+            offset as u64,
+            &bytes[offset..window[1]],
+        )
+        .await;
+        offset = window[1];
+    }
+    app.patch(
+        &host.token,
+        &live.upload_url,
+        offset as u64,
+        &bytes[offset..],
+    )
+    .await;
+    let stop = async {
+        // The viewer catches up first, then the live ends.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        app.stop(&host.token, live.id, TestApp::video_data(&live, &bytes))
+            .await
+            .status()
+    };
+    let (body, stopped) = tokio::join!(read_chunked(&mut viewer, started), stop);
+    assert_eq!(stopped, StatusCode::OK);
+
+    let got = clusters_of(&body);
+    // Cluster 2 was not known whole when the viewer came (it ended at the committed offset).
+    let tags: Vec<u8> = got.iter().map(|&(_, tag)| tag).collect();
+    assert_eq!(
+        tags[0], 1,
+        "the viewer joined at the latest keyframe: {tags:?}"
+    );
+    assert_eq!(
+        *tags.last().unwrap(),
+        39,
+        "and ends with the last cluster: {tags:?}"
+    );
+    assert!(
+        tags.windows(2).any(|pair| pair[1] > pair[0] + 10),
+        "the viewer skipped more than ten seconds: {tags:?}"
+    );
+    assert!(tags.windows(2).all(|pair| pair[1] > pair[0]), "{tags:?}");
+    let times: Vec<u32> = got.iter().map(|&(ts, _)| ts).collect();
+    assert!(
+        times.windows(2).all(|pair| pair[1] == pair[0] + 1000),
+        "the stream's time runs on without a gap: {times:?}"
+    );
+    // Each cluster arrived whole.
+    for (start, &(_, tag)) in cluster_starts(&body).iter().zip(&got) {
+        let original = starts[tag as usize];
+        let len = starts.get(tag as usize + 1).copied().unwrap_or(bytes.len()) - original;
+        assert_eq!(
+            body[start + 18..start + len],
+            bytes[original + 18..original + len]
+        );
     }
 }

@@ -164,7 +164,9 @@ fn expected() -> Vec<String> {
 async fn the_sqlite_migrations_give_the_reference_schema() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("schema.db").display());
-    let db = livekeep_server::db::connect(&url).await.expect("migrate");
+    let db = livekeep_server::db::connect(&url, std::time::Duration::from_secs(10))
+        .await
+        .expect("migrate");
     assert_eq!(sqlite_schema(&db).await, expected());
 }
 
@@ -181,6 +183,8 @@ async fn the_postgres_migrations_give_the_same_schema() {
         return;
     };
     let url = crate::helpers::fresh_postgres_database_on(&admin).await;
-    let db = livekeep_server::db::connect(&url).await.expect("migrate");
+    let db = livekeep_server::db::connect(&url, std::time::Duration::from_secs(10))
+        .await
+        .expect("migrate");
     assert_eq!(postgres_schema(&db).await, expected());
 }

@@ -183,3 +183,60 @@ async fn a_wildcard_cors_origin_is_refused_at_start() {
     let built = Application::build(config).await;
     assert!(built.is_err(), "'*' was accepted");
 }
+
+/// Sends `GET <target>` as written (no dot-segment normalization, unlike an URL library) and
+/// returns the status line's code and the `content-type`.
+async fn raw_get(app: &TestApp, target: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer[9..12].parse().unwrap();
+    let content_type = answer
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, content_type)
+}
+
+#[tokio::test]
+async fn api_and_media_paths_never_fall_through_to_the_page_and_the_page_is_html() {
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(
+        www.path().join("index.html"),
+        "<!doctype html><title>x</title>",
+    )
+    .unwrap();
+    let www_dir = www.path().to_owned();
+    let app = spawn_app_with(|config| config.www_dir = www_dir).await;
+    for target in [
+        "/media/../../../../etc/passwd",
+        "/media/1/poster/extra",
+        "/media/not-a-number/x",
+        "/media",
+        "/api/../../etc/passwd",
+        "/api/nothing/here/at/all",
+    ] {
+        assert_eq!(
+            raw_get(&app, target).await,
+            (404, "application/json".to_owned()),
+            "{target}"
+        );
+    }
+    for target in ["/", "/watch/12", "/deep/client/route"] {
+        let (status, content_type) = raw_get(&app, target).await;
+        assert_eq!(status, 200, "{target}");
+        assert!(
+            content_type.starts_with("text/html"),
+            "{target}: {content_type}"
+        );
+    }
+}

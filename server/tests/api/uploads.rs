@@ -552,3 +552,50 @@ async fn bytes_never_acknowledged_are_cut_off_when_the_server_starts() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.upload_bytes(&live.upload_url).await.unwrap(), bytes);
 }
+
+#[tokio::test]
+async fn a_patch_finding_bytes_lost_below_the_offset_gets_409_and_the_upload_resumes_from_what_is_held(
+) {
+    // The local disk, whatever the test storage: the test cuts the upload's file itself.
+    let storage = tempfile::tempdir().unwrap();
+    let root = storage.path().to_owned();
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.storage_url = Some(format!("file://{}", root.display()));
+    })
+    .await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "lost bytes").await;
+    let bytes = fixture();
+    let first = app
+        .patch(&user.token, &live.upload_url, 0, &bytes[..20_000])
+        .await;
+    assert_eq!(first.status(), StatusCode::NO_CONTENT);
+    // As if the disk lost the last writes in a crash the database survived.
+    let id = crate::helpers::upload_id(&live.upload_url);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("uploads").join(format!("{id}.part")))
+        .unwrap();
+    file.set_len(5_000).unwrap();
+
+    let refused = app
+        .patch(&user.token, &live.upload_url, 20_000, &bytes[20_000..])
+        .await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    assert_eq!(error_code(refused).await, "offset_mismatch");
+    let head = app.head(&user.token, &live.upload_url).await;
+    assert_eq!(head.headers()["upload-offset"], "5000");
+    assert_eq!(
+        file.metadata().unwrap().len(),
+        5_000,
+        "nothing was written or extended"
+    );
+    let resumed = app
+        .patch(&user.token, &live.upload_url, 5_000, &bytes[5_000..])
+        .await;
+    assert_eq!(resumed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        std::fs::read(root.join("uploads").join(format!("{id}.part"))).unwrap(),
+        bytes
+    );
+}

@@ -1,6 +1,7 @@
-//! A node whose coordination connections are all taken by lock holders still answers them and
-//! still tells the other nodes, and many stops at once all finish: a lock holder waits for a
-//! second connection of the pool only when one is sure to come.
+//! A node with the smallest coordination pool still answers and tells the other nodes while a
+//! PATCH holds a lock as long as it likes, and many stops at once (each holding a lock while it
+//! takes another) all finish: a held lock holds no connection (finding 5 of bench/findings.md,
+//! where it did and the pool deadlocked, and finding 6).
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::{fixtures::fixture, harness::Cluster};
 
-/// Well below the coordination pool's 10 s acquire timeout, which is what a nested wait costs.
+/// A prompt answer; a nested wait for a pooled connection used to cost the 10 s acquire timeout.
 const PROMPT: Duration = Duration::from_secs(5);
 
 /// A PATCH body the test feeds, so the PATCH holds its upload's lock for as long as it likes.
@@ -24,8 +25,8 @@ fn fed_body() -> (mpsc::Sender<Vec<u8>>, reqwest::Body) {
 
 #[tokio::test]
 async fn with_every_coordination_connection_held_a_patch_and_a_chat_reach_the_other_node() {
-    // Three connections: the listener's, one for a PATCH whose body stalls, one for the
-    // requests under test.
+    // Three connections: the listener's and two lock sessions, for a PATCH whose body stalls
+    // and the requests under test.
     let cluster = Cluster::start(&["--coordination-connections", "3"]).await;
     let bytes = fixture();
     let token = cluster.a().register("pressed").await;
@@ -60,7 +61,7 @@ async fn with_every_coordination_connection_held_a_patch_and_a_chat_reach_the_ot
         }
     }
 
-    // The PATCH takes the last connection for its lock, then announces its commit.
+    // Another PATCH takes its own lock, then announces its commit.
     let started = Instant::now();
     let answered = cluster.a().patch(&token, &upload_url, 0, &bytes).await;
     let took = started.elapsed();
@@ -100,8 +101,8 @@ async fn with_every_coordination_connection_held_a_patch_and_a_chat_reach_the_ot
 
 #[tokio::test]
 async fn many_stops_at_once_on_a_small_coordination_pool_all_finish() {
-    // Each stop holds its live's lock while it takes its upload's: with two connections for
-    // locks, two stops holding one each would wait for each other's.
+    // Each stop holds its live's lock while it takes its upload's: when a lock held a pooled
+    // connection, two stops holding one each waited for each other's.
     let cluster = Cluster::start(&["--coordination-connections", "3"]).await;
     let bytes = fixture();
     let token = cluster.a().register("many").await;

@@ -36,6 +36,8 @@ fn free_port() -> u16 {
 pub struct Postgres {
     dir: TempDir,
     port: u16,
+    /// The server's options, to start it again the same way.
+    options: String,
 }
 
 impl Postgres {
@@ -78,18 +80,42 @@ impl Postgres {
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
             dir.path().display()
         );
-        let status = as_postgres(&bin.join("pg_ctl"))
+        let this = Self { dir, port, options };
+        this.start_again();
+        this
+    }
+
+    fn pg_ctl(&self) -> Command {
+        let mut command = as_postgres(&Path::new(PG_BIN).join("pg_ctl"));
+        command
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
+            .stdout(Stdio::null());
+        command
+    }
+
+    /// Stops the server as an operator restarting it would (`-m fast`: sessions are ended,
+    /// their advisory locks released) and waits until it is down.
+    pub fn stop(&self) {
+        let status = self.pg_ctl().args(["-m", "fast", "-w", "stop"]).status();
+        assert!(
+            status.unwrap().success(),
+            "pg_ctl stop failed: {}",
+            self.log()
+        );
+    }
+
+    /// Starts the stopped server again on the same port and data, and waits until it accepts
+    /// connections.
+    pub fn start_again(&self) {
+        let status = self
+            .pg_ctl()
             .arg("-l")
-            .arg(dir.path().join("postgres.log"))
-            .args(["-w", "-o", &options, "start"])
-            .stdout(Stdio::null())
+            .arg(self.dir.path().join("postgres.log"))
+            .args(["-w", "-o", &self.options, "start"])
             .status()
             .expect("pg_ctl runs");
-        let this = Self { dir, port };
-        assert!(status.success(), "pg_ctl start failed: {}", this.log());
-        this
+        assert!(status.success(), "pg_ctl start failed: {}", self.log());
     }
 
     /// The database URL both nodes use.
@@ -136,6 +162,16 @@ pub struct Node {
 impl Node {
     /// Starts a node on `database_url` with `storage_url`, plus extra flags.
     pub async fn start(database_url: &str, storage_url: &str, flags: &[&str]) -> Self {
+        Self::start_with_env(database_url, storage_url, flags, &[]).await
+    }
+
+    /// Starts a node as [`Node::start`] does, with extra environment variables.
+    pub async fn start_with_env(
+        database_url: &str,
+        storage_url: &str,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         let log_path = data_dir.path().join("node.log");
         let log = std::fs::File::create(&log_path).unwrap();
@@ -144,6 +180,7 @@ impl Node {
             .args(["--database-url", database_url, "--storage-url", storage_url])
             .args(flags)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stderr(log);
         let process = ServerProcess::spawn(command, || {
             std::fs::read_to_string(&log_path).unwrap_or_default()
@@ -313,19 +350,37 @@ impl Node {
     }
 }
 
-/// The storage every node shares: a directory, or a bucket of the test's moto server
-/// with `LIVEKEEP_TEST_STORAGE=s3`.
+/// The storage every node shares: a directory, or with `LIVEKEEP_TEST_STORAGE=s3` a bucket of
+/// the test's moto server, or a prefix of the Garage bucket of `scripts/services.sh --garage`
+/// when `LIVEKEEP_TEST_GARAGE_DIR` names one.
 pub enum SharedStorage {
     /// `file://` on a temporary directory.
     Dir(TempDir),
-    /// `s3://<bucket>/media`.
-    Bucket(String),
+    /// `s3://<bucket>/<prefix>/media`.
+    Bucket {
+        /// The bucket.
+        name: String,
+        /// Where in it this test's nodes store.
+        prefix: String,
+    },
 }
 
 impl SharedStorage {
-    async fn new() -> Self {
-        if crate::s3::requested() {
-            Self::Bucket(crate::s3::moto().bucket().await)
+    /// A fresh directory, or with `LIVEKEEP_TEST_STORAGE=s3` a fresh bucket of moto or a fresh
+    /// prefix of Garage's bucket.
+    pub async fn new() -> Self {
+        static PREFIXES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        if std::env::var_os("LIVEKEEP_TEST_GARAGE_DIR").is_some() {
+            let n = PREFIXES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Self::Bucket {
+                name: std::env::var("LIVEKEEP_TEST_S3_BUCKET").expect("the Garage bucket"),
+                prefix: format!("two-nodes-{}-{n}/media", std::process::id()),
+            }
+        } else if crate::s3::requested() {
+            Self::Bucket {
+                name: crate::s3::moto().bucket().await,
+                prefix: "media".to_owned(),
+            }
         } else {
             Self::Dir(tempfile::tempdir().unwrap())
         }
@@ -335,12 +390,15 @@ impl SharedStorage {
     pub fn url(&self) -> String {
         match self {
             Self::Dir(dir) => format!("file://{}", dir.path().display()),
-            Self::Bucket(bucket) => format!("s3://{bucket}/media"),
+            Self::Bucket { name, prefix } => format!("s3://{name}/{prefix}"),
         }
     }
 
+    /// A client on the bucket (configured by the same variables as the nodes) and the path
+    /// of media `key`.
     fn object(
-        bucket: &str,
+        name: &str,
+        prefix: &str,
         key: &str,
     ) -> (
         std::sync::Arc<dyn object_store::ObjectStore>,
@@ -348,9 +406,13 @@ impl SharedStorage {
     ) {
         // The server installs this in its own process; the test's client needs it too.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = object_store::aws::AmazonS3Builder::from_env()
+            .with_url(format!("s3://{name}"))
+            .build()
+            .expect("an S3 client");
         (
-            crate::s3::moto().client(bucket),
-            object_store::path::Path::from(format!("media/files/{key}")),
+            std::sync::Arc::new(client),
+            object_store::path::Path::from(format!("{prefix}/files/{key}")),
         )
     }
 
@@ -358,8 +420,8 @@ impl SharedStorage {
     pub async fn put_media(&self, key: &str, bytes: &[u8]) {
         match self {
             Self::Dir(dir) => std::fs::write(dir.path().join("files").join(key), bytes).unwrap(),
-            Self::Bucket(bucket) => {
-                let (store, location) = Self::object(bucket, key);
+            Self::Bucket { name, prefix } => {
+                let (store, location) = Self::object(name, prefix, key);
                 store.put(&location, bytes.to_vec().into()).await.unwrap();
             }
         }
@@ -369,8 +431,8 @@ impl SharedStorage {
     pub async fn has_media(&self, key: &str) -> bool {
         match self {
             Self::Dir(dir) => dir.path().join("files").join(key).exists(),
-            Self::Bucket(bucket) => {
-                let (store, location) = Self::object(bucket, key);
+            Self::Bucket { name, prefix } => {
+                let (store, location) = Self::object(name, prefix, key);
                 store.head(&location).await.is_ok()
             }
         }
@@ -378,21 +440,35 @@ impl SharedStorage {
 
     /// How many media files are stored.
     pub async fn media_count(&self) -> usize {
-        match self {
+        // A media is one file, or a layout's files (`<stem>.layout`, `.head`, `.data`), or both
+        // for a moment while a layout is assembled: counted once by their stem.
+        let names: Vec<String> = match self {
             Self::Dir(dir) => std::fs::read_dir(dir.path().join("files"))
-                .map(|entries| entries.count())
-                .unwrap_or(0),
-            Self::Bucket(bucket) => {
-                let (store, _) = Self::object(bucket, "");
-                let dir = object_store::path::Path::from("media/files");
+                .map(|entries| {
+                    entries
+                        .filter_map(|entry| entry.ok())
+                        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Self::Bucket { name, prefix } => {
+                let (store, _) = Self::object(name, prefix, "");
+                let dir = object_store::path::Path::from(format!("{prefix}/files"));
                 store
                     .list_with_delimiter(Some(&dir))
                     .await
                     .unwrap()
                     .objects
-                    .len()
+                    .into_iter()
+                    .filter_map(|meta| meta.location.filename().map(str::to_owned))
+                    .collect()
             }
-        }
+        };
+        let stems: std::collections::HashSet<&str> = names
+            .iter()
+            .map(|name| name.split('.').next().unwrap_or_default())
+            .collect();
+        stems.len()
     }
 }
 

@@ -3,17 +3,23 @@
 //!
 //! Needs PostgreSQL 15's server programs (Debian's `postgresql-15`, see scripts/bootstrap.sh)
 //! and root (the cluster runs as the `postgres` user). `LIVEKEEP_TEST_STORAGE=s3` shares a
-//! bucket of a `moto_server` instead of a directory.
+//! bucket of a `moto_server` instead of a directory. `faults.rs` breaks the store and the
+//! database under a live.
 
 mod coordination;
 #[path = "../common/emulator.rs"]
 mod emulator;
+mod faults;
 #[path = "../common/fixtures.rs"]
 mod fixtures;
 mod harness;
 #[path = "../common/process.rs"]
 mod process;
+mod proxy;
 mod rate_limits;
+#[allow(dead_code)] // Shared with the API tests, which use more of it.
+#[path = "../common/receiver.rs"]
+mod receiver;
 #[allow(dead_code)] // Shared with the API tests, which use more of it.
 #[path = "../api/s3.rs"]
 mod s3;
@@ -21,6 +27,9 @@ mod s3;
 mod sse;
 #[path = "../common/stream_body.rs"]
 mod stream_body;
+#[path = "../common/verifier.rs"]
+mod verifier;
+mod webhooks;
 
 use std::time::{Duration, Instant};
 

@@ -51,7 +51,7 @@ fn assert_close(actual: f64, expected: f64) {
 }
 
 #[test]
-fn a_mediarecorder_shaped_file_gets_duration_cues_and_known_sizes() {
+fn a_mediarecorder_shaped_file_gets_duration_and_cues() {
     let mut all_blocks = Vec::new();
     let mut clusters = Vec::new();
     for second in 0..3u64 {

@@ -1,16 +1,21 @@
-//! A deterministic mutation fuzzer: the finalizer never panics and never writes a broken file.
+//! A deterministic mutation fuzzer: the finalizers never panic, never write a broken file, and
+//! stay within their memory bounds.
 //!
 //! Seeds are real recordings (cut short to keep the run bounded) and
 //! hand-built files; each case applies a few bit flips, truncations, splices
 //! or size rewrites. The generator is seeded, so a failure names its case and
 //! replays exactly.
 
+use std::io::Cursor;
 use std::path::Path;
 
 use livekeep_webm::ebml;
-use livekeep_webm::{probe_mp4, Error};
+use livekeep_webm::mp4::Mp4Index;
+use livekeep_webm::{finalize_mp4, finalize_webm, probe_mp4, Error};
 
+use crate::memory::peak_during;
 use crate::support::*;
+use crate::tools::{ffmpeg_make, scratch};
 
 /// Cases per run: a few seconds in a debug build.
 const CASES: u64 = 5000;
@@ -156,5 +161,172 @@ fn mutated_inputs_never_panic_and_either_fail_or_reparse() {
     assert!(
         finalized > CASES / 4,
         "only {finalized} of {CASES} cases finalized"
+    );
+}
+
+/// MP4 seeds: Chromium's recording and ffmpeg's H.264 + AAC with absolute base offsets.
+fn mp4_seeds() -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut chromium = std::fs::read(dir.join("chromium-fmp4.mp4")).expect("fixture");
+    chromium.truncate(SEED_LEN);
+    let ffmpeg = scratch("mutation-seed.mp4");
+    ffmpeg_make(
+        "-v error -y -f lavfi -i testsrc2=size=96x64:rate=15 \
+         -f lavfi -i sine=frequency=440:sample_rate=8000 -t 3 \
+         -c:v libx264 -preset veryfast -g 15 -c:a aac -b:a 16k \
+         -movflags frag_keyframe+empty_moov -frag_duration 1000000 {out}",
+        None,
+        &ffmpeg,
+    );
+    let mut ffmpeg = std::fs::read(&ffmpeg).expect("ffmpeg's output");
+    ffmpeg.truncate(SEED_LEN);
+    vec![chromium, ffmpeg]
+}
+
+/// Heap a finalizer may hold for an input of `len` bytes: its buffers, and the output
+/// (a growing vector) with the head it adds.
+fn memory_bound(len: usize) -> usize {
+    (4 << 20) + 8 * len
+}
+
+/// The index's state as bytes: two indexes that encode the same are the same.
+fn encoded(index: &Mp4Index) -> (Vec<u8>, Vec<u8>) {
+    (index.encode_state(), index.encode_fragments(0))
+}
+
+#[test]
+fn mutated_mp4s_never_panic_stay_bounded_and_index_alike_in_any_pushes() {
+    let seeds = mp4_seeds();
+    let mut rng = Rng(0x5EED_4D50_34AB_0002);
+    let mut finalized = 0;
+    for case in 0..CASES / 2 {
+        let mut input = seeds[rng.below(seeds.len())].clone();
+        mutate(&mut rng, &mut input, &seeds);
+        let (result, peak) = peak_during(|| {
+            std::panic::catch_unwind(|| {
+                let mut output = Vec::new();
+                finalize_mp4(Cursor::new(&input), &mut output).map(|done| (done, output))
+            })
+        });
+        assert!(
+            peak <= memory_bound(input.len()),
+            "case {case}: finalize_mp4 held {peak} bytes for {} of input",
+            input.len()
+        );
+        match result {
+            Ok(Ok((done, output))) => {
+                // Finalized output is a fixed point of finalizing.
+                let mut twice = Vec::new();
+                match finalize_mp4(Cursor::new(&output), &mut twice) {
+                    Ok(again) => {
+                        assert!(twice == output, "case {case}: finalizing twice differs");
+                        assert_eq!(again.dropped_tail_bytes, 0, "case {case}");
+                    }
+                    Err(e) => panic!("case {case}: finalized output is refused: {e}"),
+                }
+                assert!(
+                    done.duration_secs.is_finite() && done.duration_secs >= 0.0,
+                    "case {case}"
+                );
+                finalized += 1;
+            }
+            Ok(Err(Error::NotMp4 | Error::Invalid(_))) => {}
+            Ok(Err(e)) => panic!("case {case}: unexpected error {e}"),
+            Err(_) => panic!("case {case}: finalize_mp4 panicked"),
+        }
+
+        // The same index, pushed at once or in pieces saved and restored between them.
+        let mut whole = Mp4Index::new();
+        let _ = whole.push(&input);
+        let mut index = Mp4Index::new();
+        let mut entries = Vec::new();
+        let mut saved = 0;
+        let mut pos = 0;
+        while pos < input.len() {
+            let end = (pos + 1 + rng.below(4096)).min(input.len());
+            let _ = index.push(&input[pos..end]);
+            pos = end;
+            entries.extend(index.encode_fragments(saved));
+            saved = index.fragments().len();
+            index = Mp4Index::restore(&index.encode_state(), &entries)
+                .unwrap_or_else(|e| panic!("case {case}: a saved state is refused: {e}"));
+        }
+        assert!(
+            encoded(&index) == encoded(&whole),
+            "case {case}: pushes differ"
+        );
+
+        let (probed, peak) =
+            peak_during(|| std::panic::catch_unwind(|| probe_mp4(Cursor::new(&input))));
+        assert!(probed.is_ok(), "case {case}: probe_mp4 panicked");
+        assert!(
+            peak <= memory_bound(input.len()),
+            "case {case}: probe_mp4 held {peak}"
+        );
+        let (_, peak) = peak_during(|| finalize_webm(Cursor::new(&input), Vec::new()));
+        assert!(
+            peak <= memory_bound(input.len()),
+            "case {case}: finalize_webm held {peak}"
+        );
+    }
+    assert!(
+        finalized > CASES / 4,
+        "only {finalized} of {} cases finalized",
+        CASES / 2
+    );
+}
+
+#[test]
+fn mutated_webms_index_alike_in_any_pushes_and_plan_what_finalize_writes() {
+    use livekeep_webm::webm_index::{EntriesMark, WebmIndex};
+    use livekeep_webm::{plan_webm, FinalizePath};
+
+    let seeds = seeds();
+    let mut rng = Rng(0x5EED_5745_424D_0003);
+    let mut verbatim = 0;
+    for case in 0..CASES / 2 {
+        let mut input = seeds[rng.below(seeds.len())].clone();
+        mutate(&mut rng, &mut input, &seeds);
+        let mut whole = WebmIndex::new();
+        let _ = whole.push(&input);
+        let _ = whole.finish();
+
+        // Pushed in pieces, saved after each and resumed from what was saved.
+        let mut index = WebmIndex::new();
+        let mut entries = Vec::new();
+        let mut mark = EntriesMark::default();
+        let mut pos = 0;
+        while pos < input.len() {
+            let end = (pos + 1 + rng.below(3000)).min(input.len());
+            let _ = index.push(&input[pos..end]);
+            entries.extend(index.encode_entries(mark));
+            mark = index.mark();
+            index = WebmIndex::restore(&index.encode_state(), &entries)
+                .unwrap_or_else(|e| panic!("case {case}: a saved state is refused: {e}"));
+            let _ = index.push(&input[index.resume_at() as usize..end]);
+            pos = end;
+        }
+        let _ = index.finish();
+        assert!(index == whole, "case {case}: pushes differ");
+
+        let mut output = Vec::new();
+        if let Ok(done) = finalize_webm(Cursor::new(&input), &mut output) {
+            if done.path == FinalizePath::Verbatim {
+                let mut served = Vec::new();
+                plan_webm(&whole)
+                    .unwrap_or_else(|e| panic!("case {case}: no plan: {e}"))
+                    .write_to(&mut Cursor::new(&input), &mut served)
+                    .unwrap_or_else(|e| panic!("case {case}: the plan does not write: {e}"));
+                assert!(
+                    served == output,
+                    "case {case}: the plan is not what finalize writes"
+                );
+                verbatim += 1;
+            }
+        }
+    }
+    assert!(
+        verbatim > CASES / 10,
+        "only {verbatim} cases kept their clusters"
     );
 }

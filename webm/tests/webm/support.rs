@@ -208,6 +208,8 @@ pub struct Parsed {
     pub cues: Vec<(u64, u64)>,
     /// Number of clusters.
     pub clusters: usize,
+    /// Clusters whose size is unknown (kept as MediaRecorder wrote them).
+    pub unknown_size_clusters: usize,
     /// Every block in order.
     pub frames: Vec<Frame>,
 }
@@ -244,18 +246,37 @@ pub fn parse_finalized(file: &[u8]) -> Parsed {
     let (id, len, size) = element(segment);
     assert_eq!(id, ebml::ID_SEGMENT);
     let data = &segment[len..];
-    assert_eq!(
-        size,
-        Some(data.len() as u64),
-        "Segment size covers the rest of the file exactly"
-    );
+    // The Segment's size covers the rest of the file exactly; it is unknown (the rest of the
+    // file) only around Clusters kept with unknown sizes, checked below.
+    let segment_size_known = size.is_some();
+    if let Some(size) = size {
+        assert_eq!(
+            size,
+            data.len() as u64,
+            "Segment size covers the rest of the file exactly"
+        );
+    }
 
-    // Every level-1 element has a known size and they tile the Segment.
+    // Every level-1 element has a known size, except Clusters kept as MediaRecorder wrote
+    // them, which end where the next level-1 element (or the Segment) does; they tile the
+    // Segment.
     let mut level1 = Vec::new();
     let mut pos = 0usize;
+    let mut unknown_size_clusters = 0;
     while pos < data.len() {
         let (id, len, size) = element(&data[pos..]);
-        let size = size.expect("level-1 sizes are known") as usize;
+        let size = match size {
+            Some(size) => size as usize,
+            None => {
+                assert_eq!(
+                    id,
+                    ebml::ID_CLUSTER,
+                    "only Clusters may have an unknown size"
+                );
+                unknown_size_clusters += 1;
+                unknown_cluster_len(&data[pos + len..])
+            }
+        };
         assert!(
             pos + len + size <= data.len(),
             "element at {pos} overruns the Segment"
@@ -263,6 +284,12 @@ pub fn parse_finalized(file: &[u8]) -> Parsed {
         level1.push((id, pos, &data[pos + len..pos + len + size]));
         pos += len + size;
     }
+    assert_eq!(
+        segment_size_known,
+        unknown_size_clusters == 0,
+        "an unknown-size Segment exactly around unknown-size Clusters (FFmpeg refuses an \
+         unknown-size element inside a known-size one)"
+    );
     let find = |id: u32| level1.iter().find(|(i, _, _)| *i == id).copied();
     let (_, seekhead_pos, seekhead) = find(ebml::ID_SEEKHEAD).expect("SeekHead");
     assert_eq!(seekhead_pos, 0, "SeekHead comes first");
@@ -364,6 +391,35 @@ pub fn parse_finalized(file: &[u8]) -> Parsed {
         duration_secs: duration * scale as f64 / 1e9,
         cues,
         clusters,
+        unknown_size_clusters,
         frames,
     }
+}
+
+/// Level-1 ids: any of them ends an unknown-size Cluster (Matroska's rule for unknown sizes).
+const LEVEL1_IDS: [u32; 8] = [
+    ebml::ID_SEEKHEAD,
+    ebml::ID_INFO,
+    ebml::ID_TRACKS,
+    ebml::ID_CUES,
+    ebml::ID_CLUSTER,
+    ebml::ID_CHAPTERS,
+    ebml::ID_TAGS,
+    ebml::ID_ATTACHMENTS,
+];
+
+/// Length of an unknown-size Cluster's data: its children, each of known size, up to the next
+/// level-1 element or the end of `rest`.
+fn unknown_cluster_len(rest: &[u8]) -> usize {
+    let mut pos = 0;
+    while pos < rest.len() {
+        let (id, len, size) = element(&rest[pos..]);
+        if LEVEL1_IDS.contains(&id) {
+            break;
+        }
+        let size = size.expect("cluster children have known sizes") as usize;
+        assert!(pos + len + size <= rest.len(), "a cluster child overruns");
+        pos += len + size;
+    }
+    pos
 }

@@ -1,0 +1,241 @@
+//! The HTTP layer, the only module that knows HTTP: one router per resource (`routes/`)
+//! merged here with the OpenAPI document, the extractors, the mapping of every service error to
+//! its answer (`error.rs`), the security headers and the accept loop (`serve/`).
+
+pub mod client_addr;
+pub mod error;
+pub mod extract;
+pub mod mount;
+mod openapi;
+mod routes;
+mod schemas;
+pub mod security;
+pub mod serve;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::response::IntoResponse;
+use axum::{
+    extract::Request,
+    http::{header, HeaderName, HeaderValue, Method},
+    Router,
+};
+use tower::{Layer, ServiceBuilder, ServiceExt};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    normalize_path::{NormalizePath, NormalizePathLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    services::{ServeDir, ServeFile},
+    trace::{DefaultOnResponse, TraceLayer},
+    LatencyUnit,
+};
+use tracing::Level;
+
+use crate::{
+    config::Config,
+    http::{
+        client_addr::{ClientAddr, TrustedProxies},
+        error::ApiError,
+        mount::Mounted,
+    },
+    state::AppState,
+};
+use routes::{auth, health, lives, media, metrics, posts, room, uploads};
+
+async fn api_not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// Whether a path is the API's or the media's: such a path never gets the page, whatever its
+/// shape (a client that does not normalize `..` must not be answered with `index.html`).
+fn is_api_path(path: &str) -> bool {
+    ["/api", "/media"].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// The application as the accept loop serves it: the public URL's path prefix taken off,
+/// trailing slashes trimmed, then routed.
+pub type App = Mounted<NormalizePath<Router>>;
+
+/// The application of `router` under the public URL's prefix, with trailing slashes optional
+/// on every route (they are stripped before routing).
+pub fn app(state: AppState, config: &Config) -> anyhow::Result<App> {
+    let prefix = state.public_url.prefix().to_owned();
+    let router = router(state, config)?;
+    Ok(Mounted::new(
+        &prefix,
+        NormalizePathLayer::trim_trailing_slash().layer(router),
+    ))
+}
+
+/// The whole application: API under `/api`, media, health, and the `www` page at `/`.
+pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
+    let (www_dir, cors_origins) = (config.www_dir.as_path(), config.cors_origins.as_slice());
+    let api = Router::new()
+        .merge(auth::router())
+        .merge(lives::router())
+        .merge(posts::router())
+        .merge(room::router())
+        .merge(uploads::router())
+        .merge(openapi::router())
+        .fallback(api_not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+
+    let mut app = Router::new()
+        .nest("/api", api)
+        .merge(media::router())
+        .merge(health::router())
+        .merge(metrics::router())
+        .method_not_allowed_fallback(method_not_allowed);
+    app = if www_dir.join("index.html").is_file() {
+        let index = www_dir.join("index.html");
+        // Unknown paths get the page, so client-side routes survive a reload; the API's and
+        // the media's paths get the JSON 404.
+        let page = ServeDir::new(www_dir).fallback(ServeFile::new(index));
+        app.fallback_service(tower::service_fn(move |request: Request| {
+            let page = page.clone();
+            async move {
+                if is_api_path(request.uri().path()) {
+                    return Ok::<_, std::convert::Infallible>(ApiError::NotFound.into_response());
+                }
+                let response = page.oneshot(request).await?;
+                Ok(response.map(axum::body::Body::new))
+            }
+        }))
+    } else {
+        tracing::info!(dir = %www_dir.display(), "no www page found; serving the API only");
+        app.fallback(api_not_found)
+    };
+
+    let request_id = HeaderName::from_static("x-request-id");
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    let client = request
+                        .extensions()
+                        .get::<ClientAddr>()
+                        .map(|client| client.0.to_string());
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        client = %client.as_deref().unwrap_or("-"),
+                        request_id = %id,
+                    )
+                })
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Millis),
+                ),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id));
+    // Inside the router's layers, so the matched route is known when a request is counted.
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+        .layer(layers)
+        // Outside the request's span, which logs the client address.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(TrustedProxies::new(&config.trusted_proxies)),
+            client_addr::stamp,
+        ));
+    let app = match cors(cors_origins)? {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    let security = std::sync::Arc::new(crate::http::security::SecurityHeaders::new(cors_origins)?);
+    Ok(app.layer(axum::middleware::from_fn_with_state(
+        security,
+        crate::http::security::stamp,
+    )))
+}
+
+/// An allow-list CORS layer, or none (same origin only) when no origin is configured.
+fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/'))
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            anyhow::ensure!(o != "*", "--cors-origin must list origins, not '*'");
+            HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("invalid CORS origin {o:?}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let tus_headers = [
+        "tus-resumable",
+        "tus-version",
+        "tus-extension",
+        "tus-max-size",
+        "tus-checksum-algorithm",
+        "upload-offset",
+        "upload-length",
+        "upload-defer-length",
+        "upload-metadata",
+        "upload-checksum",
+        "upload-expires",
+        "x-request-id",
+        "x-http-method-override",
+    ]
+    .map(HeaderName::from_static);
+    let mut allow = tus_headers.to_vec();
+    allow.extend([header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE]);
+    let mut expose = tus_headers.to_vec();
+    expose.extend([header::LOCATION, header::CONTENT_RANGE, header::ETAG]);
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers(allow)
+            .expose_headers(expose)
+            .max_age(Duration::from_secs(600)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_and_media_paths_are_recognised_whatever_follows() {
+        for path in [
+            "/api",
+            "/api/x",
+            "/media",
+            "/media/../../etc/passwd",
+            "/api/..%2f..",
+        ] {
+            assert!(is_api_path(path), "{path}");
+        }
+        for path in ["/", "/apis", "/mediaX/1", "/index.html", "/assets/app.js"] {
+            assert!(!is_api_path(path), "{path}");
+        }
+    }
+}
