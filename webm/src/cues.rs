@@ -1,9 +1,9 @@
 //! The Cues element: one CuePoint per seekable cluster.
 //!
-//! Cues are written before the Clusters so a player can seek after reading
-//! the first few kilobytes. Their positions point past themselves, so their
-//! size depends on the positions they hold; [`Cues::layout`] finds the fixed
-//! point.
+//! They are written after the Clusters, as `ffmpeg -c copy` writes them: the
+//! head before the clusters then does not grow with the keyframes, and no
+//! position depends on the Cues' own size. A player finds them through the
+//! SeekHead.
 
 use crate::ebml::{self, header_len, uint_element_len, write_header, write_uint};
 
@@ -39,39 +39,16 @@ impl Cues {
             .sum()
     }
 
-    /// Length of the Cues element when it starts at `cues_position` and clusters follow it.
-    ///
-    /// `cluster_offsets[i]` is cluster `i`'s offset from the end of the Cues.
-    /// Returns 0 when there is nothing to index (an empty Cues is invalid).
-    pub fn layout(&self, cues_position: u64, cluster_offsets: &[u64]) -> u64 {
-        if self.points.is_empty() {
-            return 0;
-        }
-        // Positions only grow with the Cues' size and their encodings with
-        // them, so iterating from 0 climbs monotonically to the fixed point.
-        let mut len = 0;
-        loop {
-            let body = self.body_len(|cluster| {
-                cues_position + len + cluster_offsets.get(cluster).copied().unwrap_or(0)
-            });
-            let next = header_len(ebml::ID_CUES, body) as u64 + body;
-            if next == len {
-                return len;
-            }
-            len = next;
-        }
-    }
-
-    /// Encodes the Cues laid out by [`Cues::layout`]; empty when there are no points.
-    pub fn encode(&self, cues_position: u64, cues_len: u64, cluster_offsets: &[u64]) -> Vec<u8> {
+    /// Encodes the Cues with cluster `i` at `position(i)` from the Segment data start (they
+    /// come after the clusters, so no position depends on their size). Empty when there are
+    /// no points: an empty Cues is invalid.
+    pub fn encode_pointing(&self, position: impl Fn(usize) -> u64) -> Vec<u8> {
         if self.points.is_empty() {
             return Vec::new();
         }
-        let position = |cluster: usize| {
-            cues_position + cues_len + cluster_offsets.get(cluster).copied().unwrap_or(0)
-        };
-        let mut out = Vec::with_capacity(usize::try_from(cues_len).unwrap_or(0));
-        write_header(&mut out, ebml::ID_CUES, self.body_len(position));
+        let body = self.body_len(&position);
+        let mut out = Vec::with_capacity(usize::try_from(body).unwrap_or(0) + 12);
+        write_header(&mut out, ebml::ID_CUES, body);
         for cue in &self.points {
             let cluster_position = position(cue.cluster);
             write_header(
@@ -112,7 +89,7 @@ mod tests {
     use crate::ebml::{read_uint, Children};
 
     #[test]
-    fn encoded_cues_have_the_laid_out_length_and_point_past_themselves() {
+    fn cue_points_point_at_their_clusters_positions() {
         let cues = Cues {
             points: (0..300)
                 .map(|i| Cue {
@@ -123,26 +100,25 @@ mod tests {
                 })
                 .collect(),
         };
-        let offsets: Vec<u64> = (0..300).map(|i| i * 40_000).collect();
-        let len = cues.layout(100, &offsets);
-        let bytes = cues.encode(100, len, &offsets);
-        assert_eq!(bytes.len() as u64, len);
+        let bytes = cues.encode_pointing(|cluster| 100 + cluster as u64 * 40_000);
         let cues_element = Children::new(&bytes).next().expect("Cues element");
         assert_eq!(cues_element.id, ebml::ID_CUES);
-        let last = Children::new(cues_element.data).last().expect("a CuePoint");
+        assert_eq!(cues_element.raw.len(), bytes.len(), "one element");
+        let points: Vec<_> = Children::new(cues_element.data).collect();
+        assert_eq!(points.len(), 300);
+        let last = points.last().expect("a CuePoint");
         let positions = Children::new(last.data)
             .find(|c| c.id == ebml::ID_CUETRACKPOSITIONS)
             .expect("CueTrackPositions");
         let cluster = Children::new(positions.data)
             .find(|c| c.id == ebml::ID_CUECLUSTERPOSITION)
             .and_then(|c| read_uint(c.data));
-        assert_eq!(cluster, Some(100 + len + 299 * 40_000));
+        assert_eq!(cluster, Some(100 + 299 * 40_000));
     }
 
     #[test]
     fn no_points_means_no_cues_element() {
         let cues = Cues::default();
-        assert_eq!(cues.layout(0, &[]), 0);
-        assert!(cues.encode(0, 0, &[]).is_empty());
+        assert!(cues.encode_pointing(|_| 0).is_empty());
     }
 }

@@ -2,14 +2,17 @@
 //!
 //! Pass 1 is [`WebmIndex`] run over the file. When the clusters can stay as uploaded
 //! ([`WebmIndex::verbatim`], the MediaRecorder case) the finished file is [`plan_webm`]'s
-//! layout: EBML header, Segment, SeekHead, Info with Duration, Tracks, Cues, then the upload's
-//! cluster bytes as they are. Unknown-size Clusters stay unknown-size (each ends at the next
-//! Cluster, the last at the end of the file), and the Segment is then of unknown size too:
+//! layout: EBML header, Segment, SeekHead, Info with Duration, Tracks, then the upload's
+//! cluster bytes as they are, then the Cues (where `ffmpeg -c copy` puts them: the head before
+//! the clusters stays a few kilobytes however many keyframes there are, so a stop that plans
+//! it does constant work). Unknown-size Clusters stay unknown-size (each ends at the next
+//! Cluster, the last at the Cues or the end of the file), and the Segment is then of unknown
+//! size too:
 //! FFmpeg's demuxer (Chromium's) refuses an unknown-size element inside a known-size one
 //! ("Unknown-sized element inside parent with finite size") and resynchronises, while an
 //! unknown-size Segment is what every live WebM has; its SeekHead and Cues positions count
 //! from its data start either way. Otherwise pass 2 rewrites the clusters as before: known
-//! sizes, `Timestamp 0` where blocks came first, dropped children left out.
+//! sizes, `Timestamp 0` where blocks came first, dropped children left out, the Cues after them.
 
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 
@@ -74,7 +77,7 @@ fn index_file<R: Read + Seek>(input: &mut R) -> Result<WebmIndex, Error> {
 }
 
 /// Plans the finished WebM from a complete index (the upload ends at [`WebmIndex::position`]):
-/// a new head, then the upload's clusters as they are. Fails when the clusters cannot be kept
+/// a new head, then the upload's clusters as they are, then the Cues. Fails when the clusters cannot be kept
 /// verbatim ([`WebmIndex::verbatim`]): [`crate::finalize_webm`] rewrites those.
 pub fn plan_webm(index: &WebmIndex) -> Result<Layout, Error> {
     let finished;
@@ -113,7 +116,6 @@ pub fn plan_webm(index: &WebmIndex) -> Result<Layout, Error> {
     )?;
     let mut bytes = head.before_extras;
     bytes.extend_from_slice(index.extra_bytes());
-    bytes.extend_from_slice(&head.cues);
     Ok(Layout {
         head: bytes,
         extents: if end > first {
@@ -125,7 +127,7 @@ pub fn plan_webm(index: &WebmIndex) -> Result<Layout, Error> {
             Vec::new()
         },
         patches: Vec::new(),
-        tail: Vec::new(),
+        tail: head.cues,
     })
 }
 
@@ -133,15 +135,20 @@ pub fn plan_webm(index: &WebmIndex) -> Result<Layout, Error> {
 struct Head {
     /// EBML header, Segment header, SeekHead, Info with Duration, Tracks.
     before_extras: Vec<u8>,
-    /// The Cues element (empty without cue points).
+    /// The Cues element, written after the clusters (empty without cue points).
     cues: Vec<u8>,
     /// Where the clusters start in the finished file.
     clusters_at: u64,
 }
 
 impl Head {
-    /// Lays out the head for clusters at `cluster_offsets` (from the first), `clusters_len` long;
-    /// the Segment's size is written when `sized`, else unknown.
+    /// Lays out the head for clusters at `cluster_offsets` (from the first), `clusters_len`
+    /// long, and the Cues that follow them; the Segment's size is written when `sized`, else
+    /// unknown (an unknown-size last Cluster then ends at the Cues, a level-1 element).
+    ///
+    /// The Cues come after the clusters, where `ffmpeg -c copy` puts them: the head stays a
+    /// few kilobytes however many keyframes there are (a stop that plans it does constant
+    /// work), and no position depends on the Cues' own size.
     fn lay_out(
         index: &WebmIndex,
         extras_len: u64,
@@ -171,9 +178,11 @@ impl Head {
 
         let info_pos = seekhead_len;
         let tracks_pos = info_pos + info_len;
-        let cues_pos = tracks_pos + tracks_len + extras_len;
-        let cues_len = cues.layout(cues_pos, cluster_offsets);
-        let segment_len = cues_pos + cues_len + clusters_len;
+        let clusters_pos = tracks_pos + tracks_len + extras_len;
+        let offset = |cluster: usize| cluster_offsets.get(cluster).copied().unwrap_or(0);
+        let encoded_cues = cues.encode_pointing(|cluster| clusters_pos + offset(cluster));
+        let cues_pos = clusters_pos + clusters_len;
+        let segment_len = cues_pos + encoded_cues.len() as u64;
 
         let mut head = Vec::with_capacity(4096);
         head.extend_from_slice(index.ebml_header());
@@ -201,8 +210,8 @@ impl Head {
         let segment_data_start = index.ebml_header().len() as u64 + SEGMENT_HEADER_LEN;
         Ok(Self {
             before_extras: head,
-            cues: cues.encode(cues_pos, cues_len, cluster_offsets),
-            clusters_at: segment_data_start + cues_pos + cues_len,
+            cues: encoded_cues,
+            clusters_at: segment_data_start + clusters_pos,
         })
     }
 }
@@ -257,7 +266,6 @@ fn rewrite<R: Read + Seek, W: Write>(
         src.seek_to(extra.start)?;
         src.copy_to(extra.len, &mut out)?;
     }
-    out.write_all(&head.cues)?;
     if out.count != head.clusters_at {
         return Err(Error::Invalid("input changed while finalizing"));
     }
@@ -284,6 +292,7 @@ fn rewrite<R: Read + Seek, W: Write>(
             return Err(Error::Invalid("input changed while finalizing"));
         }
     }
+    out.write_all(&head.cues)?;
     out.flush()?;
     Ok(())
 }

@@ -3,8 +3,8 @@
 //! Browsers record live: a WebM without Duration or Cues, or a fragmented MP4
 //! whose moov declares no duration and which has no index, so players cannot
 //! seek. [`finalize`] recognises the container and hands it to
-//! [`finalize_webm`] (a new head with Duration and Cues before the Clusters,
-//! the clusters kept as uploaded or rewritten) or [`finalize_mp4`] (durations
+//! [`finalize_webm`] (a new head with Duration, the clusters kept as uploaded
+//! or rewritten, the Cues after them) or [`finalize_mp4`] (durations
 //! in the moov, a sidx per track before the fragments, the fragments copied as
 //! they are). Memory is bounded whatever the length (a small entry per cluster
 //! or fragment); media bytes are copied byte for byte.

@@ -269,9 +269,17 @@ pub async fn finalize_from_index(
             return Ok(None);
         };
         let (head, layout) = stored_layout(&planned.layout, planned.outcome.container);
+        let planned_in = started.elapsed();
         let put = media
             .put_layout(&media_key(), &upload, &head, &layout)
             .map_err(io::Error::from)?;
+        tracing::debug!(
+            upload = %upload,
+            head_bytes = head.len(),
+            plan_ms = planned_in.as_secs_f64() * 1e3,
+            put_ms = (started.elapsed() - planned_in).as_secs_f64() * 1e3,
+            "finalized from the index"
+        );
         Ok::<_, FinalizeError>(Some((put, planned.outcome)))
     })
     .await
@@ -304,7 +312,7 @@ impl<W: Write> Write for Counting<W> {
 /// container (blocking: run it in `spawn_blocking`); hands the writer back, flushed, for
 /// the caller to commit.
 ///
-/// WebM gets Duration, SeekHead and Cues before its clusters; a fragmented MP4 gets durations
+/// WebM gets Duration and SeekHead before its clusters and Cues after them; a fragmented MP4 gets durations
 /// in its moov and a sidx per track before its fragments (a progressive one is already
 /// seekable and is copied). Frames are copied byte for byte, and memory stays bounded
 /// whatever the recording's size. What the finalizers refuse is a [`FinalizeError::Format`]

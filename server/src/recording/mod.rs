@@ -198,7 +198,9 @@ pub async fn finalize_live(
     ending: Ending,
     claims: &Claims,
 ) -> Result<(), StopError> {
+    let mut stages = Stages::start();
     let held = tus::reconcile(state, upload).await?;
+    stages.mark("reconcile");
     if ending == Ending::Stopped {
         if let Some(length) = upload.length {
             if held < length {
@@ -235,6 +237,7 @@ pub async fn finalize_live(
     )
     .await
     .context("the upload's index")?;
+    stages.mark("index");
     let digest = indexing::lock(&index).sha256();
     let original_sha256 = Sha256Hex::from_digest(&digest);
     if claims
@@ -261,6 +264,7 @@ pub async fn finalize_live(
                 (key, outcome, false)
             }
         };
+    stages.mark("store");
     if outcome.dropped_tail_bytes > 0 {
         tracing::info!(
             post = %post.id,
@@ -337,6 +341,7 @@ pub async fn finalize_live(
             return Err(err.context("recording a live's media").into());
         }
     };
+    stages.mark("commit");
     state.webhooks.wake();
     tracing::info!(
         post = %post.id,
@@ -359,7 +364,40 @@ pub async fn finalize_live(
     if holds_upload {
         assembly::spawn(state, &stored_key);
     }
+    stages.mark("end");
+    tracing::debug!(post = %post.id, stages = %stages, "stop stages (ms)");
     Ok(())
+}
+
+/// How long each stage of a finalization took, for the debug log.
+struct Stages {
+    last: std::time::Instant,
+    done: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Stages {
+    fn start() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((stage, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (stage, took)) in self.done.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{stage}={:.2}", took.as_secs_f64() * 1e3)?;
+        }
+        Ok(())
+    }
 }
 
 /// Drops this node's index of `upload` when it goes, unless told to `keep` it.

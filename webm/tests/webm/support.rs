@@ -356,7 +356,14 @@ pub fn parse_finalized(file: &[u8]) -> Parsed {
     let mut cues = Vec::new();
     if let Some((_, cues_pos, cues_body)) = find(ebml::ID_CUES) {
         let first = first_cluster.expect("Cues imply clusters");
-        assert!(cues_pos < level1[first].1, "Cues come before the Clusters");
+        let last = level1
+            .iter()
+            .rposition(|(id, _, _)| *id == ebml::ID_CLUSTER)
+            .expect("Cues imply clusters");
+        assert!(
+            cues_pos < level1[first].1 || cues_pos > level1[last].1,
+            "Cues come before the first Cluster or after the last, not between Clusters"
+        );
         for point in Children::new(cues_body) {
             let time =
                 read_uint(child(point.data, ebml::ID_CUETIME).expect("CueTime")).expect("uint");
