@@ -50,24 +50,29 @@ impl Cues {
         let mut out = Vec::with_capacity(usize::try_from(body).unwrap_or(0) + 12);
         write_header(&mut out, ebml::ID_CUES, body);
         for cue in &self.points {
-            let cluster_position = position(cue.cluster);
-            write_header(
-                &mut out,
-                ebml::ID_CUEPOINT,
-                cue_point_body_len(cue, cluster_position),
-            );
-            write_uint(&mut out, ebml::ID_CUETIME, cue.time);
-            write_header(
-                &mut out,
-                ebml::ID_CUETRACKPOSITIONS,
-                track_positions_body_len(cue, cluster_position),
-            );
-            write_uint(&mut out, ebml::ID_CUETRACK, cue.track);
-            write_uint(&mut out, ebml::ID_CUECLUSTERPOSITION, cluster_position);
-            write_uint(&mut out, ebml::ID_CUERELATIVEPOSITION, cue.relative);
+            encode_cue_point(&mut out, cue, position(cue.cluster));
         }
         out
     }
+}
+
+/// Appends one CuePoint for `cue`, whose cluster is at `cluster_position` from the Segment's
+/// data start: the Cues element's body is these, one after the other.
+pub fn encode_cue_point(out: &mut Vec<u8>, cue: &Cue, cluster_position: u64) {
+    write_header(
+        out,
+        ebml::ID_CUEPOINT,
+        cue_point_body_len(cue, cluster_position),
+    );
+    write_uint(out, ebml::ID_CUETIME, cue.time);
+    write_header(
+        out,
+        ebml::ID_CUETRACKPOSITIONS,
+        track_positions_body_len(cue, cluster_position),
+    );
+    write_uint(out, ebml::ID_CUETRACK, cue.track);
+    write_uint(out, ebml::ID_CUECLUSTERPOSITION, cluster_position);
+    write_uint(out, ebml::ID_CUERELATIVEPOSITION, cue.relative);
 }
 
 fn track_positions_body_len(cue: &Cue, cluster_position: u64) -> u64 {

@@ -95,25 +95,30 @@ pub fn plan_webm(index: &WebmIndex) -> Result<Layout, Error> {
         return Err(Error::Invalid("the clusters cannot be kept verbatim"));
     }
     let (first, end) = index.cluster_region().unwrap_or((0, 0));
-    let cues = Cues {
-        points: index
-            .cues()
-            .iter()
-            .map(|entry| Cue {
-                relative: entry.upload_relative,
-                ..entry.cue
-            })
-            .collect(),
+    let extras_len = index.extra_bytes().len() as u64;
+    let parts = HeadParts::new(index, extras_len, !index.cues().is_empty())?;
+    // The index encodes each CuePoint as it learns it: a stop copies them, however many.
+    let cues = match index.encoded_cue_points(parts.clusters_pos) {
+        Some(points) => {
+            let mut element = Vec::with_capacity(points.len() + 12);
+            if !points.is_empty() {
+                ebml::write_header(&mut element, ebml::ID_CUES, points.len() as u64);
+                element.extend_from_slice(points);
+            }
+            element
+        }
+        None => verbatim_cues(index).encode_pointing(|cluster| {
+            let start = index.clusters().get(cluster).map_or(first, |c| c.start);
+            parts.clusters_pos + start.saturating_sub(first)
+        }),
     };
-    let offsets: Vec<u64> = index.clusters().iter().map(|c| c.start - first).collect();
     let head = Head::lay_out(
         index,
-        index.extra_bytes().len() as u64,
-        &cues,
-        &offsets,
+        parts,
+        cues,
         end - first,
         !index.has_unknown_size_clusters(),
-    )?;
+    );
     let mut bytes = head.before_extras;
     bytes.extend_from_slice(index.extra_bytes());
     Ok(Layout {
@@ -131,32 +136,42 @@ pub fn plan_webm(index: &WebmIndex) -> Result<Layout, Error> {
     })
 }
 
-/// The head of a finished WebM, around the extras (copied from the upload or held).
-struct Head {
-    /// EBML header, Segment header, SeekHead, Info with Duration, Tracks.
-    before_extras: Vec<u8>,
-    /// The Cues element, written after the clusters (empty without cue points).
-    cues: Vec<u8>,
-    /// Where the clusters start in the finished file.
-    clusters_at: u64,
+/// The cue points of clusters kept verbatim: each block where the upload has it.
+fn verbatim_cues(index: &WebmIndex) -> Cues {
+    Cues {
+        points: index
+            .cues()
+            .iter()
+            .map(|entry| Cue {
+                relative: entry.upload_relative,
+                ..entry.cue
+            })
+            .collect(),
+    }
 }
 
-impl Head {
-    /// Lays out the head for clusters at `cluster_offsets` (from the first), `clusters_len`
-    /// long, and the Cues that follow them; the Segment's size is written when `sized`, else
-    /// unknown (an unknown-size last Cluster then ends at the Cues, a level-1 element).
-    ///
-    /// The Cues come after the clusters, where `ffmpeg -c copy` puts them: the head stays a
-    /// few kilobytes however many keyframes there are (a stop that plans it does constant
-    /// work), and no position depends on the Cues' own size.
-    fn lay_out(
-        index: &WebmIndex,
-        extras_len: u64,
-        cues: &Cues,
-        cluster_offsets: &[u64],
-        clusters_len: u64,
-        sized: bool,
-    ) -> Result<Self, Error> {
+/// Where the clusters of a verbatim finished file start, from its Segment's data start, when
+/// the index knows its head (Tracks seen): what the index encodes its cue points against.
+pub(crate) fn verbatim_clusters_position(index: &WebmIndex) -> Option<u64> {
+    HeadParts::new(index, index.extra_bytes().len() as u64, true)
+        .ok()
+        .map(|parts| parts.clusters_pos)
+}
+
+/// The head's elements before the clusters, and where each goes (from the Segment's data).
+struct HeadParts {
+    /// Info's body, with the Duration.
+    info: Vec<u8>,
+    seekhead_body: u64,
+    info_pos: u64,
+    tracks_pos: u64,
+    /// Where the clusters start: after the SeekHead, Info, Tracks and the extras.
+    clusters_pos: u64,
+    has_cues: bool,
+}
+
+impl HeadParts {
+    fn new(index: &WebmIndex, extras_len: u64, has_cues: bool) -> Result<Self, Error> {
         let tracks_body = index
             .tracks_body()
             .ok_or(Error::Invalid("no Tracks in the Segment"))?;
@@ -171,18 +186,48 @@ impl Head {
             ebml::header_len(ebml::ID_INFO, info.len() as u64) as u64 + info.len() as u64;
         let tracks_len = ebml::header_len(ebml::ID_TRACKS, tracks_body.len() as u64) as u64
             + tracks_body.len() as u64;
-        let has_cues = !cues.points.is_empty();
         let seekhead_body = SEEK_ENTRY_LEN * if has_cues { 3 } else { 2 };
-        let seekhead_len =
-            ebml::header_len(ebml::ID_SEEKHEAD, seekhead_body) as u64 + seekhead_body;
-
-        let info_pos = seekhead_len;
+        let info_pos = ebml::header_len(ebml::ID_SEEKHEAD, seekhead_body) as u64 + seekhead_body;
         let tracks_pos = info_pos + info_len;
-        let clusters_pos = tracks_pos + tracks_len + extras_len;
-        let offset = |cluster: usize| cluster_offsets.get(cluster).copied().unwrap_or(0);
-        let encoded_cues = cues.encode_pointing(|cluster| clusters_pos + offset(cluster));
-        let cues_pos = clusters_pos + clusters_len;
-        let segment_len = cues_pos + encoded_cues.len() as u64;
+        Ok(Self {
+            info,
+            seekhead_body,
+            info_pos,
+            tracks_pos,
+            clusters_pos: tracks_pos + tracks_len + extras_len,
+            has_cues,
+        })
+    }
+}
+
+/// The head of a finished WebM, around the extras (copied from the upload or held).
+struct Head {
+    /// EBML header, Segment header, SeekHead, Info with Duration, Tracks.
+    before_extras: Vec<u8>,
+    /// The Cues element, written after the clusters (empty without cue points).
+    cues: Vec<u8>,
+    /// Where the clusters start in the finished file.
+    clusters_at: u64,
+}
+
+impl Head {
+    /// Lays out the head for `parts`, clusters `clusters_len` long, and the encoded `cues`
+    /// that follow them; the Segment's size is written when `sized`, else unknown (an
+    /// unknown-size last Cluster then ends at the Cues, a level-1 element).
+    ///
+    /// The Cues come after the clusters, where `ffmpeg -c copy` puts them: the head stays a
+    /// few kilobytes however many keyframes there are (a stop that plans it does constant
+    /// work), and no position depends on the Cues' own size.
+    fn lay_out(
+        index: &WebmIndex,
+        parts: HeadParts,
+        cues: Vec<u8>,
+        clusters_len: u64,
+        sized: bool,
+    ) -> Self {
+        let cues_pos = parts.clusters_pos + clusters_len;
+        let segment_len = cues_pos + cues.len() as u64;
+        let tracks_body = index.tracks_body().unwrap_or_default();
 
         let mut head = Vec::with_capacity(4096);
         head.extend_from_slice(index.ebml_header());
@@ -192,9 +237,12 @@ impl Head {
         } else {
             head.extend_from_slice(&UNKNOWN_SIZE);
         }
-        ebml::write_header(&mut head, ebml::ID_SEEKHEAD, seekhead_body);
-        let mut targets = vec![(ebml::ID_INFO, info_pos), (ebml::ID_TRACKS, tracks_pos)];
-        if has_cues {
+        ebml::write_header(&mut head, ebml::ID_SEEKHEAD, parts.seekhead_body);
+        let mut targets = vec![
+            (ebml::ID_INFO, parts.info_pos),
+            (ebml::ID_TRACKS, parts.tracks_pos),
+        ];
+        if parts.has_cues {
             targets.push((ebml::ID_CUES, cues_pos));
         }
         for (id, position) in targets {
@@ -203,16 +251,16 @@ impl Head {
             ebml::write_header(&mut head, ebml::ID_SEEKPOSITION, 8);
             head.extend_from_slice(&position.to_be_bytes());
         }
-        ebml::write_header(&mut head, ebml::ID_INFO, info.len() as u64);
-        head.extend_from_slice(&info);
+        ebml::write_header(&mut head, ebml::ID_INFO, parts.info.len() as u64);
+        head.extend_from_slice(&parts.info);
         ebml::write_header(&mut head, ebml::ID_TRACKS, tracks_body.len() as u64);
         head.extend_from_slice(tracks_body);
         let segment_data_start = index.ebml_header().len() as u64 + SEGMENT_HEADER_LEN;
-        Ok(Self {
+        Self {
             before_extras: head,
-            cues: encoded_cues,
-            clusters_at: segment_data_start + clusters_pos,
-        })
+            cues,
+            clusters_at: segment_data_start + parts.clusters_pos,
+        }
     }
 }
 
@@ -248,14 +296,11 @@ fn rewrite<R: Read + Seek, W: Write>(
         clusters_len += cluster.rewritten_len();
     }
     let cues = index.rewrite_cues();
-    let head = Head::lay_out(
-        index,
-        extras_len,
-        &cues,
-        &cluster_offsets,
-        clusters_len,
-        true,
-    )?;
+    let parts = HeadParts::new(index, extras_len, !cues.points.is_empty())?;
+    let encoded = cues.encode_pointing(|cluster| {
+        parts.clusters_pos + cluster_offsets.get(cluster).copied().unwrap_or(0)
+    });
+    let head = Head::lay_out(index, parts, encoded, clusters_len, true);
 
     let mut out = Counting {
         inner: BufWriter::with_capacity(BUFFER_SIZE, output),
@@ -295,4 +340,94 @@ fn rewrite<R: Read + Seek, W: Write>(
     out.write_all(&head.cues)?;
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURES: [&[u8]; 4] = [
+        include_bytes!("../tests/fixtures/chromium-vp8-kf1s.webm"),
+        include_bytes!("../tests/fixtures/chromium-vp9.webm"),
+        include_bytes!("../tests/fixtures/chromium-opus-only.webm"),
+        include_bytes!("../tests/fixtures/chromium-vp8-truncated.webm"),
+    ];
+
+    /// The index fed `bytes` in pieces of `piece`, finished.
+    fn indexed(bytes: &[u8], piece: usize) -> WebmIndex {
+        let mut index = WebmIndex::new();
+        for chunk in bytes.chunks(piece) {
+            index.push(chunk).expect("a WebM");
+        }
+        index.finish().expect("a WebM");
+        index
+    }
+
+    /// The Cues as encoded from the index's entries at plan time, without its encoded points.
+    fn cues_encoded_afresh(index: &WebmIndex) -> Vec<u8> {
+        let (first, _) = index.cluster_region().expect("clusters");
+        let parts = HeadParts::new(index, index.extra_bytes().len() as u64, true).unwrap();
+        verbatim_cues(index).encode_pointing(|cluster| {
+            parts.clusters_pos + (index.clusters()[cluster].start - first)
+        })
+    }
+
+    #[test]
+    fn cue_points_encoded_as_they_arrive_are_the_ones_a_plan_would_encode() {
+        for (i, bytes) in FIXTURES.iter().enumerate() {
+            for piece in [1, 7, 4096, bytes.len()] {
+                let index = indexed(bytes, piece);
+                let clusters_pos = verbatim_clusters_position(&index).expect("a head");
+                let points = index
+                    .encoded_cue_points(clusters_pos)
+                    .expect("every cue point encoded");
+                assert!(!points.is_empty(), "fixture {i}");
+                let layout = plan_webm(&index).expect("plans");
+                let fresh = cues_encoded_afresh(&index);
+                assert_eq!(layout.tail, fresh, "fixture {i}, pieces of {piece}");
+                assert!(fresh.ends_with(points), "fixture {i}, pieces of {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_restored_index_encodes_its_cue_points_again() {
+        let bytes = FIXTURES[0];
+        let mut index = WebmIndex::new();
+        index.push(&bytes[..bytes.len() / 2]).unwrap();
+        let mut restored = WebmIndex::restore(
+            &index.encode_state(),
+            &index.encode_entries(Default::default()),
+        )
+        .expect("restores");
+        restored
+            .push(&bytes[restored.resume_at() as usize..])
+            .unwrap();
+        restored.finish().unwrap();
+        let whole = indexed(bytes, bytes.len());
+        let clusters_pos = verbatim_clusters_position(&whole).expect("a head");
+        let points = whole.encoded_cue_points(clusters_pos).expect("encoded");
+        assert_eq!(restored.encoded_cue_points(clusters_pos), Some(points));
+    }
+
+    #[test]
+    fn extras_after_the_clusters_move_them_and_the_plan_encodes_the_cues_afresh() {
+        let bytes = FIXTURES[0];
+        let mut index = WebmIndex::new();
+        index.push(bytes).unwrap();
+        let before = verbatim_clusters_position(&index).expect("a head");
+        // Tags after the last cluster: carried in the head, so the clusters start later.
+        let mut tags = Vec::new();
+        ebml::write_header(&mut tags, ebml::ID_TAGS, 0);
+        index.push(&tags).unwrap();
+        index.finish().unwrap();
+        let after = verbatim_clusters_position(&index).expect("a head");
+        assert_eq!(after, before + tags.len() as u64);
+        assert!(
+            index.encoded_cue_points(after).is_none(),
+            "encoded for {before}"
+        );
+        let layout = plan_webm(&index).expect("plans");
+        assert_eq!(layout.tail, cues_encoded_afresh(&index));
+    }
 }

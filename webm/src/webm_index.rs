@@ -32,7 +32,7 @@ const MAX_KEPT_EXTRAS: u64 = 64 << 10;
 /// so a hostile Tracks element cannot make every block cost a long search.
 const MAX_TIMED_TRACKS: usize = 64;
 /// Most clusters, cue points and kept-child runs in one file: the index keeps ~64 bytes per
-/// cluster and 40 per cue point, so this bounds memory against files made of tiny clusters
+/// cluster and ~52 per cue point (with its encoded CuePoint), so this bounds memory against files made of tiny clusters
 /// or keyframes. A recording with a cluster and a keyframe per second reaches it after 12
 /// days; beyond it the file is refused and kept as uploaded.
 pub const MAX_INDEX_ENTRIES: usize = 1 << 20;
@@ -106,6 +106,19 @@ pub struct Extra {
     pub start: u64,
     /// Whole element length.
     pub len: u64,
+}
+
+/// The cue points as a verbatim finished file encodes them, after its clusters (see
+/// [`crate::plan_webm`]), extended as the index learns them: a stop copies them instead of
+/// encoding every one. Not saved: a restored index encodes them again.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct EncodedCuePoints {
+    /// Where the clusters start, from the Segment's data, in the file they were encoded for.
+    clusters_pos: u64,
+    /// Cue points encoded, from the first.
+    count: usize,
+    /// The CuePoint elements, one after the other.
+    bytes: Vec<u8>,
 }
 
 /// How many entries a save held; see [`WebmIndex::mark`].
@@ -213,6 +226,7 @@ pub struct WebmIndex {
     /// The clusters can be served as uploaded.
     verbatim: bool,
     entries_len: u64,
+    encoded_cues: EncodedCuePoints,
 }
 
 impl Default for WebmIndex {
@@ -264,6 +278,7 @@ impl WebmIndex {
             gap_unclean: false,
             verbatim: true,
             entries_len: 0,
+            encoded_cues: EncodedCuePoints::default(),
         }
     }
 
@@ -308,6 +323,7 @@ impl WebmIndex {
             }
             self.handle_pending(false);
         }
+        self.encode_new_cue_points();
         match self.phase {
             Phase::Refused(reason) => Err(refusal(reason)),
             _ => Ok(()),
@@ -347,10 +363,53 @@ impl WebmIndex {
             }
         }
         self.pending = Vec::new();
+        self.encode_new_cue_points();
         match self.phase {
             Phase::Refused(reason) => Err(refusal(reason)),
             _ => Ok(()),
         }
+    }
+
+    /// Encodes the cue points learnt since the last call whose cluster has ended (its place in
+    /// the finished file is known then), against where the clusters start in it now.
+    fn encode_new_cue_points(&mut self) {
+        let Some(first) = self.clusters.first().map(|c| c.start) else {
+            return;
+        };
+        if self.encoded_cues.count == self.cues.len() {
+            return;
+        }
+        if self.encoded_cues.count == 0 {
+            let Some(position) = crate::finalize::verbatim_clusters_position(self) else {
+                return;
+            };
+            self.encoded_cues.clusters_pos = position;
+        }
+        let encoded = &mut self.encoded_cues;
+        while let Some(entry) = self.cues.get(encoded.count) {
+            let Some(cluster) = self.clusters.get(entry.cue.cluster) else {
+                break;
+            };
+            let cue = Cue {
+                relative: entry.upload_relative,
+                ..entry.cue
+            };
+            crate::cues::encode_cue_point(
+                &mut encoded.bytes,
+                &cue,
+                encoded.clusters_pos + cluster.start.saturating_sub(first),
+            );
+            encoded.count += 1;
+        }
+    }
+
+    /// Every cue point encoded as [`crate::plan_webm`] lays them out, when they were encoded
+    /// for clusters at `clusters_pos` (from the Segment's data): `None` when what they assumed
+    /// has changed since (extras after the clusters) or some are not encoded yet.
+    pub(crate) fn encoded_cue_points(&self, clusters_pos: u64) -> Option<&[u8]> {
+        let encoded = &self.encoded_cues;
+        (encoded.count == self.cues.len() && encoded.clusters_pos == clusters_pos)
+            .then_some(encoded.bytes.as_slice())
     }
 
     /// Bytes of the upload received so far.
@@ -1561,6 +1620,7 @@ impl WebmIndex {
         if !consistent {
             return Err(corrupt("positions out of order"));
         }
+        index.encode_new_cue_points();
         Ok(index)
     }
 

@@ -321,6 +321,29 @@ pub async fn clear_index(db: &crate::db::Db, id: &UploadId) -> Result<(), sqlx::
     tx.commit().await
 }
 
+/// Forgets the saved indexes of uploads that are no longer open (what a stop's own clean-up,
+/// after its commit, did not get to: the server stopped first); returns the uploads cleared.
+pub async fn drop_closed_indexes(db: &crate::db::Db) -> Result<u64, sqlx::Error> {
+    let mut tx = crate::db::begin_write(db).await?;
+    sqlx::query(
+        "DELETE FROM upload_index_entries WHERE upload_id IN
+         (SELECT id FROM uploads WHERE state <> $1)",
+    )
+    .bind(UploadState::Open.as_str())
+    .execute(&mut *tx)
+    .await?;
+    let cleared = sqlx::query(
+        "UPDATE uploads SET index_state = NULL, sha256_state = NULL
+         WHERE state <> $1 AND index_state IS NOT NULL",
+    )
+    .bind(UploadState::Open.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(cleared)
+}
+
 /// Forgets the saved indexes of a live's uploads once it ended: they were for its stop.
 pub async fn drop_indexes_of_post(
     tx: &mut sqlx::AnyConnection,

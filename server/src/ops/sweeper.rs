@@ -50,6 +50,13 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<()> {
     // Every node does it; deleting what another node just deleted is harmless.
     rate_limit::prune(&state.db).await?;
     db::webhooks::prune_delivered(&state.db, now_millis() - KEEP_DELIVERED_MILLIS).await?;
+    let cleared = db::uploads::drop_closed_indexes(&state.db).await?;
+    if cleared > 0 {
+        tracing::info!(
+            uploads = cleared,
+            "dropped the saved indexes of closed uploads"
+        );
+    }
     if state.media.assembles_layouts() {
         // In the background: copies may take a while, and each media has its own lock.
         let state = state.clone();

@@ -4,6 +4,7 @@
 //! be byte for byte what the full finalizer makes of the same upload.
 
 use std::io::Cursor;
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -201,14 +202,55 @@ async fn the_index_and_hash_are_saved_with_each_committed_offset() {
         }
         _ => panic!("a WebM index"),
     }
-    // Once the live ended, its index rows are gone.
+    // Once the live ended, its index rows go: after the stop's answer, in the background.
     upload_from(&app, &user, &live, &bytes, 100_000, 25_000).await;
     stop_and_fetch(&app, &user, &live, &bytes).await;
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM upload_index_entries")
-        .fetch_one(&db)
+    assert_eq!(saved_index_rows(&db, id.as_str()).await, (0, 0));
+    // What a server stopped before dropping them leaves, the sweeper clears (it sweeps at start).
+    sqlx::query("INSERT INTO upload_index_entries (upload_id, start, entries) VALUES ($1, 0, $2)")
+        .bind(id.as_str())
+        .bind(vec![1u8, 2, 3])
+        .execute(&db)
         .await
         .unwrap();
-    assert_eq!(left, 0);
+    sqlx::query("UPDATE uploads SET index_state = $1, sha256_state = $1 WHERE id = $2")
+        .bind(vec![0u8])
+        .bind(id.as_str())
+        .execute(&db)
+        .await
+        .unwrap();
+    let app = spawn_app_in(app.shutdown().await, |_| {}).await;
+    assert_eq!(
+        saved_index_rows(&app.database().await, id.as_str()).await,
+        (0, 0)
+    );
+}
+
+/// An upload's saved index: its entries rows and whether a state is saved, once they stop
+/// changing to nothing (waits up to 10 s for them to be dropped).
+async fn saved_index_rows(db: &sqlx::AnyPool, id: &str) -> (i64, i64) {
+    let mut rows = (0, 0);
+    for _ in 0..200 {
+        let entries: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM upload_index_entries WHERE upload_id = $1")
+                .bind(id)
+                .fetch_one(db)
+                .await
+                .unwrap();
+        let states: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM uploads WHERE id = $1 AND index_state IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_one(db)
+        .await
+        .unwrap();
+        rows = (entries, states);
+        if rows == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rows
 }
 
 #[tokio::test]
