@@ -383,7 +383,7 @@ impl UploadStore for LocalStorage {
         &self,
         id: &UploadId,
         committed: u64,
-        _claimed: bool,
+        _took_over: bool,
     ) -> Result<(u64, Box<dyn UploadWriter>), StorageError> {
         // A local disk has one node, always the writer. One open and one stat where the default takes a stat, an open and another stat: a
         // PATCH pays for this on every request.

@@ -213,16 +213,16 @@ pub trait UploadStore: Send + Sync + 'static {
     }
     /// [`UploadStore::reconcile`] before an append, which a backend may skip when it knows
     /// the upload's bytes end at `committed` (it listed them or put the last piece itself, and
-    /// nothing failed since). `claimed` says this node has just become the upload's writer:
-    /// another node wrote it last, and may have left a piece past the offset, or may still
-    /// have one on its way. The caller holds the upload's lock.
+    /// nothing failed since). `took_over` says this node has just become the upload's writer
+    /// after another: that one may have left a piece past the offset, or may still have one
+    /// on its way. The caller holds the upload's lock.
     fn reconcile_for_append(
         &self,
         id: &UploadId,
         committed: u64,
-        claimed: bool,
+        took_over: bool,
     ) -> Result<u64, StorageError> {
-        let _ = claimed;
+        let _ = took_over;
         self.reconcile(id, committed)
     }
     /// Opens an upload for appending at `offset`, the length [`UploadStore::reconcile`] (or
@@ -235,9 +235,9 @@ pub trait UploadStore: Send + Sync + 'static {
         &self,
         id: &UploadId,
         committed: u64,
-        claimed: bool,
+        took_over: bool,
     ) -> Result<(u64, Box<dyn UploadWriter>), StorageError> {
-        let len = self.reconcile_for_append(id, committed, claimed)?;
+        let len = self.reconcile_for_append(id, committed, took_over)?;
         Ok((len, self.writer(id, len)?))
     }
     /// Whether committing the bytes `before..after` of an upload makes

@@ -929,9 +929,9 @@ impl UploadStore for ObjectStorage {
         &self,
         id: &UploadId,
         committed: u64,
-        claimed: bool,
+        took_over: bool,
     ) -> Result<u64, StorageError> {
-        if claimed {
+        if took_over {
             // The previous writer's last put may still be on its way to the store.
             self.known_ends.unsettle(id, self.settled_after());
         } else if self.known_ends.get(id) == Some(committed) {

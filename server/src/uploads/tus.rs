@@ -303,7 +303,8 @@ pub async fn reconcile(state: &AppState, row: &UploadRow) -> anyhow::Result<u64>
 }
 
 /// Makes this node the upload's writer if another node wrote it last (or none yet), before
-/// anything is stored; returns the row as it now is and whether it was claimed. The caller
+/// anything is stored; returns the row as it now is and whether this node took it over from
+/// a previous writer (one whose last put may still be on its way to the store). The caller
 /// holds the upload's lock.
 async fn claim_writing(
     state: &AppState,
@@ -313,10 +314,13 @@ async fn claim_writing(
     if row.writer.as_deref() == Some(&*state.node) {
         return Ok((row, false));
     }
+    // An upload that no node has written yet (no writer, nothing committed) has no put on its
+    // way: its first PATCH lists it once, the next ones need not (`storage/object.rs`).
+    let took_over = row.writer.is_some() || row.offset > 0;
     let claimed = db::uploads::claim(&state.db, &row.id, &state.node)
         .await?
         .ok_or(UploadError::NotFound)?;
-    Ok((admit(user, claimed)?, true))
+    Ok((admit(user, claimed)?, took_over))
 }
 
 /// Cuts the file back to the committed offset after a failed PATCH, if the upload is still
@@ -372,8 +376,8 @@ struct FileShorter {
 struct Unopened {
     uploads: Arc<dyn UploadStore>,
     id: UploadId,
-    /// This node has just become the upload's writer (`UploadStore::reopen`).
-    claimed: bool,
+    /// This node has just taken the upload over from another writer (`UploadStore::reopen`).
+    took_over: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -399,12 +403,12 @@ struct BodyWriter {
 }
 
 impl BodyWriter {
-    fn new(state: &AppState, id: UploadId, start: u64, claimed: bool, index: Shared) -> Self {
+    fn new(state: &AppState, id: UploadId, start: u64, took_over: bool, index: Shared) -> Self {
         Self {
             unopened: Some(Unopened {
                 uploads: Arc::clone(&state.uploads),
                 id,
-                claimed,
+                took_over,
                 metrics: Arc::clone(&state.metrics),
             }),
             start,
@@ -462,7 +466,7 @@ impl BodyWriter {
                 (None, Some(upload)) => {
                     let began = Instant::now();
                     let (held, writer) =
-                        upload.uploads.reopen(&upload.id, start, upload.claimed)?;
+                        upload.uploads.reopen(&upload.id, start, upload.took_over)?;
                     upload
                         .metrics
                         .patch_stage(PatchStage::Reconcile, began.elapsed());
@@ -515,7 +519,7 @@ pub async fn append<E: Display>(
         let row = check(state, user, id).await?;
         claim_writing(state, user, row).await
     };
-    let (row, claimed) = stage(state, PatchStage::Check, checked).await?;
+    let (row, took_over) = stage(state, PatchStage::Check, checked).await?;
     // The upload is reconciled with this offset when the first bytes are written, in the same
     // blocking call (`BodyWriter`).
     let start = row.offset;
@@ -566,7 +570,7 @@ pub async fn append<E: Display>(
         start,
     )
     .await?;
-    let mut writer = BodyWriter::new(state, id.clone(), start, claimed, Arc::clone(&index));
+    let mut writer = BodyWriter::new(state, id.clone(), start, took_over, Arc::clone(&index));
     let stored = async {
         let (written, last) =
             receive_body(state, start, &patch, body, &too_large, &mut writer).await?;

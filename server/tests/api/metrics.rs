@@ -59,3 +59,42 @@ async fn counters_move_with_uploads_lives_finalizations_and_requests() {
     );
     assert_eq!(scrape(&app, patches).await, 1.0);
 }
+
+/// The value of the series, or 0 when the server does not report it (no object store).
+async fn scrape_or_zero(app: &TestApp, series: &str) -> f64 {
+    let text = app
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_new_lives_patches_list_its_stored_objects_once() {
+    // On an object store (`LIVEKEEP_TEST_STORAGE=s3`) the first PATCH lists the upload's
+    // objects; the next ones know where they end. No node wrote the upload before, so none can
+    // have a put still on its way: nothing to wait out (on the local disk nothing lists).
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "lists").await;
+    let lists = r#"livekeep_object_store_requests_total{operation="list"}"#;
+    let before = scrape_or_zero(&app, lists).await;
+    let bytes = fixture();
+    let piece = bytes.len().div_ceil(6);
+    let mut offset = 0;
+    for chunk in bytes.chunks(piece) {
+        let response = app
+            .patch(&user.token, &live.upload_url, offset, chunk)
+            .await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        offset += chunk.len() as u64;
+    }
+    let listed = scrape_or_zero(&app, lists).await - before;
+    assert!(listed <= 1.0, "{listed} listings for 6 PATCHes");
+}
