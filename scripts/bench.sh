@@ -176,7 +176,7 @@ section finalize-mp4 "cargo run --release -p livekeep-webm --bin finalize-bench 
 plan_section() {
   echo "## Plan the finished file's head from a complete index"
   echo
-  echo "What a stop has left to do once the index was learnt as the bytes arrived (issue 17): \`plan_webm\` / \`plan_mp4\` lay out the new head (WebM: EBML header, Segment, SeekHead, Info with Duration, Tracks, Cues; MP4: ftyp, moov with durations, a sidx per track) over the upload's clusters or fragments, which are not copied. Goal: microseconds to milliseconds whatever the length."
+  echo "What a stop has left to do once the index was learnt as the bytes arrived (issue 17): \`plan_webm\` / \`plan_mp4\` lay out the new head (WebM: EBML header, Segment, SeekHead, Info with Duration, Tracks, then after the clusters the Cues; MP4: ftyp, moov with durations, a sidx per track) around the upload's clusters or fragments, which are not copied. Goal: microseconds to milliseconds whatever the length."
   echo
   "$target_dir/release/finalize-bench" plan --sizes 10,100,1024 --dir "${TMPDIR:-/tmp}"
 }

@@ -353,8 +353,9 @@ fn print(args: &StopArgs, rows: &[Row]) {
          keyframe per second at 2.5 Mbit/s (1 GiB is ~55 minutes). Baseline: `ffmpeg -c copy` \
          remuxing the same file (what a tusd/rustus + ffmpeg pipeline would do at the end), in \
          the same run. The SHA-256 and the cluster index were computed as the bytes arrived, so \
-         the stop reads nothing back: it plans the head (whose Cues grow with the keyframes) and \
-         stores it beside the upload's own bytes. Median of {} stops per size with min–max; the \
+         the stop reads nothing back: it writes a head of a few KiB and the Cues (their points \
+         encoded as the keyframes arrived; they follow the clusters) beside the upload's own \
+         bytes. Median of {} stops per size with min–max; the \
          5 % goal is for the largest recording.\n",
         args.patch_mib, args.runs
     );

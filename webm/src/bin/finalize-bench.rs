@@ -557,10 +557,13 @@ fn plan_bench(args: &[String]) -> io::Result<()> {
     println!(
         "Recordings generated as in the finalize benchmarks (MediaRecorder-shaped WebM, Chromium-shaped MP4). \
          Index: one pass over the file, as the server's PATCHes would feed it. Plan: `plan_webm` / \
-         `plan_mp4` on the complete index, median of 101 runs: what a stop still has to do.\n"
+         `plan_mp4` on the complete index, median of 101 runs: what a stop still has to do. \
+         A WebM's Cues are its tail, their points encoded by the index as it learnt them.\n"
     );
-    println!("| recording | size | clusters or fragments | index once | plan the head | head |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| recording | size | clusters or fragments | index once | plan the head | head (before the media bytes) | tail (after them) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
@@ -580,15 +583,16 @@ fn plan_rows(sizes: &[u64], scratch: &Path) -> io::Result<Vec<String>> {
         let indexed = started.elapsed().as_secs_f64();
         let (plan, head) = median_time(|| {
             livekeep_webm::plan_webm(&index)
-                .map(|layout| layout.head.len())
+                .map(|layout| (layout.head.len(), layout.tail.len()))
                 .map_err(invalid)
         })?;
         rows.push(format!(
-            "| WebM | {mib} MiB | {} | {:.0} ms | {} | {:.1} KiB |",
+            "| WebM | {mib} MiB | {} | {:.0} ms | {} | {:.1} KiB | {:.1} KiB |",
             index.clusters().len(),
             indexed * 1000.0,
             duration_cell(plan),
-            head as f64 / 1024.0
+            head.0 as f64 / 1024.0,
+            head.1 as f64 / 1024.0
         ));
         fs::remove_file(&webm)?;
 
@@ -600,15 +604,16 @@ fn plan_rows(sizes: &[u64], scratch: &Path) -> io::Result<Vec<String>> {
         let indexed = started.elapsed().as_secs_f64();
         let (plan, head) = median_time(|| {
             plan_mp4(&index)
-                .map(|layout| layout.head.len())
+                .map(|layout| (layout.head.len(), layout.tail.len()))
                 .map_err(invalid)
         })?;
         rows.push(format!(
-            "| MP4 | {mib} MiB | {} | {:.0} ms | {} | {:.1} KiB |",
+            "| MP4 | {mib} MiB | {} | {:.0} ms | {} | {:.1} KiB | {:.1} KiB |",
             index.fragments().len(),
             indexed * 1000.0,
             duration_cell(plan),
-            head as f64 / 1024.0
+            head.0 as f64 / 1024.0,
+            head.1 as f64 / 1024.0
         ));
         fs::remove_file(&mp4)?;
     }
