@@ -128,6 +128,7 @@ check() {
   echo "| $title | $result | $(($(date +%s) - began)) s |"
 }
 scaleout_checks() {
+  rm -rf "$target_dir/bench-two-nodes-servers" && mkdir -p "$target_dir/bench-two-nodes-servers"
   echo "## Scale-out on Garage: faults and two nodes"
   echo
   echo "Run on the Garage and PostgreSQL of the section above. The fault tests (\`server/tests/scaleout/faults.rs\`, which \`make test\` runs on moto behind a TCP proxy) here stop the Garage process for 10 s mid-live and start it again on its data, cut a PUT short with the proxy (its answer lost after it landed, or never sent), and restart PostgreSQL mid-live; each checks that requests meanwhile get a prompt \`503\` with \`Retry-After\`, that the recorder's protocol (HEAD, then PATCH from the offset) resumes, and that the finalized recording holds every acknowledged byte. The two-node end-to-end test drives the real page in headless Chromium through a round-robin proxy over two nodes on one database and one Garage prefix, one node killed mid-live."
@@ -141,7 +142,8 @@ scaleout_checks() {
     "$target_dir/bench-two-nodes.log" \
     env -C tests LIVEKEEP_TEST_DATABASE=postgres LIVEKEEP_TEST_STORAGE=s3 \
     LIVEKEEP_SERVER_BIN="$(realpath "$target_dir/release/livekeep")" \
-    node --test --test-concurrency=1 --test-timeout=300000 e2e/two-nodes.test.mjs
+    LIVEKEEP_E2E_LOG_DIR="$(realpath "$target_dir")/bench-two-nodes-servers" \
+    node --test --test-concurrency=1 --test-timeout=300000 --test-force-exit e2e/two-nodes.test.mjs
 }
 section checks-scaleout "scripts/services.sh --garage bash -c 'cargo test -p livekeep-server --test scaleout -- --test-threads=1 faults:: && cd tests && LIVEKEEP_TEST_DATABASE=postgres LIVEKEEP_TEST_STORAGE=s3 node --test e2e/two-nodes.test.mjs'" \
   scaleout_checks

@@ -54,7 +54,7 @@ step "end-to-end tests (real server, headless Chromium, fake camera)"
 # `cargo test` above built target/debug/livekeep with the same features; reuse it. Every test
 # file but two-nodes.test.mjs, which needs PostgreSQL and a shared store and runs below;
 # django.test.mjs runs the Django example (examples/django's venv) against it.
-(cd tests && node --test --test-concurrency=1 --test-timeout=300000 \
+(cd tests && node --test --test-concurrency=1 --test-timeout=300000 --test-force-exit \
   $(find e2e -name '*.test.mjs' ! -name two-nodes.test.mjs | sort))
 
 # The scale-out configuration's tests: every server they start gets a fresh database and a
@@ -73,6 +73,6 @@ step "end-to-end subset on PostgreSQL + S3 (moto)"
 # client: what reaches the database and the store. The page-only and package tests are not
 # about the backends and run once above. two-nodes.test.mjs: two nodes on one database and one
 # prefix behind a round-robin proxy, a live, a viewer and chat across them, one node killed.
-(cd tests && node --test --test-concurrency=1 --test-timeout=300000 \
+(cd tests && node --test --test-concurrency=1 --test-timeout=300000 --test-force-exit \
   e2e/record-and-replay.test.mjs e2e/live-room.test.mjs e2e/resilience.test.mjs e2e/tus-interop.test.mjs \
   e2e/two-nodes.test.mjs)

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { Agent, createServer, request as httpRequest } from "node:http";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before } from "node:test";
@@ -16,6 +16,10 @@ const targetDir = process.env.CARGO_TARGET_DIR ?? join(root, "target");
 export const serverBin = process.env.LIVEKEEP_SERVER_BIN ?? join(targetDir, "debug", "livekeep");
 
 let scaleOutCounter = 0;
+// LIVEKEEP_E2E_LOG_DIR: each server's log also goes to a file there as it is written, so a test
+// that hangs until its timeout still leaves them (scripts/bench.sh sets it for its checks).
+const logDir = process.env.LIVEKEEP_E2E_LOG_DIR;
+let serverCounter = 0;
 
 /**
  * The scale-out configuration (scripts/services.sh), when asked for: with
@@ -80,7 +84,11 @@ export class Server {
       { env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info", ...this.env }, stdio: ["ignore", "pipe", "pipe"] },
     );
     this.child = child;
-    child.stderr.on("data", (d) => this.logs.push(d.toString()));
+    const logFile = logDir && join(logDir, `server-${process.pid}-${serverCounter++}.log`);
+    child.stderr.on("data", (d) => {
+      this.logs.push(d.toString());
+      if (logFile) appendFileSync(logFile, d);
+    });
     this.url = await new Promise((resolveUrl, reject) => {
       let out = "";
       const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.logs.join("")}`)), 30_000);

@@ -103,21 +103,39 @@ pub fn advance(
     Ok(())
 }
 
+/// What the caller of [`ready`] does with the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Feeds it a PATCH's bytes and saves it with the new offset: its save counters must
+    /// follow the database's log ([`UploadIndex::saves_at`]).
+    Append,
+    /// Reads it (a stop): what it says of the bytes is all that matters.
+    Read,
+}
+
 /// This node's index of `upload` at exactly its `committed` offset, for the holder of the
-/// upload's lock (a PATCH, a stop): the one in memory when it is there; else the one saved
-/// with that offset, restored, fed the few bytes after where it resumes (at most one cluster
-/// child of a WebM; none for MP4); else, without a usable saved state, rebuilt from the bytes.
+/// upload's lock (a PATCH, a stop): the one in memory when it is there (and, to append, was
+/// saved or restored there: a live stream may have brought it forward from the store while
+/// another node appended to the saved log); else the one saved with that offset, restored,
+/// fed the few bytes after where it resumes (at most one cluster child of a WebM; none for
+/// MP4); else, without a usable saved state, rebuilt from the bytes, its saved log cleared
+/// first when it is to be appended to.
 pub async fn ready(
     db: &Db,
     uploads: Arc<dyn UploadStore>,
     indexes: &Indexes,
     upload: &UploadId,
     committed: u64,
+    usage: Use,
 ) -> anyhow::Result<Shared> {
     let shared = indexes.get(upload);
     let current = {
         let index = lock(&shared);
-        index.resume_at() == committed && index.position() == committed
+        index.resume_at() == committed
+            && match usage {
+                Use::Append => index.saves_at(committed),
+                Use::Read => index.position() == committed,
+            }
     };
     if current {
         return Ok(shared);
@@ -143,6 +161,12 @@ pub async fn ready(
         },
         _ => None,
     };
+    if restored.is_none() && usage == Use::Append {
+        // The rebuilt index saves its entries from the start of the log.
+        db::uploads::clear_index(db, upload)
+            .await
+            .context("clearing an upload's unusable saved index")?;
+    }
     let upload = upload.clone();
     let filled = Arc::clone(&shared);
     tokio::task::spawn_blocking(move || {

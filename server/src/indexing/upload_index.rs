@@ -62,6 +62,11 @@ pub struct UploadIndex {
     saved_mark: EntriesMark,
     saved_fragments: usize,
     saved_entries_len: u64,
+    /// The upload position at which the counters above were last made to match the database
+    /// (saved or restored). Fed past it without a save (a live stream bringing this node's
+    /// index forward from the store), the index still describes the bytes, but another node may
+    /// have appended to the log meanwhile: its next save would go over their entries.
+    saved_at: u64,
 }
 
 impl Default for UploadIndex {
@@ -79,7 +84,15 @@ impl UploadIndex {
             saved_mark: EntriesMark::default(),
             saved_fragments: 0,
             saved_entries_len: 0,
+            saved_at: 0,
         }
+    }
+
+    /// Whether what [`UploadIndex::save`] would write follows what the database holds for the
+    /// upload at `committed`: the index is there, and was saved or restored there (an empty
+    /// upload's index, at 0, holds nothing to save yet).
+    pub fn saves_at(&self, committed: u64) -> bool {
+        self.position() == committed && self.saved_at == committed
     }
 
     /// Bytes of the upload hashed (and so seen) so far.
@@ -212,6 +225,7 @@ impl UploadIndex {
         };
         let entries_start = self.saved_entries_len;
         self.saved_entries_len += entries.len() as u64;
+        self.saved_at = self.position();
         Save {
             state,
             sha256: self.sha256.encode(),
@@ -239,6 +253,7 @@ impl UploadIndex {
             saved_mark: EntriesMark::default(),
             saved_fragments: 0,
             saved_entries_len: 0,
+            saved_at: 0,
         };
         index.container = match tag {
             0 if inner.len() < SNIFF_LEN => ContainerIndex::Sniffing(inner.to_vec()),
@@ -260,6 +275,7 @@ impl UploadIndex {
         if index.index_position() != u64::MAX && index.index_position() > index.position() {
             return Err(corrupt("the index is past the hash"));
         }
+        index.saved_at = index.position();
         Ok(index)
     }
 }

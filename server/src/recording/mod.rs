@@ -234,6 +234,7 @@ pub async fn finalize_live(
         &state.indexes,
         &upload.id,
         held,
+        indexing::Use::Read,
     )
     .await
     .context("the upload's index")?;

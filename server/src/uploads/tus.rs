@@ -568,6 +568,7 @@ pub async fn append<E: Display>(
         &state.indexes,
         id,
         start,
+        indexing::Use::Append,
     )
     .await?;
     let mut writer = BodyWriter::new(state, id.clone(), start, took_over, Arc::clone(&index));

@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 use crate::{
     helpers::{
         mp4_fixture, sha256_hex, spawn_app, spawn_app_in, upload_id, StorageView, TestApp,
-        TestLive, TestUser,
+        TestLive, TestUser, EVENT_WAIT,
     },
     media_tools::fragmented_mp4,
+    stream_body::read_at_least,
 };
 
 /// A fixture of the crate's (real Chromium recordings).
@@ -160,6 +161,39 @@ async fn a_server_restarted_mid_upload_resumes_its_index_and_hash_from_what_it_s
     let (media, file) = stop_and_fetch(&app, &user, &live, &bytes).await;
     assert!(file == fully_finalized(&bytes));
     assert_eq!(media["original_sha256"], sha256_hex(&bytes).as_str());
+}
+
+#[tokio::test]
+async fn a_viewer_who_brings_the_index_forward_does_not_make_the_next_patch_save_over_the_log() {
+    // A live stream brings this node's index forward from the stored bytes without saving it,
+    // while the saved log already holds their entries (here written before a restart; on two
+    // nodes, by the other node). The next PATCH must not take it for one it saved itself:
+    // its save would go over those entries (a duplicate key, the PATCH a 500).
+    let bytes = crate_fixture("chromium-vp8-kf1s.webm");
+    let app = spawn_app().await;
+    let user = app.user().await;
+    let live = app.start_live(&user, "viewed").await;
+    let half = bytes.len() / 2 + 777;
+    upload_from(&app, &user, &live, &bytes[..half], 0, 10_000).await;
+    let app = spawn_app_in(app.shutdown().await, |_| {}).await;
+    let response = app
+        .request(
+            Method::GET,
+            &format!("/api/posts/live/{}/stream", live.id),
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = Box::pin(response.bytes_stream());
+    let mut got = Vec::new();
+    // The header and the latest cluster that opens on a keyframe: the index was brought
+    // to the committed offset for them.
+    read_at_least(&mut body, &mut got, 1, EVENT_WAIT).await;
+    upload_from(&app, &user, &live, &bytes, half, 10_000).await;
+    let (_, file) = stop_and_fetch(&app, &user, &live, &bytes).await;
+    assert!(file == fully_finalized(&bytes));
 }
 
 #[tokio::test]
