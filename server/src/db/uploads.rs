@@ -321,9 +321,19 @@ pub async fn clear_index(db: &crate::db::Db, id: &UploadId) -> Result<(), sqlx::
     tx.commit().await
 }
 
-/// Forgets the saved indexes of uploads that are no longer open (what a stop's own clean-up,
-/// after its commit, did not get to: the server stopped first); returns the uploads cleared.
+/// Forgets the saved indexes of uploads that are no longer open: a stop drops its own, an
+/// interrupted or failed live leaves them. Returns the uploads cleared; writes nothing when
+/// there is nothing to clear (it runs with every sweep).
 pub async fn drop_closed_indexes(db: &crate::db::Db) -> Result<u64, sqlx::Error> {
+    let left: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM uploads WHERE state <> $1 AND index_state IS NOT NULL LIMIT 1",
+    )
+    .bind(UploadState::Open.as_str())
+    .fetch_optional(db)
+    .await?;
+    if left.is_none() {
+        return Ok(0);
+    }
     let mut tx = crate::db::begin_write(db).await?;
     sqlx::query(
         "DELETE FROM upload_index_entries WHERE upload_id IN

@@ -321,6 +321,7 @@ pub async fn finalize_live(
         db::uploads::set_state(&mut *tx, &upload.id, UploadState::Finalized).await?;
         let others = db::uploads::close_for_post(&mut *tx, post.id, UploadState::Finalized).await?;
         webhooks::record(&mut tx, &state.webhooks, ending.change(post.id)).await?;
+        db::uploads::drop_indexes_of_post(&mut tx, post.id).await?;
         crate::fault::point("before_commit");
         tx.commit().await?;
         crate::fault::point("after_commit");
@@ -343,7 +344,6 @@ pub async fn finalize_live(
     };
     stages.mark("commit");
     state.webhooks.wake();
-    drop_saved_indexes(state, post.id);
     tracing::info!(
         post = %post.id,
         upload = %upload.id,
@@ -399,23 +399,6 @@ impl std::fmt::Display for Stages {
         }
         Ok(())
     }
-}
-
-/// Forgets the saved indexes of a live that ended, after the commit and in the background:
-/// a long recording's entries are megabytes that the stop need not wait for. The sweeper
-/// clears what a server stopped meanwhile leaves ([`db::uploads::drop_closed_indexes`]).
-fn drop_saved_indexes(state: &AppState, post_id: PostId) {
-    let db = state.db.clone();
-    tokio::spawn(async move {
-        let dropped = async {
-            let mut tx = db::begin_write(&db).await?;
-            db::uploads::drop_indexes_of_post(&mut tx, post_id).await?;
-            tx.commit().await
-        };
-        if let Err(err) = dropped.await {
-            tracing::warn!(post = %post_id, error = %err, "could not drop a live's saved indexes");
-        }
-    });
 }
 
 /// Drops this node's index of `upload` when it goes, unless told to `keep` it.

@@ -19,8 +19,8 @@ use bytes::Bytes;
 
 use super::{
     layout::{self, LayoutReader, StoredLayout, DATA_EXTENSION, HEAD_EXTENSION},
-    without_companions, LayoutFiles, MediaSource, MediaStore, MediaWriter, PutLayout, ReadSeek,
-    StorageError, UploadStore, UploadWriter,
+    without_companions, LayoutFiles, MediaSource, MediaStore, MediaWriter, PreviousWriter,
+    PutLayout, ReadSeek, StorageError, UploadStore, UploadWriter,
 };
 use crate::domain::UploadId;
 
@@ -383,7 +383,7 @@ impl UploadStore for LocalStorage {
         &self,
         id: &UploadId,
         committed: u64,
-        _took_over: bool,
+        _previous: PreviousWriter,
     ) -> Result<(u64, Box<dyn UploadWriter>), StorageError> {
         // A local disk has one node, always the writer. One open and one stat where the default takes a stat, an open and another stat: a
         // PATCH pays for this on every request.
@@ -625,15 +625,21 @@ mod tests {
         writer.sync().unwrap();
         drop(writer);
         // Committed at 5: the 3 bytes past it were never acknowledged.
-        let (len, mut writer) = uploads.reopen(&id, 5, false).unwrap();
+        let (len, mut writer) = uploads.reopen(&id, 5, PreviousWriter::ThisNode).unwrap();
         assert_eq!(len, 5);
         writer.write(b"XY").unwrap();
         assert_eq!(fs::read(storage.upload_path(&id)).unwrap(), b"abcdeXY");
         drop(writer);
         // Committed at 10, but only 7 bytes are there.
-        assert_eq!(uploads.reopen(&id, 10, false).unwrap().0, 7);
+        assert_eq!(
+            uploads.reopen(&id, 10, PreviousWriter::ThisNode).unwrap().0,
+            7
+        );
         fs::remove_file(storage.upload_path(&id)).unwrap();
-        assert_eq!(uploads.reopen(&id, 7, false).unwrap().0, 0);
+        assert_eq!(
+            uploads.reopen(&id, 7, PreviousWriter::ThisNode).unwrap().0,
+            0
+        );
         assert_eq!(uploads.len(&id).unwrap(), Some(0));
     }
 

@@ -185,6 +185,18 @@ pub struct LayoutFiles {
     pub modified: Option<SystemTime>,
 }
 
+/// Who wrote an upload before the PATCH that appends to it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreviousWriter {
+    /// This node: it claimed the upload before.
+    ThisNode,
+    /// No node: none ever claimed it, so nothing of it is stored (a node claims an upload
+    /// before it stores any of its bytes).
+    Nobody,
+    /// Another node: it may have left a piece past the offset, or have one still on its way.
+    Another,
+}
+
 /// The recordings in progress: one append-only byte sequence per upload, durable up to the
 /// offset the database committed.
 pub trait UploadStore: Send + Sync + 'static {
@@ -212,17 +224,16 @@ pub trait UploadStore: Send + Sync + 'static {
         }
     }
     /// [`UploadStore::reconcile`] before an append, which a backend may skip when it knows
-    /// the upload's bytes end at `committed` (it listed them or put the last piece itself, and
-    /// nothing failed since). `took_over` says this node has just become the upload's writer
-    /// after another: that one may have left a piece past the offset, or may still have one
-    /// on its way. The caller holds the upload's lock.
+    /// the upload's bytes end at `committed`: it listed them or put the last piece itself,
+    /// and nothing failed since; or nobody ever wrote the upload. `previous` says who wrote it
+    /// before this PATCH. The caller holds the upload's lock.
     fn reconcile_for_append(
         &self,
         id: &UploadId,
         committed: u64,
-        took_over: bool,
+        previous: PreviousWriter,
     ) -> Result<u64, StorageError> {
-        let _ = took_over;
+        let _ = previous;
         self.reconcile(id, committed)
     }
     /// Opens an upload for appending at `offset`, the length [`UploadStore::reconcile`] (or
@@ -235,9 +246,9 @@ pub trait UploadStore: Send + Sync + 'static {
         &self,
         id: &UploadId,
         committed: u64,
-        took_over: bool,
+        previous: PreviousWriter,
     ) -> Result<(u64, Box<dyn UploadWriter>), StorageError> {
-        let len = self.reconcile_for_append(id, committed, took_over)?;
+        let len = self.reconcile_for_append(id, committed, previous)?;
         Ok((len, self.writer(id, len)?))
     }
     /// Whether committing the bytes `before..after` of an upload makes

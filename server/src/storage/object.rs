@@ -45,8 +45,8 @@ use super::{
     layout::{self, LayoutReader, StoredLayout, HEAD_EXTENSION},
     requests::{CountedStore, RequestCounts},
     s3_copy::{S3Copier, UploadObject},
-    without_companions, MediaSource, MediaStore, MediaWriter, PutLayout, ReadSeek, StorageError,
-    StorageSettings, UploadStore, UploadWriter,
+    without_companions, MediaSource, MediaStore, MediaWriter, PreviousWriter, PutLayout, ReadSeek,
+    StorageError, StorageSettings, UploadStore, UploadWriter,
 };
 use crate::domain::UploadId;
 
@@ -929,13 +929,24 @@ impl UploadStore for ObjectStorage {
         &self,
         id: &UploadId,
         committed: u64,
-        took_over: bool,
+        previous: PreviousWriter,
     ) -> Result<u64, StorageError> {
-        if took_over {
-            // The previous writer's last put may still be on its way to the store.
-            self.known_ends.unsettle(id, self.settled_after());
-        } else if self.known_ends.get(id) == Some(committed) {
-            return Ok(committed);
+        match previous {
+            PreviousWriter::Another => {
+                // The previous writer's last put may still be on its way to the store.
+                self.known_ends.unsettle(id, self.settled_after());
+            }
+            // Nothing was ever stored: nothing to list (a live's first PATCH; 256 recorders
+            // starting at once would otherwise list 256 uploads in one second).
+            PreviousWriter::Nobody if committed == 0 => {
+                self.known_ends.listed(id, 0, Instant::now());
+                return Ok(0);
+            }
+            PreviousWriter::ThisNode | PreviousWriter::Nobody => {
+                if self.known_ends.get(id) == Some(committed) {
+                    return Ok(committed);
+                }
+            }
         }
         self.reconcile(id, committed)
     }

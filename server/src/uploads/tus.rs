@@ -31,7 +31,7 @@ use crate::{
     metrics::{Metrics, PatchStage},
     posts::{self, LiveAccessError},
     state::AppState,
-    storage::{StorageError, UploadStore, UploadWriter},
+    storage::{PreviousWriter, StorageError, UploadStore, UploadWriter},
 };
 
 /// Bytes received from the body before they are handed to disk in one write: few syscalls,
@@ -303,24 +303,28 @@ pub async fn reconcile(state: &AppState, row: &UploadRow) -> anyhow::Result<u64>
 }
 
 /// Makes this node the upload's writer if another node wrote it last (or none yet), before
-/// anything is stored; returns the row as it now is and whether this node took it over from
-/// a previous writer (one whose last put may still be on its way to the store). The caller
+/// anything is stored; returns the row as it now is and who wrote it before. The caller
 /// holds the upload's lock.
 async fn claim_writing(
     state: &AppState,
     user: &UserRow,
     row: UploadRow,
-) -> Result<(UploadRow, bool), UploadError> {
+) -> Result<(UploadRow, PreviousWriter), UploadError> {
     if row.writer.as_deref() == Some(&*state.node) {
-        return Ok((row, false));
+        return Ok((row, PreviousWriter::ThisNode));
     }
-    // An upload that no node has written yet (no writer, nothing committed) has no put on its
-    // way: its first PATCH lists it once, the next ones need not (`storage/object.rs`).
-    let took_over = row.writer.is_some() || row.offset > 0;
+    // No writer and nothing committed: no node ever stored any of it, and none can have a put
+    // on its way (`storage/object.rs` then lists nothing). Bytes committed without a writer
+    // (an upload from before writers were recorded) count as another node's.
+    let previous = if row.writer.is_none() && row.offset == 0 {
+        PreviousWriter::Nobody
+    } else {
+        PreviousWriter::Another
+    };
     let claimed = db::uploads::claim(&state.db, &row.id, &state.node)
         .await?
         .ok_or(UploadError::NotFound)?;
-    Ok((admit(user, claimed)?, took_over))
+    Ok((admit(user, claimed)?, previous))
 }
 
 /// Cuts the file back to the committed offset after a failed PATCH, if the upload is still
@@ -376,8 +380,8 @@ struct FileShorter {
 struct Unopened {
     uploads: Arc<dyn UploadStore>,
     id: UploadId,
-    /// This node has just taken the upload over from another writer (`UploadStore::reopen`).
-    took_over: bool,
+    /// Who wrote the upload before this PATCH (`UploadStore::reopen`).
+    previous: PreviousWriter,
     metrics: Arc<Metrics>,
 }
 
@@ -403,12 +407,18 @@ struct BodyWriter {
 }
 
 impl BodyWriter {
-    fn new(state: &AppState, id: UploadId, start: u64, took_over: bool, index: Shared) -> Self {
+    fn new(
+        state: &AppState,
+        id: UploadId,
+        start: u64,
+        previous: PreviousWriter,
+        index: Shared,
+    ) -> Self {
         Self {
             unopened: Some(Unopened {
                 uploads: Arc::clone(&state.uploads),
                 id,
-                took_over,
+                previous,
                 metrics: Arc::clone(&state.metrics),
             }),
             start,
@@ -466,7 +476,7 @@ impl BodyWriter {
                 (None, Some(upload)) => {
                     let began = Instant::now();
                     let (held, writer) =
-                        upload.uploads.reopen(&upload.id, start, upload.took_over)?;
+                        upload.uploads.reopen(&upload.id, start, upload.previous)?;
                     upload
                         .metrics
                         .patch_stage(PatchStage::Reconcile, began.elapsed());
@@ -519,7 +529,7 @@ pub async fn append<E: Display>(
         let row = check(state, user, id).await?;
         claim_writing(state, user, row).await
     };
-    let (row, took_over) = stage(state, PatchStage::Check, checked).await?;
+    let (row, previous) = stage(state, PatchStage::Check, checked).await?;
     // The upload is reconciled with this offset when the first bytes are written, in the same
     // blocking call (`BodyWriter`).
     let start = row.offset;
@@ -571,7 +581,7 @@ pub async fn append<E: Display>(
         indexing::Use::Append,
     )
     .await?;
-    let mut writer = BodyWriter::new(state, id.clone(), start, took_over, Arc::clone(&index));
+    let mut writer = BodyWriter::new(state, id.clone(), start, previous, Arc::clone(&index));
     let stored = async {
         let (written, last) =
             receive_body(state, start, &patch, body, &too_large, &mut writer).await?;

@@ -236,11 +236,12 @@ async fn the_index_and_hash_are_saved_with_each_committed_offset() {
         }
         _ => panic!("a WebM index"),
     }
-    // Once the live ended, its index rows go: after the stop's answer, in the background.
+    // Once the live ended, its index rows are gone.
     upload_from(&app, &user, &live, &bytes, 100_000, 25_000).await;
     stop_and_fetch(&app, &user, &live, &bytes).await;
     assert_eq!(saved_index_rows(&db, id.as_str()).await, (0, 0));
-    // What a server stopped before dropping them leaves, the sweeper clears (it sweeps at start).
+    // What a live that ended otherwise leaves (interrupted, failed), the sweeper clears (it
+    // sweeps at start).
     sqlx::query("INSERT INTO upload_index_entries (upload_id, start, entries) VALUES ($1, 0, $2)")
         .bind(id.as_str())
         .bind(vec![1u8, 2, 3])

@@ -11,7 +11,7 @@ use std::{
 use futures_util::TryStreamExt;
 use livekeep_server::{
     domain::UploadId,
-    storage::{self, Stores},
+    storage::{self, PreviousWriter, Stores},
 };
 use object_store::{path::Path as ObjectPath, ObjectStore, ObjectStoreExt, PutPayload};
 use reqwest::{Method, StatusCode};
@@ -81,6 +81,7 @@ on_each_backend!(
     compaction_leaves_alone_what_reaches_past_the_committed_offset,
     objects_past_the_committed_offset_are_garbage_and_leftover_pieces_are_removed,
     an_append_after_this_nodes_own_piece_lists_nothing_and_a_reconciliation_always_lists,
+    an_upload_nobody_wrote_is_appended_to_without_a_listing,
     a_new_writer_lists_until_the_previous_writers_last_put_can_have_landed,
     a_media_is_streamed_in_parts_of_at_least_5_mib_and_exists_only_once_committed,
     a_live_recorded_on_an_object_store_is_finalized_and_served_with_ranges,
@@ -370,7 +371,10 @@ async fn an_append_after_this_nodes_own_piece_lists_nothing_and_a_reconciliation
     let patch = |offset: u64, bytes: Vec<u8>| {
         let id = id.clone();
         fx.run(move |s| {
-            let held = s.uploads.reconcile_for_append(&id, offset, false).unwrap();
+            let held = s
+                .uploads
+                .reconcile_for_append(&id, offset, PreviousWriter::ThisNode)
+                .unwrap();
             assert_eq!(held, offset);
             let mut writer = s.uploads.writer(&id, offset).unwrap();
             writer.write(&bytes).unwrap();
@@ -403,6 +407,36 @@ async fn an_append_after_this_nodes_own_piece_lists_nothing_and_a_reconciliation
     assert_eq!(lists() - before, 3);
 }
 
+async fn an_upload_nobody_wrote_is_appended_to_without_a_listing(backend: Backend) {
+    let fx = object_storage(backend, PART).await;
+    let requests = fx
+        .stores
+        .requests
+        .clone()
+        .expect("an object store counts its requests");
+    let lists = || requests.get(storage::requests::Operation::List);
+    let id = UploadId::generate();
+    let before = lists();
+    let patch = |offset: u64, bytes: Vec<u8>, previous: PreviousWriter| {
+        let id = id.clone();
+        fx.run(move |s| {
+            let held = s
+                .uploads
+                .reconcile_for_append(&id, offset, previous)
+                .unwrap();
+            assert_eq!(held, offset);
+            let mut writer = s.uploads.writer(&id, offset).unwrap();
+            writer.write(&bytes).unwrap();
+            writer.sync().unwrap();
+        })
+    };
+    // A live's first PATCH: no node ever claimed the upload, so nothing of it is stored.
+    patch(0, pattern(300, 1), PreviousWriter::Nobody).await;
+    patch(300, pattern(300, 2), PreviousWriter::ThisNode).await;
+    assert_eq!(lists() - before, 0);
+    assert_eq!(fx.objects(&id).await, [(0, 300), (300, 600)]);
+}
+
 async fn a_new_writer_lists_until_the_previous_writers_last_put_can_have_landed(backend: Backend) {
     // A put is given twice the store timeout to land.
     let timeout = std::time::Duration::from_secs(1);
@@ -418,12 +452,17 @@ async fn a_new_writer_lists_until_the_previous_writers_last_put_can_have_landed(
         .expect("an object store counts its requests");
     let lists = || requests.get(storage::requests::Operation::List);
     let id = UploadId::generate();
-    let patch = |offset: u64, bytes: Vec<u8>, claimed: bool| {
+    let patch = |offset: u64, bytes: Vec<u8>, took_over: bool| {
         let id = id.clone();
+        let previous = if took_over {
+            PreviousWriter::Another
+        } else {
+            PreviousWriter::ThisNode
+        };
         fx.run(move |s| {
             let held = s
                 .uploads
-                .reconcile_for_append(&id, offset, claimed)
+                .reconcile_for_append(&id, offset, previous)
                 .unwrap();
             assert_eq!(held, offset);
             let mut writer = s.uploads.writer(&id, offset).unwrap();
