@@ -199,7 +199,7 @@ pub async fn finalize_live(
     claims: &Claims,
 ) -> Result<(), StopError> {
     let mut stages = Stages::start();
-    let held = tus::reconcile(state, upload).await?;
+    let held = tus::reconcile_to_stop(state, upload).await?;
     stages.mark("reconcile");
     if ending == Ending::Stopped {
         if let Some(length) = upload.length {

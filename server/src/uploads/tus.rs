@@ -287,10 +287,35 @@ pub async fn recover_all(state: &AppState) -> anyhow::Result<()> {
 /// A file longer than the offset holds bytes never acknowledged: they are cut off. A file
 /// shorter than the offset (lost writes) lowers the offset, so the client resends.
 pub async fn reconcile(state: &AppState, row: &UploadRow) -> anyhow::Result<u64> {
+    reconcile_with(state, row, None).await
+}
+
+/// [`reconcile`] for a stop, under the upload's lock: an object store lists the upload's
+/// objects only when this node does not know where they end, as for a PATCH (the node that
+/// put the last piece knows, and nothing lies past it), instead of always.
+pub async fn reconcile_to_stop(state: &AppState, row: &UploadRow) -> anyhow::Result<u64> {
+    let previous = match row.writer.as_deref() {
+        Some(writer) if writer == &*state.node => PreviousWriter::ThisNode,
+        None if row.offset == 0 => PreviousWriter::Nobody,
+        _ => PreviousWriter::Another,
+    };
+    reconcile_with(state, row, Some(previous)).await
+}
+
+async fn reconcile_with(
+    state: &AppState,
+    row: &UploadRow,
+    previous: Option<PreviousWriter>,
+) -> anyhow::Result<u64> {
     let committed = row.offset;
     let storage_id = row.id.clone();
     let held = state
-        .with_uploads(move |uploads| Ok(uploads.reconcile(&storage_id, committed)?))
+        .with_uploads(move |uploads| {
+            Ok(match previous {
+                Some(previous) => uploads.reconcile_for_append(&storage_id, committed, previous)?,
+                None => uploads.reconcile(&storage_id, committed)?,
+            })
+        })
         .await?;
     if held < committed {
         tracing::warn!(upload = %row.id, committed, held, "upload file shorter than its offset");

@@ -76,7 +76,7 @@ async fn scrape_or_zero(app: &TestApp, series: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn a_new_lives_patches_never_list_its_stored_objects() {
+async fn a_new_lives_patches_and_its_stop_never_list_its_stored_objects() {
     // On an object store (`LIVEKEEP_TEST_STORAGE=s3`) no PATCH of a new live lists the
     // upload's objects: no node wrote it before the first, so nothing of it is stored and no put
     // can be on its way; the next ones know where this node's own pieces end (on the local disk
@@ -98,4 +98,11 @@ async fn a_new_lives_patches_never_list_its_stored_objects() {
     }
     let listed = scrape_or_zero(&app, lists).await - before;
     assert_eq!(listed, 0.0, "listings for 6 PATCHes");
+    // Nor does the stop on the node that put the last piece: it knows where they end.
+    let stopped = app
+        .stop(&user.token, live.id, TestApp::video_data(&live, &bytes))
+        .await;
+    assert_eq!(stopped.status(), StatusCode::OK);
+    let listed = scrape_or_zero(&app, lists).await - before;
+    assert_eq!(listed, 0.0, "listings for 6 PATCHes and the stop");
 }
