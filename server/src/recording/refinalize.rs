@@ -54,6 +54,14 @@ pub async fn refinalize(
     state: &AppState,
     media_id: MediaId,
 ) -> Result<Refinalized, RefinalizeError> {
+    // An object store assembles a stopped live's layout into one object in the background
+    // and then deletes the layout: the file read here must not be swapped under it. Taken
+    // before the media is read, so the key read is the one that stays.
+    let _assembly = state
+        .locks
+        .lock(&crate::locks::assembly_key(media_id))
+        .await
+        .context("waiting for the media's assembly")?;
     let media = db::media::get(&state.db, media_id)
         .await
         .context("reading the media")?
