@@ -1,11 +1,15 @@
-//! Committing upload offsets after their bytes are synced.
+//! Committing upload offsets after their bytes are synced, and the other writes on a PATCH's
+//! way to its acknowledgment: an upload's writer claimed by its first PATCH, a live's recording
+//! dated by its first chunk.
 //!
-//! On SQLite every commit goes through one writer that batches the commits pending at once into
-//! one transaction ([`GroupCommit`]): one WAL sync for all the PATCHes that finished their own
-//! sync meanwhile, instead of one transaction each, whose collisions on SQLite's single write
-//! lock sleep in its busy handler (bench/findings.md, finding 2). On PostgreSQL each commit
-//! keeps its own transaction: the server queues concurrent commits and groups their WAL flushes
-//! itself, where a single writer would serialise this node's PATCHes on the round trips of one
+//! On SQLite every such write goes through one writer that batches the writes pending at once
+//! into one transaction ([`GroupCommit`]): one WAL sync for all the PATCHes that finished their
+//! own sync meanwhile, instead of one transaction each, whose collisions on SQLite's single
+//! write lock sleep in its busy handler (bench/findings.md, finding 2). A write of its own
+//! would queue every PATCH behind it: when hundreds of lives start together, their first
+//! PATCHes' claims and dates did (finding 11). On PostgreSQL each write keeps its own
+//! transaction: the server queues concurrent commits and groups their WAL flushes itself,
+//! where a single writer would serialise this node's PATCHes on the round trips of one
 //! connection.
 
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use super::{
     uploads::{self, IndexSave},
     Backend, Db,
 };
-use crate::domain::UploadId;
+use crate::domain::{PostId, UploadId};
 
 /// Commits in one SQLite transaction at most: bounds how long a batch holds the write lock.
 const MAX_BATCH: usize = 256;
@@ -45,11 +49,32 @@ pub struct OffsetCommit {
     pub index: IndexSave,
 }
 
+/// One write queued on SQLite's writer.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A PATCH's new committed offset.
+    Offset(OffsetCommit),
+    /// An upload's writer, claimed by this node before it stores anything.
+    Claim {
+        /// The upload.
+        id: UploadId,
+        /// The node claiming it.
+        node: Arc<str>,
+    },
+    /// A live's recording dated (the first estimate is kept).
+    RecordingStart {
+        /// The live.
+        post: PostId,
+        /// Its media time 0 (Unix ms).
+        at: i64,
+    },
+}
+
 /// Where offsets are committed: the group-commit writer on SQLite, the pool on PostgreSQL.
 #[derive(Debug, Clone)]
 pub enum OffsetWriter {
-    /// One writer task batching concurrent commits (SQLite).
-    Grouped(GroupCommit<OffsetCommit>),
+    /// One writer task batching concurrent writes (SQLite).
+    Grouped(GroupCommit<Write>),
     /// One transaction per commit (PostgreSQL).
     Direct(Db),
 }
@@ -81,7 +106,7 @@ impl OffsetWriter {
             // SQLite is one node's: its uploads have no other writer, and their offsets move
             // only under their lock, so the commit needs no condition.
             Self::Grouped(writer) => {
-                writer.commit(commit).await?;
+                writer.commit(Write::Offset(commit)).await?;
                 Ok(true)
             }
             Self::Direct(db) => {
@@ -109,6 +134,40 @@ impl OffsetWriter {
             }
         }
     }
+
+    /// Makes `node` the writer of `upload` (whose row the caller read under the upload's lock)
+    /// before it stores anything; returns the row as it now is, `None` if it is gone.
+    pub async fn claim(
+        &self,
+        upload: uploads::UploadRow,
+        node: &Arc<str>,
+    ) -> anyhow::Result<Option<uploads::UploadRow>> {
+        match self {
+            // One node's database, and the row read under the lock: only the writer changes.
+            Self::Grouped(writer) => {
+                writer
+                    .commit(Write::Claim {
+                        id: upload.id.clone(),
+                        node: Arc::clone(node),
+                    })
+                    .await?;
+                Ok(Some(uploads::UploadRow {
+                    writer: Some(node.to_string()),
+                    ..upload
+                }))
+            }
+            Self::Direct(db) => Ok(uploads::claim(db, &upload.id, node).await?),
+        }
+    }
+
+    /// Dates the recording of `post` at `at` (its media time 0), unless it is dated already.
+    pub async fn date_recording(&self, post: PostId, at: i64) -> anyhow::Result<()> {
+        match self {
+            Self::Grouped(writer) => writer.commit(Write::RecordingStart { post, at }).await?,
+            Self::Direct(db) => super::posts::set_recording_start(db, post, at).await?,
+        }
+        Ok(())
+    }
 }
 
 /// The SQLite writer's connection, outside the pool: taking one from the pool, each batch
@@ -121,7 +180,7 @@ struct DedicatedConnection {
 
 impl DedicatedConnection {
     /// Applies `batch` on the connection, opening it first if needed.
-    async fn apply(&mut self, batch: &[OffsetCommit]) -> anyhow::Result<()> {
+    async fn apply(&mut self, batch: &[Write]) -> anyhow::Result<()> {
         // Taken out while the batch runs: a failure, a panic or a cancellation leaves none, and
         // the next batch starts on a fresh connection rather than one in an unknown state (a
         // transaction left open, a broken link).
@@ -137,20 +196,38 @@ impl DedicatedConnection {
     }
 }
 
-/// Commits `batch` atomically, in one transaction: the index entries appended, the offsets
-/// moved in one statement, the index states saved beside them. An upload's PATCHes are
-/// serialised by its lock and each waits for its commit, so an upload appears once in a batch;
-/// were it there twice, its last commit wins.
-async fn apply(conn: &mut AnyConnection, batch: &[OffsetCommit]) -> anyhow::Result<()> {
+/// Applies `batch` atomically, in one transaction: the writers claimed (a claim comes before
+/// its upload's first commit), the index entries appended, the offsets moved in one statement,
+/// the index states saved beside them, the recordings dated. An upload's PATCHes are
+/// serialised by its lock and each waits for its commit, so an upload's offset appears once in
+/// a batch; were it there twice, its last commit wins.
+async fn apply(conn: &mut AnyConnection, batch: &[Write]) -> anyhow::Result<()> {
+    let commits: Vec<&OffsetCommit> = batch
+        .iter()
+        .filter_map(|write| match write {
+            Write::Offset(commit) => Some(commit),
+            _ => None,
+        })
+        .collect();
     let mut seen = std::collections::HashSet::new();
-    let mut last: Vec<&OffsetCommit> = batch.iter().rev().filter(|c| seen.insert(&c.id)).collect();
+    let mut last: Vec<&OffsetCommit> = commits
+        .iter()
+        .rev()
+        .copied()
+        .filter(|c| seen.insert(&c.id))
+        .collect();
     last.reverse();
     let offsets: Vec<_> = last
         .iter()
         .map(|c| (&c.id, c.offset, c.now, c.expires_at))
         .collect();
     let mut tx = super::begin_write_on(conn).await?;
-    for commit in batch {
+    for write in batch {
+        if let Write::Claim { id, node } = write {
+            uploads::claim(&mut *tx, id, node).await?;
+        }
+    }
+    for commit in &commits {
         if let Some(length) = commit.length {
             uploads::set_length(&mut *tx, &commit.id, length).await?;
         }
@@ -160,6 +237,11 @@ async fn apply(conn: &mut AnyConnection, batch: &[OffsetCommit]) -> anyhow::Resu
     uploads::commit_offsets(&mut *tx, &offsets).await?;
     for commit in &last {
         uploads::save_index_states(&mut *tx, &commit.id, &commit.index.states()).await?;
+    }
+    for write in batch {
+        if let Write::RecordingStart { post, at } = write {
+            super::posts::set_recording_start(&mut *tx, *post, *at).await?;
+        }
     }
     crate::fault::point("before_offsets_commit");
     tx.commit().await?;
@@ -236,9 +318,9 @@ mod tests {
     async fn a_batch_commits_each_upload_s_offset_and_its_last_commit_wins() {
         let (_dir, db, ids) = database(3).await;
         let batch = [
-            commit(&ids[0], 10, None),
-            commit(&ids[1], 20, None),
-            commit(&ids[0], 30, None),
+            Write::Offset(commit(&ids[0], 10, None)),
+            Write::Offset(commit(&ids[1], 20, None)),
+            Write::Offset(commit(&ids[0], 30, None)),
         ];
         let mut conn = db.acquire().await.unwrap();
         apply(&mut conn, &batch).await.unwrap();
@@ -251,13 +333,51 @@ mod tests {
         );
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn claims_and_recording_dates_go_through_the_writer_the_first_date_kept() {
+        let (_dir, db, ids) = database(2).await;
+        let writer = OffsetWriter::for_db(&db);
+        let node: Arc<str> = Arc::from("node-a");
+        let row = uploads::get(&db, &ids[0]).await.unwrap().unwrap();
+        assert_eq!(row.writer, None);
+        let claimed = writer.claim(row, &node).await.unwrap().unwrap();
+        assert_eq!(
+            claimed.writer.as_deref(),
+            Some("node-a"),
+            "the row answered"
+        );
+        let stored = uploads::get(&db, &ids[0]).await.unwrap().unwrap();
+        assert_eq!(stored.writer.as_deref(), Some("node-a"), "the row stored");
+        assert_eq!(
+            uploads::get(&db, &ids[1]).await.unwrap().unwrap().writer,
+            None,
+            "another upload is not claimed"
+        );
+        let post = crate::domain::PostId::new(1);
+        let dated = || async {
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT recording_started_at FROM posts WHERE id = 1",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        };
+        assert_eq!(dated().await, None);
+        writer.date_recording(post, 1234).await.unwrap();
+        writer.date_recording(post, 999).await.unwrap();
+        assert_eq!(dated().await, Some(1234), "the first estimate is kept");
+    }
+
     #[tokio::test]
     async fn a_deferred_length_is_set_with_its_offset() {
         let (_dir, db, ids) = database(2).await;
         let mut conn = db.acquire().await.unwrap();
         apply(
             &mut conn,
-            &[commit(&ids[0], 5, Some(50)), commit(&ids[1], 7, None)],
+            &[
+                Write::Offset(commit(&ids[0], 5, Some(50))),
+                Write::Offset(commit(&ids[1], 7, None)),
+            ],
         )
         .await
         .unwrap();
@@ -333,13 +453,19 @@ mod tests {
             db: db.clone(),
             conn: None,
         };
-        writer.apply(&[commit(&ids[0], 1, None)]).await.unwrap();
+        writer
+            .apply(&[Write::Offset(commit(&ids[0], 1, None))])
+            .await
+            .unwrap();
         assert!(writer.conn.is_some(), "kept for the next batch");
         refuse_offset_666(&db).await;
         // One statement (no length), then one transaction (a length): nothing of either lands.
         for length in [None, Some(5000)] {
             let refused = writer
-                .apply(&[commit(&ids[0], 10, length), commit(&ids[1], 666, None)])
+                .apply(&[
+                    Write::Offset(commit(&ids[0], 10, length)),
+                    Write::Offset(commit(&ids[1], 666, None)),
+                ])
                 .await
                 .unwrap_err();
             assert!(
@@ -354,7 +480,10 @@ mod tests {
             assert_eq!(row(&db, &ids[1]).await, (0, None, 0, 10));
         }
         writer
-            .apply(&[commit(&ids[0], 10, Some(5000)), commit(&ids[1], 20, None)])
+            .apply(&[
+                Write::Offset(commit(&ids[0], 10, Some(5000))),
+                Write::Offset(commit(&ids[1], 20, None)),
+            ])
             .await
             .unwrap();
         assert!(writer.conn.is_some());

@@ -150,7 +150,7 @@ async fn date_recording(
     };
     let started = post.started_at.unwrap_or(post.created_at);
     let start = arrival.saturating_sub(span).max(started);
-    db::posts::set_recording_start(&state.db, post_id, start).await?;
+    state.offsets.date_recording(post_id, start).await?;
     room.mark_recording_dated();
     Ok(())
 }

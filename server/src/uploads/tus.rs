@@ -346,7 +346,9 @@ async fn claim_writing(
     } else {
         PreviousWriter::Another
     };
-    let claimed = db::uploads::claim(&state.db, &row.id, &state.node)
+    let claimed = state
+        .offsets
+        .claim(row, &state.node)
         .await?
         .ok_or(UploadError::NotFound)?;
     Ok((admit(user, claimed)?, previous))
