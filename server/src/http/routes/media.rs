@@ -189,7 +189,8 @@ async fn answer_small_range(
         if residency == Residency::Resident {
             let (first, last, total, modified) =
                 (opened.first, opened.last, opened.total, opened.modified);
-            return range_response(Body::from(bytes), first, last, total, modified).map(Some);
+            let served = Served::range(first, last, total);
+            return served_response(Body::from(bytes), served, modified).map(Some);
         }
         // Some page is on disk only: sendfile would wait for it on an async worker.
         drop(bytes);
@@ -253,11 +254,8 @@ fn answer_layout_range(
         let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
         Body::from_stream(stream)
     };
-    let mut response = range_response(body, first, last, files.total, files.modified)?;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    Ok(Some(response))
+    let served = Served::range(first, last, files.total);
+    served_response(body, served, files.modified).map(Some)
 }
 
 /// Reads a range on the blocking pool, a few at a time, and answers it.
@@ -279,37 +277,93 @@ where
     let Some(read) = read else {
         return Ok(None);
     };
-    range_response(
-        Body::from(read.bytes),
-        read.first,
-        read.last,
-        read.total,
-        read.modified,
-    )
-    .map(Some)
+    let served = Served::range(read.first, read.last, read.total);
+    served_response(Body::from(read.bytes), served, read.modified).map(Some)
 }
 
-/// A `206` carrying `body`, the bytes `first..=last` of a file of `total` bytes.
-fn range_response(
-    body: Body,
+/// The bytes of a media a response carries: `first..=last` of its `total`, the whole of it
+/// (`200`) or the one range a `Range` header asked (`206`).
+#[derive(Debug, Clone, Copy)]
+struct Served {
     first: u64,
     last: u64,
     total: u64,
+    partial: bool,
+}
+
+impl Served {
+    /// The range `first..=last` of `total` bytes (`206`).
+    fn range(first: u64, last: u64, total: u64) -> Self {
+        Self {
+            first,
+            last,
+            total,
+            partial: true,
+        }
+    }
+
+    /// What `range` asks of `total` bytes, the whole without one; `None` for a range that
+    /// cannot be served as one part (ServeFile refuses it too: [`unsatisfiable`]).
+    fn resolve(range: Option<&str>, total: u64) -> Option<Self> {
+        match range {
+            Some(header) => {
+                range::resolve(header, total).map(|(first, last)| Self::range(first, last, total))
+            }
+            None => Some(Self {
+                first: 0,
+                last: total.saturating_sub(1),
+                total,
+                partial: false,
+            }),
+        }
+    }
+
+    /// How many bytes it is.
+    fn len(&self) -> u64 {
+        if self.total == 0 {
+            0
+        } else {
+            self.last - self.first + 1
+        }
+    }
+}
+
+/// The `416` refusing a range of a media of `total` bytes.
+fn unsatisfiable(total: u64) -> Response {
+    (
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+    )
+        .into_response()
+}
+
+/// A response carrying `body`, the bytes `served` names, with their length, range and date.
+fn served_response(
+    body: Body,
+    served: Served,
     modified: Option<std::time::SystemTime>,
 ) -> Result<Response, ApiError> {
     let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    if served.partial {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
     let headers = response.headers_mut();
-    let content_range = format!("bytes {first}-{last}/{total}");
-    headers.insert(
-        header::CONTENT_RANGE,
-        HeaderValue::from_str(&content_range).context("Content-Range")?,
-    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(served.len()));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(modified) = modified {
         headers.insert(
             header::LAST_MODIFIED,
             HeaderValue::from_str(&httpdate(modified)).context("Last-Modified")?,
+        );
+    }
+    if served.partial {
+        let Served {
+            first, last, total, ..
+        } = served;
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {first}-{last}/{total}"))
+                .context("Content-Range")?,
         );
     }
     Ok(response)
@@ -455,24 +509,10 @@ async fn serve_layout(
     let Some((reader, total, modified)) = opened else {
         return Ok(None);
     };
-    let resolved = match range.as_deref() {
-        Some(header) => match range::resolve(header, total) {
-            Some(resolved) => Some(resolved),
-            None => {
-                let unsatisfiable = (
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    [(header::CONTENT_RANGE, format!("bytes */{total}"))],
-                );
-                return Ok(Some(unsatisfiable.into_response()));
-            }
-        },
-        None => None,
+    let Some(served) = Served::resolve(range.as_deref(), total) else {
+        return Ok(Some(unsatisfiable(total)));
     };
-    let (status, first, last) = match resolved {
-        Some((first, last)) => (StatusCode::PARTIAL_CONTENT, first, last),
-        None => (StatusCode::OK, 0, total.saturating_sub(1)),
-    };
-    let length = if total == 0 { 0 } else { last - first + 1 };
+    let (first, length) = (served.first, served.len());
     let body = if head || length == 0 {
         Body::empty()
     } else {
@@ -496,25 +536,7 @@ async fn serve_layout(
         );
         Body::from_stream(steps)
     };
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Some(modified) = modified {
-        headers.insert(
-            header::LAST_MODIFIED,
-            HeaderValue::from_str(&httpdate(modified)).context("Last-Modified")?,
-        );
-    }
-    if status == StatusCode::PARTIAL_CONTENT {
-        let content_range = format!("bytes {first}-{last}/{total}");
-        headers.insert(
-            header::CONTENT_RANGE,
-            HeaderValue::from_str(&content_range).context("Content-Range")?,
-        );
-    }
-    Ok(Some(response))
+    served_response(body, served, modified).map(Some)
 }
 
 /// Serves an object: one ranged get streamed through for a `Range`, else the whole object
@@ -529,26 +551,10 @@ async fn serve_object(
         return Ok(None);
     };
     let total = meta.size;
-    let modified = httpdate(meta.modified);
-    let resolved = match range.as_deref() {
-        Some(header) => match range::resolve(header, total) {
-            Some(resolved) => Some(resolved),
-            None => {
-                // Like ServeFile: a range that cannot be served as one part is refused.
-                let unsatisfiable = (
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    [(header::CONTENT_RANGE, format!("bytes */{total}"))],
-                );
-                return Ok(Some(unsatisfiable.into_response()));
-            }
-        },
-        None => None,
+    let Some(served) = Served::resolve(range.as_deref(), total) else {
+        return Ok(Some(unsatisfiable(total)));
     };
-    let (status, first, last) = match resolved {
-        Some((first, last)) => (StatusCode::PARTIAL_CONTENT, first, last),
-        None => (StatusCode::OK, 0, total.saturating_sub(1)),
-    };
-    let length = if total == 0 { 0 } else { last - first + 1 };
+    let (first, last, length) = (served.first, served.last, served.len());
     let body = if head || length == 0 {
         Body::empty()
     } else {
@@ -557,21 +563,5 @@ async fn serve_object(
             None => return Ok(None),
         }
     };
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(
-        header::LAST_MODIFIED,
-        HeaderValue::from_str(&modified).context("Last-Modified")?,
-    );
-    if status == StatusCode::PARTIAL_CONTENT {
-        let content_range = format!("bytes {first}-{last}/{total}");
-        headers.insert(
-            header::CONTENT_RANGE,
-            HeaderValue::from_str(&content_range).context("Content-Range")?,
-        );
-    }
-    Ok(Some(response))
+    served_response(body, served, Some(meta.modified)).map(Some)
 }
