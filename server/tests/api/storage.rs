@@ -356,6 +356,23 @@ async fn objects_past_the_committed_offset_are_garbage_and_leftover_pieces_are_r
     assert_eq!(fx.read_at(&id, 1000, 50).await, committed[1000..1050]);
 }
 
+/// What a PATCH does to an object store: reconcile for the append (after `previous` wrote the
+/// upload), put the piece.
+async fn patch(fx: &Fixture, id: &UploadId, offset: u64, bytes: Vec<u8>, previous: PreviousWriter) {
+    let id = id.clone();
+    fx.run(move |s| {
+        let held = s
+            .uploads
+            .reconcile_for_append(&id, offset, previous)
+            .unwrap();
+        assert_eq!(held, offset);
+        let mut writer = s.uploads.writer(&id, offset).unwrap();
+        writer.write(&bytes).unwrap();
+        writer.sync().unwrap();
+    })
+    .await;
+}
+
 async fn an_append_after_this_nodes_own_piece_lists_nothing_and_a_reconciliation_always_lists(
     backend: Backend,
 ) {
@@ -367,20 +384,7 @@ async fn an_append_after_this_nodes_own_piece_lists_nothing_and_a_reconciliation
         .expect("an object store counts its requests");
     let lists = || requests.get(storage::requests::Operation::List);
     let id = UploadId::generate();
-    // What a PATCH does: reconcile for the append, put the piece.
-    let patch = |offset: u64, bytes: Vec<u8>| {
-        let id = id.clone();
-        fx.run(move |s| {
-            let held = s
-                .uploads
-                .reconcile_for_append(&id, offset, PreviousWriter::ThisNode)
-                .unwrap();
-            assert_eq!(held, offset);
-            let mut writer = s.uploads.writer(&id, offset).unwrap();
-            writer.write(&bytes).unwrap();
-            writer.sync().unwrap();
-        })
-    };
+    let patch = |offset, bytes| patch(&fx, &id, offset, bytes, PreviousWriter::ThisNode);
     let before = lists();
     patch(0, pattern(300, 1)).await;
     assert_eq!(
@@ -417,19 +421,7 @@ async fn an_upload_nobody_wrote_is_appended_to_without_a_listing(backend: Backen
     let lists = || requests.get(storage::requests::Operation::List);
     let id = UploadId::generate();
     let before = lists();
-    let patch = |offset: u64, bytes: Vec<u8>, previous: PreviousWriter| {
-        let id = id.clone();
-        fx.run(move |s| {
-            let held = s
-                .uploads
-                .reconcile_for_append(&id, offset, previous)
-                .unwrap();
-            assert_eq!(held, offset);
-            let mut writer = s.uploads.writer(&id, offset).unwrap();
-            writer.write(&bytes).unwrap();
-            writer.sync().unwrap();
-        })
-    };
+    let patch = |offset, bytes, previous| patch(&fx, &id, offset, bytes, previous);
     // A live's first PATCH: no node ever claimed the upload, so nothing of it is stored.
     patch(0, pattern(300, 1), PreviousWriter::Nobody).await;
     patch(300, pattern(300, 2), PreviousWriter::ThisNode).await;
@@ -452,23 +444,13 @@ async fn a_new_writer_lists_until_the_previous_writers_last_put_can_have_landed(
         .expect("an object store counts its requests");
     let lists = || requests.get(storage::requests::Operation::List);
     let id = UploadId::generate();
-    let patch = |offset: u64, bytes: Vec<u8>, took_over: bool| {
-        let id = id.clone();
+    let patch = |offset, bytes, took_over: bool| {
         let previous = if took_over {
             PreviousWriter::Another
         } else {
             PreviousWriter::ThisNode
         };
-        fx.run(move |s| {
-            let held = s
-                .uploads
-                .reconcile_for_append(&id, offset, previous)
-                .unwrap();
-            assert_eq!(held, offset);
-            let mut writer = s.uploads.writer(&id, offset).unwrap();
-            writer.write(&bytes).unwrap();
-            writer.sync().unwrap();
-        })
+        patch(&fx, &id, offset, bytes, previous)
     };
     let before = lists();
     patch(0, pattern(300, 1), false).await;
