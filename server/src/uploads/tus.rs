@@ -425,12 +425,10 @@ struct BodyWriter {
     idle: Option<Box<dyn UploadWriter>>,
     /// The append under way, which hands the writer back.
     running: Option<tokio::task::JoinHandle<anyhow::Result<Box<dyn UploadWriter>>>>,
-    /// The upload's index and SHA-256, fed each batch beside its write.
+    /// The upload's index and SHA-256, fed each batch after its write.
     index: Shared,
     /// Where the next batch starts in the upload.
     fed_to: u64,
-    /// The feeding under way.
-    feeding: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl BodyWriter {
@@ -453,7 +451,6 @@ impl BodyWriter {
             running: None,
             index,
             fed_to: start,
-            feeding: None,
         }
     }
 
@@ -462,41 +459,27 @@ impl BodyWriter {
         self.unopened.is_none()
     }
 
-    /// Waits for the append and the feeding under way; the writer is idle after them, even
-    /// when they failed.
+    /// Waits for the append under way; the writer is idle after it, unless it failed.
     async fn settle(&mut self) -> anyhow::Result<()> {
-        let fed = match self.feeding.take() {
-            Some(feeding) => feeding
-                .await
-                .context("an indexing task")
-                .and_then(|fed| fed),
-            None => Ok(()),
-        };
         if let Some(running) = self.running.take() {
             self.idle = Some(running.await.context("an append task")??);
         }
-        fed
+        Ok(())
     }
 
-    /// Starts appending `chunks` (and syncing, when `sync`) once the previous append is done.
+    /// Starts appending `chunks`, feeding them to the index, and syncing them when `sync`, once
+    /// the previous append is done.
+    ///
+    /// One blocking call does all three: a hand-off to another thread per PATCH costs more
+    /// than it overlaps once the cores are busy (bench/findings.md, finding 11). The index is
+    /// fed after the write, which has started the disk writing back, and before the sync.
     async fn append(&mut self, chunks: Vec<Bytes>, sync: bool) -> anyhow::Result<()> {
         self.settle().await?;
         let opened = self.idle.take();
         let unopened = self.unopened.take();
         let start = self.start;
-        if !chunks.is_empty() {
-            let (index, mut at) = (Arc::clone(&self.index), self.fed_to);
-            let fed: Vec<Bytes> = chunks.clone();
-            self.fed_to += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
-            self.feeding = Some(tokio::task::spawn_blocking(move || {
-                let mut index = indexing::lock(&index);
-                for chunk in &fed {
-                    index.feed(at, chunk)?;
-                    at += chunk.len() as u64;
-                }
-                Ok(())
-            }));
-        }
+        let (index, fed_at) = (Arc::clone(&self.index), self.fed_to);
+        self.fed_to += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
         self.running = Some(tokio::task::spawn_blocking(move || {
             let mut writer = match (opened, unopened) {
                 (Some(writer), _) => writer,
@@ -516,6 +499,12 @@ impl BodyWriter {
             };
             if !chunks.is_empty() {
                 writer.write_chunks(&chunks)?;
+                let mut index = indexing::lock(&index);
+                let mut at = fed_at;
+                for chunk in &chunks {
+                    index.feed(at, chunk)?;
+                    at += chunk.len() as u64;
+                }
             }
             if sync {
                 writer.sync()?;
