@@ -124,6 +124,7 @@ async fn serve_connection<S>(
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
+    no_delay(&stream, peer);
     let stream = ZeroCopyStream::new(stream, &zero_copy);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         // The peer address reaches handlers as `ConnectInfo` (login attempts are limited per IP).
@@ -154,6 +155,16 @@ async fn serve_connection<S>(
     connection.as_mut().graceful_shutdown();
     if let Err(err) = connection.await {
         tracing::trace!(error = %err, %peer, "connection ended with an error");
+    }
+}
+
+/// Sends each write at once. Without TCP_NODELAY, a response's last short segment waits for
+/// the ACK of the one before, which the client delays up to 40 ms (Nagle's algorithm against
+/// delayed ACKs): that was the Range p99 (bench/findings.md, finding 12). Headers still leave
+/// with a file's first bytes (`MSG_MORE`), as with nginx's `tcp_nodelay on`.
+fn no_delay(stream: &TcpStream, peer: SocketAddr) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::trace!(error = %err, %peer, "could not set TCP_NODELAY");
     }
 }
 
@@ -188,5 +199,20 @@ mod tests {
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["error"]["code"], "over_capacity");
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_waiting_for_acks() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (accepted, client) = tokio::join!(listener.accept(), client);
+        let (stream, peer) = accepted.unwrap();
+        let _client = client.unwrap();
+        assert!(
+            !stream.nodelay().unwrap(),
+            "Nagle's algorithm is on by default"
+        );
+        no_delay(&stream, peer);
+        assert!(stream.nodelay().unwrap());
     }
 }
