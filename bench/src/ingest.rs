@@ -12,6 +12,7 @@ use tokio::{process::Command, time::Instant};
 use crate::{
     rustus::{self, Rustus},
     server::{first_chunk, noise, Api, Scratch, Server},
+    stage_metrics::Counters,
     stats::{cell, ratio, Spread},
     Common,
 };
@@ -79,6 +80,8 @@ pub async fn run(common: &Common, args: IngestArgs) -> Result<()> {
 
     let (mut ours, mut dsync, mut theirs, mut fdatasync) = (vec![], vec![], vec![], vec![]);
     let (mut patch_ms, mut rustus_patch_ms) = (vec![], vec![]);
+    // The server's stages of each livekeep run, and its mean PATCH as the client saw it (ms).
+    let (mut stages, mut mean_patch_ms) = (vec![], vec![]);
     let sides = [Side::Dd, Side::Livekeep, Side::Rustus];
     for run in 0..args.runs {
         // Each side goes first, second and third in turn, so none always meets a warmer disk.
@@ -89,6 +92,7 @@ pub async fn run(common: &Common, args: IngestArgs) -> Result<()> {
                 }
                 Side::Livekeep => {
                     let live = api.start_live(&token, &format!("ingest {run}")).await?;
+                    let metrics_before = Counters::parse(&api.metrics().await?);
                     let began = Instant::now();
                     let mut offset = 0u64;
                     for i in 0..args.patches {
@@ -103,6 +107,8 @@ pub async fn run(common: &Common, args: IngestArgs) -> Result<()> {
                         bail!("the server holds {held} bytes, {total} were acknowledged");
                     }
                     ours.push(total / elapsed / 1e6);
+                    stages.push(Counters::parse(&api.metrics().await?).minus(&metrics_before));
+                    mean_patch_ms.push(elapsed * 1e3 / args.patches as f64);
                     api.terminate(&token, &live.upload_url).await?;
                 }
                 Side::Rustus => {
@@ -184,6 +190,7 @@ pub async fn run(common: &Common, args: IngestArgs) -> Result<()> {
         judged(&ours, &theirs, 1.5),
         cell(&fdatasync, 0)
     );
+    print_stages(&stages, &mean_patch_ms);
     for (who, samples) in [
         ("livekeep", &mut patch_ms),
         ("rustus", &mut rustus_patch_ms),
@@ -215,6 +222,41 @@ async fn tool_version(bin: &Path) -> String {
 }
 
 /// Runs `dd` writing the same blocks to `dir` with `sync_flag`; returns its wall seconds.
+/// Where a livekeep PATCH's time went, from the server's stage timings: what separates it from
+/// `dd`'s one sync per block is everything but receiving the body.
+fn print_stages(stages: &[Counters], mean_patch_ms: &[f64]) {
+    const SHOWN: [(&str, &str); 3] = [
+        ("body", "body (received, written, written back)"),
+        ("store", "last batch written + `fdatasync`"),
+        ("commit", "offset committed (SQLite, WAL `fsync`)"),
+    ];
+    let median = |f: &dyn Fn(usize) -> f64| {
+        let runs: Vec<f64> = (0..stages.len()).map(f).collect();
+        Spread::of(&runs).map_or(f64::NAN, |s| s.median)
+    };
+    let mut cells: Vec<String> = SHOWN
+        .iter()
+        .map(|(stage, title)| format!("{title} {:.2}", median(&|r| stages[r].ms_per_patch(stage))))
+        .collect();
+    let rest = median(&|r| {
+        let timed: f64 = crate::stage_metrics::STAGES
+            .iter()
+            .map(|(stage, _)| stages[r].ms_per_patch(stage))
+            .filter(|ms| ms.is_finite())
+            .sum();
+        mean_patch_ms[r] - timed
+    });
+    cells.push(format!(
+        "the rest (HTTP both ways, authentication, the client's turn) {rest:.2}"
+    ));
+    println!(
+        "\nWhere a livekeep PATCH's time goes (server stage timings, ms per PATCH, median of the \
+         runs; mean PATCH {:.2} ms): {}.",
+        median(&|r| mean_patch_ms[r]),
+        cells.join("; ")
+    );
+}
+
 async fn dd(dir: &Path, args: &IngestArgs, sync_flag: &str) -> Result<f64> {
     let target = dir.join("dd-baseline.bin");
     let began = Instant::now();

@@ -11,6 +11,7 @@ mod range;
 mod rustus;
 mod scaleout;
 mod server;
+mod stage_metrics;
 mod stats;
 mod stop;
 mod store_alone;

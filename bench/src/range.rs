@@ -13,6 +13,7 @@ use reqwest::{header, StatusCode};
 use tokio::process::{Child, Command};
 
 use crate::{
+    proc_stat,
     server::{Api, Scratch, Server},
     stats::{cell, ratio, Spread},
     Common,
@@ -111,6 +112,10 @@ pub async fn run(common: &Common, args: RangeArgs) -> Result<()> {
     std::fs::write(&script, lua_script(media_size, args.range_bytes))?;
 
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    // CPU µs per request of each server: what decides its throughput when the client shares
+    // the two cores, and steadier than requests/s on a machine others use.
+    let (mut ours_cpu, mut theirs_cpu) = (Vec::new(), Vec::new());
+    let (ours_pid, nginx_pid) = (server.pid(), nginx.child.id());
     for run in 0..args.runs {
         // Alternate who goes first, so neither always meets a warmer machine.
         let order = if run % 2 == 0 {
@@ -120,14 +125,28 @@ pub async fn run(common: &Common, args: RangeArgs) -> Result<()> {
         };
         for is_ours in order {
             let url = if is_ours { &ours_url } else { &nginx_url };
+            let pid = if is_ours { ours_pid } else { nginx_pid };
+            let cpu_before = pid.and_then(proc_stat::tree_cpu_seconds);
             let result = wrk(&args, &script, url).await?;
+            let cpu = cpu_before
+                .zip(pid.and_then(proc_stat::tree_cpu_seconds))
+                .map(|(before, after)| (after - before) * 1e6 / result.requests.max(1) as f64);
+            if let Some(cpu) = cpu {
+                if is_ours {
+                    ours_cpu.push(cpu);
+                } else {
+                    theirs_cpu.push(cpu);
+                }
+            }
             eprintln!(
-                "range run {} {}: {:.0} req/s, p99 {:.1} ms, bad answers {}",
+                "range run {} {}: {:.0} req/s, p99 {:.1} ms, bad answers {}, server CPU {:.0} µs \
+                 per request",
                 run + 1,
                 if is_ours { "livekeep" } else { "nginx" },
                 result.requests_per_sec,
                 result.p99_ms,
-                result.bad_responses
+                result.bad_responses,
+                cpu.unwrap_or(f64::NAN)
             );
             if is_ours {
                 ours.push(result)
@@ -180,6 +199,12 @@ pub async fn run(common: &Common, args: RangeArgs) -> Result<()> {
         cell(&p99(&ours), 1),
         cell(&p99(&theirs), 1),
         ratio(&p99(&ours), &p99(&theirs))
+    );
+    println!(
+        "| server CPU per request (µs, `/proc` user + system) | {} | {} | {} | — |",
+        cell(&ours_cpu, 0),
+        cell(&theirs_cpu, 0),
+        ratio(&ours_cpu, &theirs_cpu)
     );
     println!(
         "| non-2xx answers | {} | {} | — | — |\n",
