@@ -19,6 +19,7 @@ use bytes::Bytes;
 
 use super::{
     layout::{self, LayoutReader, StoredLayout, DATA_EXTENSION, HEAD_EXTENSION},
+    mapped::MappedFile,
     without_companions, LayoutFiles, MediaSource, MediaStore, MediaWriter, PreviousWriter,
     PutLayout, ReadSeek, StorageError, UploadStore, UploadWriter,
 };
@@ -182,14 +183,17 @@ impl LocalStorage {
         let stem = layout::stem(key);
         let open = |extension: &str| {
             let path = self.media_path(&format!("{stem}.{extension}"));
-            File::open(&path).map_err(io_err(|| format!("opening {}", path.display())))
+            File::open(&path)
+                .and_then(|file| MappedFile::new(Arc::new(file)))
+                .map(Arc::new)
+                .map_err(io_err(|| format!("opening {}", path.display())))
         };
         let (head, data) = (open(HEAD_EXTENSION)?, open(DATA_EXTENSION)?);
         Ok(Some(LayoutFiles {
             total: stored.len(),
             pieces: stored.pieces,
-            head: Arc::new(head),
-            data: Arc::new(data),
+            head,
+            data,
             modified: modified(&self.media_path(key))?,
         }))
     }

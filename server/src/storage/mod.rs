@@ -10,6 +10,7 @@
 
 pub mod layout;
 mod local;
+pub mod mapped;
 mod object;
 pub mod range;
 pub mod requests;
@@ -175,10 +176,10 @@ pub struct PutLayout {
 pub struct LayoutFiles {
     /// The media's bytes, in order.
     pub pieces: Vec<Piece>,
-    /// The head file (the pieces of [`Source::Head`]).
-    pub head: Arc<std::fs::File>,
-    /// The upload's bytes (the pieces of [`Source::Upload`]).
-    pub data: Arc<std::fs::File>,
+    /// The head file (the pieces of [`Source::Head`]), mapped for zero-copy sends.
+    pub head: Arc<mapped::MappedFile>,
+    /// The upload's bytes (the pieces of [`Source::Upload`]), mapped likewise.
+    pub data: Arc<mapped::MappedFile>,
     /// The media's length.
     pub total: u64,
     /// When the media was stored.

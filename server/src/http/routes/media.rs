@@ -26,7 +26,7 @@ use crate::{
         error::ApiError,
         extract::Path,
         schemas::{Binary, ErrorBody},
-        serve::zero_copy::{Residency, ZeroCopy},
+        serve::zero_copy::{MappedFile, Residency, ZeroCopy},
     },
     state::AppState,
     storage::{
@@ -183,8 +183,11 @@ async fn answer_small_range(
         let Some(opened) = opened else {
             return Ok(None);
         };
+        let mapped = MappedFile::new(Arc::clone(&opened.file))
+            .map(Arc::new)
+            .context("mapping a stored file")?;
         let (bytes, residency) = zero_copy
-            .file_range(Arc::clone(&opened.file), opened.first, opened.length())
+            .file_range(&mapped, opened.first, opened.length())
             .context("mapping a range of a stored file")?;
         if residency == Residency::Resident {
             let (first, last, total, modified) =
@@ -235,7 +238,7 @@ fn answer_layout_range(
                 Source::Upload => &files.data,
             };
             let (bytes, residency) = zero_copy
-                .file_range(Arc::clone(file), piece.offset + (start - at), end - start)
+                .file_range(file, piece.offset + (start - at), end - start)
                 .context("mapping a range of a layout media")?;
             if residency == Residency::Cold {
                 // Some page is on disk only: sendfile would wait for it on an async worker.

@@ -3,7 +3,8 @@
 //! buffer that hyper then writes (two copies through user space).
 //!
 //! hyper writes bodies from memory, so the range is handed to it as the bytes of a read-only
-//! `mmap` of the file ([`ZeroCopy::file_range`]): valid memory, but never touched. Each
+//! `mmap` of the file ([`MappedFile`], [`ZeroCopy::file_range`]): valid memory, but never
+//! touched. Each
 //! connection's socket ([`ZeroCopyStream`]) knows the mappings made for its responses; when
 //! hyper asks it to write a slice that lies in one, it sends the same bytes from the file at
 //! the matching offset with `sendfile` instead. Were a mapping ever written by another path,
@@ -25,6 +26,7 @@ use std::{
 };
 
 use crate::metrics::Metrics;
+pub use crate::storage::mapped::{MappedFile, Residency};
 use bytes::Bytes;
 use tokio::{
     io::{AsyncRead, AsyncWrite, Interest, ReadBuf},
@@ -80,15 +82,6 @@ pub struct ZeroCopy {
     regions: Arc<Regions>,
 }
 
-/// How much of a file range is in the page cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Residency {
-    /// Every page: sending it will not wait for the disk.
-    Resident,
-    /// Some page must be read from the disk first.
-    Cold,
-}
-
 impl ZeroCopy {
     /// A new connection's, with no mapping yet; bytes it sends are counted in `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
@@ -101,26 +94,31 @@ impl ZeroCopy {
         }
     }
 
-    /// The bytes `first..first + len` of `file` (which holds them) as a body buffer that this
-    /// connection sends with `sendfile`, and whether they are all in the page cache.
+    /// The bytes `first..first + len` of `mapped`'s file as a body buffer that this connection
+    /// sends with `sendfile`, and whether they are all in the page cache.
     pub fn file_range(
         &self,
-        file: Arc<File>,
+        mapped: &Arc<MappedFile>,
         first: u64,
         len: u64,
     ) -> io::Result<(Bytes, Residency)> {
-        let mapping = Mapping::new(&file, first, len)?;
-        let residency = mapping.residency()?;
+        let residency = mapped.residency(first, len)?;
+        let start = mapped
+            .slice(first, len)
+            .ok_or_else(|| io::Error::other("a range outside the mapped file"))?
+            .as_ptr() as usize;
         let id = self.regions.next_id.fetch_add(1, Ordering::Relaxed);
         self.regions.live().push(Region {
             id,
-            start: mapping.data as usize,
-            len: mapping.len,
-            file,
+            start,
+            len: len as usize,
+            file: Arc::clone(mapped.file()),
             offset: first,
         });
         let owner = Registered {
-            mapping,
+            mapped: Arc::clone(mapped),
+            first,
+            len,
             regions: Arc::clone(&self.regions),
             id,
         };
@@ -128,110 +126,25 @@ impl ZeroCopy {
     }
 }
 
-/// A read-only shared mapping of a file range.
-#[derive(Debug)]
-struct Mapping {
-    base: *mut libc::c_void,
-    map_len: usize,
-    /// The range's first byte, `first - aligned start` past `base`.
-    data: *const u8,
-    len: usize,
-}
-
-// SAFETY: the mapping is read-only and owned by this value alone; moving it between threads
-// or reading it from several is sound.
-unsafe impl Send for Mapping {}
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    fn new(file: &File, first: u64, len: u64) -> io::Result<Self> {
-        let len = usize::try_from(len).map_err(io::Error::other)?;
-        if len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "an empty range",
-            ));
-        }
-        // SAFETY: sysconf has no preconditions.
-        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-            .map_err(io::Error::other)?;
-        let aligned = first - first % page;
-        let skip = usize::try_from(first - aligned).map_err(io::Error::other)?;
-        let map_len = skip + len;
-        let offset = libc::off_t::try_from(aligned).map_err(io::Error::other)?;
-        // SAFETY: a fresh read-only mapping at an address the kernel picks; the result is
-        // checked before use and unmapped in Drop.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                offset,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Self {
-            base,
-            map_len,
-            // SAFETY: skip < map_len, inside the mapping.
-            data: unsafe { base.cast::<u8>().add(skip) },
-            len,
-        })
-    }
-
-    /// Whether every page of the mapping is in the page cache (`mincore`, which for a file
-    /// mapping reports the page cache's pages, mapped in this process or not).
-    fn residency(&self) -> io::Result<Residency> {
-        // SAFETY: as in `new`.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-            .map_err(io::Error::other)?;
-        let mut pages = vec![0u8; self.map_len.div_ceil(page)];
-        // SAFETY: base..base + map_len is this mapping; `pages` has one byte per page of it.
-        let result = unsafe { libc::mincore(self.base, self.map_len, pages.as_mut_ptr()) };
-        if result != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(if pages.iter().all(|page| page & 1 == 1) {
-            Residency::Resident
-        } else {
-            Residency::Cold
-        })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: base and map_len are those mmap returned; nothing borrows the mapping any
-        // more (the Bytes that owned it is gone).
-        unsafe {
-            libc::munmap(self.base, self.map_len);
-        }
-    }
-}
-
-/// A mapping known to a connection's socket until it is dropped.
+/// A range of a mapping known to a connection's socket until it is dropped.
 #[derive(Debug)]
 struct Registered {
-    mapping: Mapping,
+    mapped: Arc<MappedFile>,
+    first: u64,
+    len: u64,
     regions: Arc<Regions>,
     id: u64,
 }
 
 impl AsRef<[u8]> for Registered {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: data..data + len lies in the live, read-only mapping, which outlives the
-        // borrow (it is unmapped only when self drops).
-        unsafe { std::slice::from_raw_parts(self.mapping.data, self.mapping.len) }
+        // Checked when registered: the range lies in the mapping.
+        self.mapped.slice(self.first, self.len).unwrap_or_default()
     }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        // Forgotten before it is unmapped: the address may be reused by the next mapping.
         self.regions.live().retain(|region| region.id != self.id);
     }
 }
@@ -380,6 +293,10 @@ mod tests {
         (file, bytes)
     }
 
+    fn mapped(file: &tempfile::NamedTempFile) -> Arc<MappedFile> {
+        Arc::new(MappedFile::new(Arc::new(File::open(file.path()).unwrap())).unwrap())
+    }
+
     /// A connected pair: the server's end wrapped for zero copy, and the client's.
     async fn connection(zero_copy: &ZeroCopy) -> (ZeroCopyStream, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -419,10 +336,10 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let zero_copy = ZeroCopy::new(Arc::clone(&metrics));
         let (mut server, mut client) = connection(&zero_copy).await;
-        let file = Arc::new(File::open(file.path()).unwrap());
+        let file = mapped(&file);
         // Unaligned both ends, across page boundaries.
         let (first, len) = (4095u64, 3 * 4096 + 7);
-        let (body, residency) = zero_copy.file_range(file, first, len).unwrap();
+        let (body, residency) = zero_copy.file_range(&file, first, len).unwrap();
         assert_eq!(
             residency,
             Residency::Resident,
@@ -452,8 +369,8 @@ mod tests {
     async fn a_mapping_read_as_memory_holds_the_same_bytes_and_is_forgotten_once_dropped() {
         let (file, bytes) = numbered_file(3 * 4096);
         let zero_copy = ZeroCopy::new(Arc::new(Metrics::default()));
-        let file = Arc::new(File::open(file.path()).unwrap());
-        let (body, _) = zero_copy.file_range(file, 4097, 4096).unwrap();
+        let file = mapped(&file);
+        let (body, _) = zero_copy.file_range(&file, 4097, 4096).unwrap();
         assert_eq!(&body[..], &bytes[4097..4097 + 4096]);
         let address = body.as_ptr() as usize;
         assert!(zero_copy.regions.find(address + 10).is_some());
