@@ -18,7 +18,7 @@ use crate::{
     metrics::Metrics,
     ops::sweeper,
     rooms::{bus::Bus, hub::Hub},
-    state::{AppState, Settings},
+    state::{AppState, Services, Settings},
     storage,
     webhooks::{delivery, Webhooks},
 };
@@ -166,7 +166,7 @@ async fn open_state_at(config: &Config, address: SocketAddr) -> anyhow::Result<A
         ),
         None => (Locks::local(), Hub::default()),
     };
-    Ok(AppState {
+    Ok(AppState::new(Services {
         offsets: db::offsets::OffsetWriter::for_db(&db),
         media_cache: Arc::new(crate::media_cache::MediaCache::default()),
         db,
@@ -189,7 +189,7 @@ async fn open_state_at(config: &Config, address: SocketAddr) -> anyhow::Result<A
             patch_idle_timeout: config.patch_idle_timeout(),
             orphan_grace: config.orphan_grace(),
         }),
-    })
+    }))
 }
 
 /// The sign-in of `config`: its mode, and the host app's key when one is given.

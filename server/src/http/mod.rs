@@ -24,7 +24,7 @@ use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
     normalize_path::{NormalizePath, NormalizePathLayer},
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     services::{ServeDir, ServeFile},
     trace::{DefaultOnResponse, TraceLayer},
     LatencyUnit,
@@ -115,7 +115,10 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
 
     let request_id = HeaderName::from_static("x-request-id");
     let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(
+            request_id.clone(),
+            RequestIds::new(),
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
@@ -165,6 +168,33 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         security,
         crate::http::security::stamp,
     )))
+}
+
+/// Request ids unique across processes without a system call each (tower-http's UUIDs ask the
+/// kernel for randomness per request): this process's random prefix, then a counter.
+#[derive(Debug, Clone)]
+struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        use rand_core::RngCore;
+        Self {
+            prefix: format!("{:016x}", rand_core::OsRng.next_u64()).into(),
+            next: Arc::default(),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// An allow-list CORS layer, or none (same origin only) when no origin is configured.
@@ -237,5 +267,19 @@ mod tests {
         for path in ["/", "/apis", "/mediaX/1", "/index.html", "/assets/app.js"] {
             assert!(!is_api_path(path), "{path}");
         }
+    }
+
+    #[test]
+    fn request_ids_differ_within_a_process_and_between_processes() {
+        let request = axum::http::Request::new(());
+        let id = |ids: &mut RequestIds| {
+            let id = ids.make_request_id(&request).unwrap();
+            id.header_value().to_str().unwrap().to_owned()
+        };
+        let (mut one, mut other) = (RequestIds::new(), RequestIds::new());
+        let mut clone = one.clone();
+        let seen = [id(&mut one), id(&mut clone), id(&mut one), id(&mut other)];
+        let distinct: std::collections::HashSet<_> = seen.iter().collect();
+        assert_eq!(distinct.len(), seen.len(), "{seen:?}");
     }
 }
