@@ -12,12 +12,12 @@ pub fn rfc3339(millis: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Formats Unix milliseconds as an HTTP date (RFC 7231), as tus `Upload-Expires` wants.
+/// Formats Unix milliseconds as an HTTP date (RFC 7231), as tus `Upload-Expires` and
+/// `Last-Modified` want; before 1970 reads as 1970. `httpdate` (hyper's own) rather than a
+/// strftime pattern parsed on every PATCH and media range.
 pub fn http_date(millis: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(millis)
-        .unwrap_or_default()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
+    let since_epoch = std::time::Duration::from_millis(u64::try_from(millis).unwrap_or(0));
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + since_epoch)
 }
 
 #[cfg(test)]
@@ -35,5 +35,6 @@ mod tests {
             http_date(1_700_000_000_123),
             "Tue, 14 Nov 2023 22:13:20 GMT"
         );
+        assert_eq!(http_date(-5), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 }
