@@ -92,8 +92,8 @@ section() {
   } >"$out/$name.md"
 }
 
-section ingest "livekeep-bench ingest --patch-mib 8 --patches 128 --runs 5" \
-  "${bench[@]}" ingest --patch-mib 8 --patches 128 --runs 5 --rustus "$rustus_bin"
+section ingest "livekeep-bench ingest --patch-mib 8 --patches 128 --runs 7" \
+  "${bench[@]}" ingest --patch-mib 8 --patches 128 --runs 7 --rustus "$rustus_bin"
 section load "livekeep-bench load --recorders 64,256 --runs 3 --duration $load_seconds --search-max 2048" \
   "${bench[@]}" load --recorders 64,256 --runs 3 --duration "$load_seconds" --search-max 2048
 # The scale-out configuration on a real object store: PostgreSQL 15 and a single-node Garage on
@@ -151,8 +151,8 @@ services_stop || true
 trap 'rm -rf "$out"' EXIT
 fi
 
-section range "livekeep-bench range --size-mib 256 --connections 32 --seconds 10 --runs 3" \
-  "${bench[@]}" range --size-mib 256 --connections 32 --seconds 10 --runs 3 \
+section range "livekeep-bench range --size-mib 256 --connections 32 --seconds 10 --runs 5" \
+  "${bench[@]}" range --size-mib 256 --connections 32 --seconds 10 --runs 5 \
   --generator "$target_dir/release/finalize-bench" --nginx "$nginx_bin"
 section feed "livekeep-bench feed --posts 1000,10000 --runs 3" \
   "${bench[@]}" feed --posts 1000,10000 --runs 3
