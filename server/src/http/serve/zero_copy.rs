@@ -4,10 +4,9 @@
 //!
 //! hyper writes bodies from memory, so the range is handed to it as the bytes of a read-only
 //! `mmap` of the file ([`MappedFile`], [`ZeroCopy::file_range`]): valid memory, but never
-//! touched. Each
-//! connection's socket ([`ZeroCopyStream`]) knows the mappings made for its responses; when
-//! hyper asks it to write a slice that lies in one, it sends the same bytes from the file at
-//! the matching offset with `sendfile` instead. Were a mapping ever written by another path,
+//! touched. Each connection's socket ([`ZeroCopyStream`]) knows the mappings made for its
+//! responses; when hyper asks it to write a slice that lies in one, it sends the same bytes
+//! from the file at the matching offset with `sendfile` instead. Were a mapping ever written by another path,
 //! its bytes are the file's, so the answer would still be right, one copy slower.
 //!
 //! Stored files are never rewritten or cut in place (a new file gets a new key; a deleted one
