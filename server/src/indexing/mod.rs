@@ -103,6 +103,32 @@ pub fn advance(
     Ok(())
 }
 
+/// Brings `shared` forward to the upload's first `committed` bytes, reading what it has not seen
+/// from the store on a copy, its lock released meanwhile: a request on an async worker may wait
+/// for that lock, and on S3 the read needs those workers to drive its socket and its timeout
+/// (holding the lock across the read hung a node: bench/findings.md, finding 13). The copy is
+/// installed unless a PATCH of this node fed the index further meanwhile.
+pub fn catch_up(
+    shared: &Shared,
+    uploads: &dyn UploadStore,
+    upload: &UploadId,
+    committed: u64,
+) -> anyhow::Result<()> {
+    let behind = {
+        let index = lock(shared);
+        (index.resume_at() < committed).then(|| index.clone())
+    };
+    let Some(mut caught_up) = behind else {
+        return Ok(());
+    };
+    advance(&mut caught_up, uploads, upload, committed)?;
+    let mut index = lock(shared);
+    if index.resume_at() < caught_up.resume_at() {
+        *index = caught_up;
+    }
+    Ok(())
+}
+
 /// What the caller of [`ready`] does with the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
@@ -178,4 +204,126 @@ pub async fn ready(
     .await
     .context("indexing task")??;
     Ok(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{self, Seek},
+        sync::atomic::{AtomicUsize, Ordering},
+        time::SystemTime,
+    };
+
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::storage::{LocalStorage, ReadSeek, StorageError, UploadWriter};
+
+    /// Local uploads whose readers count the reads made while `index`'s lock was held.
+    struct Probed {
+        inner: LocalStorage,
+        index: Shared,
+        reads_under_lock: Arc<AtomicUsize>,
+    }
+
+    struct ProbeReader {
+        inner: Box<dyn ReadSeek>,
+        index: Shared,
+        reads_under_lock: Arc<AtomicUsize>,
+    }
+
+    impl Read for ProbeReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.index.try_lock().is_err() {
+                self.reads_under_lock.fetch_add(1, Ordering::Relaxed);
+            }
+            self.inner.read(buf)
+        }
+    }
+
+    impl Seek for ProbeReader {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    impl UploadStore for Probed {
+        fn create(&self, id: &UploadId) -> Result<(), StorageError> {
+            self.inner.create(id)
+        }
+        fn len(&self, id: &UploadId) -> Result<Option<u64>, StorageError> {
+            self.inner.len(id)
+        }
+        fn truncate(&self, id: &UploadId, len: u64) -> Result<(), StorageError> {
+            self.inner.truncate(id, len)
+        }
+        fn writer(
+            &self,
+            id: &UploadId,
+            offset: u64,
+        ) -> Result<Box<dyn UploadWriter>, StorageError> {
+            self.inner.writer(id, offset)
+        }
+        fn open(&self, id: &UploadId) -> Result<Box<dyn ReadSeek>, StorageError> {
+            Ok(Box::new(ProbeReader {
+                inner: self.inner.open(id)?,
+                index: Arc::clone(&self.index),
+                reads_under_lock: Arc::clone(&self.reads_under_lock),
+            }))
+        }
+        fn delete(&self, id: &UploadId) -> Result<(), StorageError> {
+            self.inner.delete(id)
+        }
+        fn list(&self) -> Result<Vec<String>, StorageError> {
+            self.inner.list()
+        }
+        fn modified(&self, id: &UploadId) -> Result<Option<SystemTime>, StorageError> {
+            self.inner.modified(id)
+        }
+        fn check(&self) -> Result<(), StorageError> {
+            self.inner.check()
+        }
+    }
+
+    #[test]
+    fn catching_up_reads_the_store_with_the_index_unlocked_and_installs_what_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let index: Shared = Arc::default();
+        let store = Probed {
+            inner: LocalStorage::open(dir.path().to_owned()).unwrap(),
+            index: Arc::clone(&index),
+            reads_under_lock: Arc::default(),
+        };
+        let upload = UploadId::generate();
+        // More than one read step, so the reads are many.
+        let bytes: Vec<u8> = (0..3 * CATCH_UP_READ + 17)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        store.create(&upload).unwrap();
+        let mut writer = store.writer(&upload, 0).unwrap();
+        writer.write(&bytes).unwrap();
+        writer.sync().unwrap();
+
+        catch_up(&index, &store, &upload, bytes.len() as u64).unwrap();
+        assert_eq!(store.reads_under_lock.load(Ordering::Relaxed), 0);
+        let caught_up = lock(&index);
+        assert_eq!(caught_up.position(), bytes.len() as u64);
+        assert_eq!(caught_up.sha256()[..], Sha256::digest(&bytes)[..]);
+    }
+
+    #[test]
+    fn an_index_already_further_is_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let index: Shared = Arc::default();
+        let store = Probed {
+            inner: LocalStorage::open(dir.path().to_owned()).unwrap(),
+            index: Arc::clone(&index),
+            reads_under_lock: Arc::default(),
+        };
+        let upload = UploadId::generate();
+        lock(&index).feed(0, b"already fed").unwrap();
+        // The store holds nothing: catching up to fewer bytes must not read it.
+        catch_up(&index, &store, &upload, 5).unwrap();
+        assert_eq!(lock(&index).position(), 11);
+    }
 }

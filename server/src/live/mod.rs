@@ -88,22 +88,8 @@ pub async fn advance_index(
     let upload = upload.clone();
     state
         .with_uploads(move |uploads| {
-            let behind = {
-                let index = indexing::lock(&shared);
-                (index.resume_at() < committed).then(|| index.clone())
-            };
-            if let Some(mut caught_up) = behind {
-                // Read from the store on a copy, the lock released: a request on an async
-                // worker may wait for this lock, and on S3 the read needs those workers to
-                // drive its socket (holding the lock across it hung a node: finding 13).
-                indexing::advance(&mut caught_up, uploads, &upload, committed)
-                    .with_context(|| format!("indexing upload {upload}"))?;
-                let mut index = indexing::lock(&shared);
-                // A PATCH of this node may have fed it meanwhile: the further one stays.
-                if index.resume_at() < caught_up.resume_at() {
-                    *index = caught_up;
-                }
-            }
+            indexing::catch_up(&shared, uploads, &upload, committed)
+                .with_context(|| format!("indexing upload {upload}"))?;
             let index = indexing::lock(&shared);
             Ok(view::view(&index, committed, at, with_header))
         })
