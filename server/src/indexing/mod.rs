@@ -285,15 +285,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn catching_up_reads_the_store_with_the_index_unlocked_and_installs_what_it_read() {
-        let dir = tempfile::tempdir().unwrap();
+    /// An empty index and local uploads in `dir` that watch its lock.
+    fn probed(dir: &tempfile::TempDir) -> (Shared, Probed) {
         let index: Shared = Arc::default();
         let store = Probed {
             inner: LocalStorage::open(dir.path().to_owned()).unwrap(),
             index: Arc::clone(&index),
             reads_under_lock: Arc::default(),
         };
+        (index, store)
+    }
+
+    #[test]
+    fn catching_up_reads_the_store_with_the_index_unlocked_and_installs_what_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, store) = probed(&dir);
         let upload = UploadId::generate();
         // More than one read step, so the reads are many.
         let bytes: Vec<u8> = (0..3 * CATCH_UP_READ + 17)
@@ -314,12 +320,7 @@ mod tests {
     #[test]
     fn an_index_already_further_is_left_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
-        let index: Shared = Arc::default();
-        let store = Probed {
-            inner: LocalStorage::open(dir.path().to_owned()).unwrap(),
-            index: Arc::clone(&index),
-            reads_under_lock: Arc::default(),
-        };
+        let (index, store) = probed(&dir);
         let upload = UploadId::generate();
         lock(&index).feed(0, b"already fed").unwrap();
         // The store holds nothing: catching up to fewer bytes must not read it.
