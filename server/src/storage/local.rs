@@ -184,7 +184,10 @@ impl LocalStorage {
         let open = |extension: &str| {
             let path = self.media_path(&format!("{stem}.{extension}"));
             File::open(&path)
-                .and_then(|file| MappedFile::new(Arc::new(file)))
+                .and_then(|file| {
+                    let len = file.metadata()?.len();
+                    MappedFile::new(Arc::new(file), len)
+                })
                 .map(Arc::new)
                 .map_err(io_err(|| format!("opening {}", path.display())))
         };

@@ -37,10 +37,11 @@ fn page_size() -> io::Result<usize> {
 }
 
 impl MappedFile {
-    /// Maps `file` whole, as long as it is now. Stored files never change in place (a new
-    /// file gets a new key), so the mapping stays the file's.
-    pub fn new(file: Arc<File>) -> io::Result<Self> {
-        let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+    /// Maps the first `len` bytes of `file`: all of it, its length as the caller just stat'ed
+    /// it (each caller has, so no second `fstat` here). Stored files never change in place (a
+    /// new file gets a new key), so the mapping stays the file's.
+    pub fn new(file: Arc<File>, len: u64) -> io::Result<Self> {
+        let len = usize::try_from(len).map_err(io::Error::other)?;
         if len == 0 {
             return Ok(Self {
                 file,
@@ -93,39 +94,43 @@ impl MappedFile {
         Some(unsafe { std::slice::from_raw_parts(self.base.cast::<u8>().add(first), len) })
     }
 
-    /// Whether every page holding `first..first + len` is in the page cache: `cachestat`
-    /// (Linux 6.5) counts them in one walk of the page cache, where `mincore` looks up and
-    /// takes a reference on each page in turn (3 % of the server's CPU at 1 MiB ranges:
+    /// The mapped bytes `first..first + len` and whether every page holding them is in the
+    /// page cache; an error past the mapping's end or for an empty range. `cachestat` (Linux
+    /// 6.5) counts the pages in one walk of the page cache, where `mincore` looks up and takes
+    /// a reference on each page in turn (3 % of the server's CPU at 1 MiB ranges:
     /// bench/findings.md, finding 13); `mincore` where the kernel lacks it.
-    pub fn residency(&self, first: u64, len: u64) -> io::Result<Residency> {
-        if self.slice(first, len).is_none() {
-            return Err(io::Error::new(
+    pub fn resident_slice(&self, first: u64, len: u64) -> io::Result<(&[u8], Residency)> {
+        let slice = self.slice(first, len).ok_or_else(|| {
+            io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a range outside the mapped file",
-            ));
-        }
-        let page = page_size()? as u64;
-        if let Some(cached) = cached_pages(&self.file, first, len)? {
-            let pages = (first + len - 1) / page - first / page + 1;
-            return Ok(if cached >= pages {
-                Residency::Resident
-            } else {
-                Residency::Cold
-            });
-        }
-        self.mincore(first, len)
+            )
+        })?;
+        let page = page_size()?;
+        let residency = match cached_pages(&self.file, first, len)? {
+            Some(cached) => {
+                let page = page as u64;
+                let pages = (first + len - 1) / page - first / page + 1;
+                if cached >= pages {
+                    Residency::Resident
+                } else {
+                    Residency::Cold
+                }
+            }
+            None => self.mincore(slice, page)?,
+        };
+        Ok((slice, residency))
     }
 
-    /// [`Self::residency`] from `mincore`, which for a file mapping reports the page cache's
-    /// pages, touched by this process or not.
-    fn mincore(&self, first: u64, len: u64) -> io::Result<Residency> {
-        let page = page_size()?;
-        let (first, len) = (first as usize, len as usize);
+    /// The residency of `slice`, a slice of this mapping, from `mincore`, which for a file
+    /// mapping reports the page cache's pages, touched by this process or not.
+    fn mincore(&self, slice: &[u8], page: usize) -> io::Result<Residency> {
+        let first = slice.as_ptr() as usize - self.base as usize;
         let aligned = first - first % page;
-        let span = first + len - aligned;
+        let span = first + slice.len() - aligned;
         let mut pages = vec![0u8; span.div_ceil(page)];
-        // SAFETY: aligned..aligned + span lies in the mapping (checked above) and starts on a
-        // page boundary; `pages` has one byte per page of it.
+        // SAFETY: `slice` lies in the mapping, so aligned..aligned + span does too (the mapping
+        // starts on a page boundary); `pages` has one byte per page of it.
         let result = unsafe {
             libc::mincore(
                 self.base.cast::<u8>().add(aligned).cast(),
@@ -213,12 +218,18 @@ mod tests {
 
     use super::*;
 
+    /// A temporary file mapped whole.
+    fn map(file: &tempfile::NamedTempFile) -> MappedFile {
+        let len = file.as_file().metadata().unwrap().len();
+        MappedFile::new(Arc::new(File::open(file.path()).unwrap()), len).unwrap()
+    }
+
     #[test]
     fn slices_hold_the_file_s_bytes_and_stop_at_its_end() {
         let bytes: Vec<u8> = (0..3 * 4096 + 5).map(|i| (i % 251) as u8).collect();
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(&bytes).unwrap();
-        let mapped = MappedFile::new(Arc::new(File::open(file.path()).unwrap())).unwrap();
+        let mapped = map(&file);
         assert_eq!(mapped.len(), bytes.len() as u64);
         assert_eq!(mapped.slice(4095, 4098), Some(&bytes[4095..4095 + 4098]));
         let end = bytes.len() as u64;
@@ -226,8 +237,11 @@ mod tests {
         assert_eq!(mapped.slice(end - 1, 2), None, "past the end");
         assert_eq!(mapped.slice(3, 0), None, "empty");
         assert_eq!(mapped.slice(u64::MAX, 2), None, "overflowing");
-        assert_eq!(mapped.residency(4095, 4098).unwrap(), Residency::Resident);
-        assert!(mapped.residency(end, 1).is_err());
+        let (slice, residency) = mapped.resident_slice(4095, 4098).unwrap();
+        assert_eq!(slice, &bytes[4095..4095 + 4098]);
+        assert_eq!(residency, Residency::Resident);
+        assert!(mapped.resident_slice(end, 1).is_err(), "past the end");
+        assert!(mapped.resident_slice(3, 0).is_err(), "empty");
     }
 
     #[test]
@@ -236,17 +250,20 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(&bytes).unwrap();
         file.as_file().sync_all().unwrap();
-        let mapped = MappedFile::new(Arc::new(File::open(file.path()).unwrap())).unwrap();
+        let mapped = map(&file);
         let (first, len) = (4095, 10 * 4096);
-        assert_eq!(mapped.residency(first, len).unwrap(), Residency::Resident);
-        assert_eq!(mapped.mincore(first, len).unwrap(), Residency::Resident);
+        let page = page_size().unwrap();
+        let (slice, residency) = mapped.resident_slice(first, len).unwrap();
+        assert_eq!(residency, Residency::Resident);
+        assert_eq!(mapped.mincore(slice, page).unwrap(), Residency::Resident);
         // SAFETY: advice on an open descriptor; it only drops clean cached pages.
         let dropped = unsafe {
             libc::posix_fadvise(mapped.file().as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
         };
         assert_eq!(dropped, 0);
-        assert_eq!(mapped.residency(first, len).unwrap(), Residency::Cold);
-        assert_eq!(mapped.mincore(first, len).unwrap(), Residency::Cold);
+        let (slice, residency) = mapped.resident_slice(first, len).unwrap();
+        assert_eq!(residency, Residency::Cold);
+        assert_eq!(mapped.mincore(slice, page).unwrap(), Residency::Cold);
         if let Some(cached) = cached_pages(mapped.file(), 0, 64 * 4096).unwrap() {
             assert_eq!(cached, 0, "cachestat counts what mincore sees");
         }
@@ -255,7 +272,7 @@ mod tests {
     #[test]
     fn an_empty_file_maps_to_nothing() {
         let file = tempfile::NamedTempFile::new().unwrap();
-        let mapped = MappedFile::new(Arc::new(File::open(file.path()).unwrap())).unwrap();
+        let mapped = map(&file);
         assert!(mapped.is_empty());
         assert_eq!(mapped.slice(0, 1), None);
     }

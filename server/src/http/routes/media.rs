@@ -183,7 +183,7 @@ async fn answer_small_range(
         let Some(opened) = opened else {
             return Ok(None);
         };
-        let mapped = MappedFile::new(Arc::clone(&opened.file))
+        let mapped = MappedFile::new(Arc::clone(&opened.file), opened.total)
             .map(Arc::new)
             .context("mapping a stored file")?;
         let (bytes, residency) = zero_copy

@@ -101,11 +101,8 @@ impl ZeroCopy {
         first: u64,
         len: u64,
     ) -> io::Result<(Bytes, Residency)> {
-        let residency = mapped.residency(first, len)?;
-        let start = mapped
-            .slice(first, len)
-            .ok_or_else(|| io::Error::other("a range outside the mapped file"))?
-            .as_ptr() as usize;
+        let (slice, residency) = mapped.resident_slice(first, len)?;
+        let start = slice.as_ptr() as usize;
         let id = self.regions.next_id.fetch_add(1, Ordering::Relaxed);
         self.regions.live().push(Region {
             id,
@@ -293,7 +290,8 @@ mod tests {
     }
 
     fn mapped(file: &tempfile::NamedTempFile) -> Arc<MappedFile> {
-        Arc::new(MappedFile::new(Arc::new(File::open(file.path()).unwrap())).unwrap())
+        let len = file.as_file().metadata().unwrap().len();
+        Arc::new(MappedFile::new(Arc::new(File::open(file.path()).unwrap()), len).unwrap())
     }
 
     /// A connected pair: the server's end wrapped for zero copy, and the client's.
