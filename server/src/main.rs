@@ -14,11 +14,13 @@ use livekeep_server::{
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    let logs = telemetry::init();
     let result = match cli.command {
         None | Some(Command::Serve) => serve(cli.config).await,
         Some(Command::Admin(command)) => run_admin(&cli.config, command).await,
     };
+    // The buffered log lines go before the error, which ends the log.
+    drop(logs);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
