@@ -78,8 +78,9 @@ impl Histogram {
     }
 }
 
-/// What a request is counted under: method, matched route (never the raw path), status.
-type RequestKey = (String, String, u16);
+/// Requests answered by method, then matched route (never the raw path), then status: looked
+/// up with borrowed keys, so counting a request allocates only when its series is new.
+type RequestCounters = BTreeMap<String, BTreeMap<String, BTreeMap<u16, u64>>>;
 
 /// The steps of a PATCH, timed apart to show where its acknowledgment time goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +151,7 @@ pub struct Gauges {
 /// The server's counters, shared through the application state.
 #[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestKey, u64>>,
+    requests: Mutex<RequestCounters>,
     webhooks: Mutex<BTreeMap<WebhookKey, u64>>,
     bytes_ingested: AtomicU64,
     bytes_sent_by_sendfile: AtomicU64,
@@ -192,9 +193,15 @@ impl Metrics {
     /// Counts one answered request; `route` is the matched route pattern or `unmatched`.
     pub fn request(&self, method: &str, route: &str, status: u16) {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
+        let routes = match requests.get_mut(method) {
+            Some(routes) => routes,
+            None => requests.entry(method.to_owned()).or_default(),
+        };
+        let statuses = match routes.get_mut(route) {
+            Some(statuses) => statuses,
+            None => routes.entry(route.to_owned()).or_default(),
+        };
+        *statuses.entry(status).or_default() += 1;
     }
 
     /// Counts one webhook attempt of `event_type` by its outcome (`delivered`, `rejected`,
@@ -235,7 +242,14 @@ impl Metrics {
              # TYPE livekeep_http_requests_total counter\n",
         );
         let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        for ((method, route, status), n) in requests.iter() {
+        let series = requests.iter().flat_map(|(method, routes)| {
+            routes.iter().flat_map(move |(route, statuses)| {
+                statuses
+                    .iter()
+                    .map(move |(status, n)| (method, route, status, n))
+            })
+        });
+        for (method, route, status, n) in series {
             let _ = writeln!(
                 out,
                 "livekeep_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",

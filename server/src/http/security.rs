@@ -76,7 +76,7 @@ pub async fn stamp(
     if is_media {
         restrict_media_type(headers);
     }
-    if essence(headers).as_deref() == Some("text/html") {
+    if essence(headers).is_some_and(|essence| essence.eq_ignore_ascii_case("text/html")) {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             security.content_security_policy().clone(),
@@ -85,13 +85,13 @@ pub async fn stamp(
     response
 }
 
-/// The lowercased `type/subtype` of the answer's `Content-Type`.
-fn essence(headers: &HeaderMap) -> Option<String> {
+/// The `type/subtype` of the answer's `Content-Type`, as sent (compare it ignoring case).
+fn essence(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
+        .map(str::trim)
 }
 
 fn restrict_media_type(headers: &mut HeaderMap) {
@@ -99,7 +99,10 @@ fn restrict_media_type(headers: &mut HeaderMap) {
         return;
     };
     // Error bodies of the media routes are our own JSON.
-    if essence != "application/json" && !MEDIA_TYPES.contains(&essence.as_str()) {
+    let allowed = std::iter::once("application/json")
+        .chain(MEDIA_TYPES)
+        .any(|allowed| essence.eq_ignore_ascii_case(allowed));
+    if !allowed {
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),

@@ -55,18 +55,16 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    // A reference count, not a copy of the pattern.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     let status = response.status();
     if method == Method::PATCH && status == StatusCode::NO_CONTENT {
         state.metrics.patch_acknowledged(started.elapsed());
     }
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     state
         .metrics
-        .request(method.as_str(), &route, status.as_u16());
+        .request(method.as_str(), route, status.as_u16());
     response
 }
