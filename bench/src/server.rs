@@ -55,6 +55,16 @@ pub struct Server {
 impl Server {
     /// Starts `bin serve` on a free loopback port with `data_dir`, logging to `data_dir/../server.log`.
     pub async fn start(bin: &Path, data_dir: &Path, extra_args: &[&str]) -> Result<Self> {
+        Self::start_with_env(bin, data_dir, extra_args, &[]).await
+    }
+
+    /// [`Self::start`] with `env` added to the server's environment.
+    pub async fn start_with_env(
+        bin: &Path,
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let log_path = data_dir.with_extension("log");
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
@@ -65,6 +75,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra_args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
