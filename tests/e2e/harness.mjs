@@ -59,6 +59,19 @@ export function scaleOutEnvironment() {
 }
 
 /**
+ * Servers still running. A test file that times out is ended by `--test-force-exit` without its
+ * `after` hooks: its servers are killed here, or they outlive the run (a server stuck in a
+ * deadlock also ignores SIGTERM, whose graceful shutdown needs its runtime).
+ */
+const runningServers = new Set();
+process.on("exit", () => {
+  for (const child of runningServers) child.kill("SIGKILL");
+});
+
+/** How long a server may take to shut down gracefully before it is killed. */
+const gracefulStopMs = 20_000;
+
+/**
  * A running `livekeep serve`; restartable on the same data directory (and database, and prefix).
  * Nodes of one cluster pass the same `scaleOut` (from scaleOutEnvironment()): they share its
  * database and store, and whoever created it disposes of it.
@@ -84,6 +97,8 @@ export class Server {
       { env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info", ...this.env }, stdio: ["ignore", "pipe", "pipe"] },
     );
     this.child = child;
+    runningServers.add(child);
+    child.once("exit", () => runningServers.delete(child));
     const logFile = logDir && join(logDir, `server-${process.pid}-${serverCounter++}.log`);
     child.stderr.on("data", (d) => {
       this.logs.push(d.toString());
@@ -114,16 +129,27 @@ export class Server {
     await this.#signal("SIGKILL");
   }
 
+  /** SIGTERM, then SIGKILL if it has not exited after `gracefulStopMs` (the test fails). */
   async stop() {
-    await this.#signal("SIGTERM");
+    if (!(await this.#signal("SIGTERM", gracefulStopMs))) {
+      await this.#signal("SIGKILL");
+      throw new Error(`the server did not shut down within ${gracefulStopMs} ms of SIGTERM:\n${this.logs.slice(-20).join("")}`);
+    }
   }
 
-  async #signal(signal) {
+  /** Sends `signal` and waits for the exit, at most `timeoutMs`; whether it exited. */
+  async #signal(signal, timeoutMs = Infinity) {
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
+    if (!child || child.exitCode !== null || child.signalCode !== null) return true;
+    let timer;
+    const exited = new Promise((r) => child.once("exit", () => r(true)));
+    const late = new Promise((r) => {
+      if (Number.isFinite(timeoutMs)) timer = setTimeout(() => r(false), timeoutMs);
+    });
     child.kill(signal);
-    await exited;
+    const result = await Promise.race([exited, late]);
+    clearTimeout(timer);
+    return result;
   }
 
   /** Stops the server and removes the data directory (and database) it created. */
