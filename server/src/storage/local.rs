@@ -12,7 +12,7 @@ use std::{
     os::fd::AsRawFd,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -32,11 +32,25 @@ pub struct LocalStorage {
     files: PathBuf,
     staging: PathBuf,
     /// Layout media opened lately, by key: a range of one then costs no open and no read.
-    layouts: Mutex<HashMap<String, Arc<LayoutFiles>>>,
+    layouts: Mutex<HashMap<String, OpenLayout>>,
+    /// How long an open layout is served before its file is looked for again.
+    recheck_after: Duration,
+}
+
+/// A layout media kept open, and when its file was last seen on disk.
+#[derive(Debug)]
+struct OpenLayout {
+    files: Arc<LayoutFiles>,
+    seen: Instant,
 }
 
 /// Layout media kept open at most; beyond, the map starts over.
 const OPEN_LAYOUTS: usize = 1024;
+
+/// An admin command (another process) may delete a media this server holds open: its open
+/// files would be served for good. Its layout file is looked for once a second at most (a stat,
+/// not the open and read of a layout), so a deleted media stops being served within a second.
+const RECHECK_LAYOUTS_AFTER: Duration = Duration::from_secs(1);
 
 fn io_err(context: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> StorageError {
     move |source| StorageError::Io {
@@ -96,6 +110,7 @@ impl LocalStorage {
             files: root.join("files"),
             staging: root.join("staging"),
             layouts: Mutex::default(),
+            recheck_after: RECHECK_LAYOUTS_AFTER,
         };
         for dir in [&storage.uploads, &storage.files, &storage.staging] {
             fs::create_dir_all(dir).map_err(io_err(|| format!("creating {}", dir.display())))?;
@@ -171,7 +186,7 @@ impl LocalStorage {
         Ok(())
     }
 
-    fn open_layouts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LayoutFiles>>> {
+    fn open_layouts(&self) -> std::sync::MutexGuard<'_, HashMap<String, OpenLayout>> {
         self.layouts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -593,8 +608,31 @@ impl MediaStore for LocalStorage {
         if !layout::is_layout(key) {
             return Ok(None);
         }
-        if let Some(files) = self.open_layouts().get(key) {
-            return Ok(Some(Arc::clone(files)));
+        let cached = self.open_layouts().get(key).map(|open| {
+            (
+                Arc::clone(&open.files),
+                open.seen.elapsed() < self.recheck_after,
+            )
+        });
+        match cached {
+            Some((files, true)) => return Ok(Some(files)),
+            Some((files, false)) => {
+                let path = self.media_path(key);
+                return match fs::symlink_metadata(&path) {
+                    Ok(_) => {
+                        if let Some(open) = self.open_layouts().get_mut(key) {
+                            open.seen = Instant::now();
+                        }
+                        Ok(Some(files))
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                        self.open_layouts().remove(key);
+                        Ok(None)
+                    }
+                    Err(err) => Err(io_err(|| format!("looking for {}", path.display()))(err)),
+                };
+            }
+            None => {}
         }
         let Some(files) = self.open_layout_files(key)? else {
             return Ok(None);
@@ -604,7 +642,13 @@ impl MediaStore for LocalStorage {
         if open.len() >= OPEN_LAYOUTS {
             open.clear();
         }
-        open.insert(key.to_owned(), Arc::clone(&files));
+        open.insert(
+            key.to_owned(),
+            OpenLayout {
+                files: Arc::clone(&files),
+                seen: Instant::now(),
+            },
+        );
         Ok(Some(files))
     }
 
@@ -814,6 +858,44 @@ mod tests {
         assert!(matches!(media.source("abc.layout"), MediaSource::Layout(_)));
         media.delete("abc.layout").unwrap();
         assert!(fs::read_dir(&storage.files).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn an_open_layout_deleted_by_another_process_is_no_longer_served() {
+        use crate::storage::{Piece, Source};
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = LocalStorage::open(dir.path().to_path_buf()).unwrap();
+        let id = UploadId::generate();
+        UploadStore::create(&storage, &id).unwrap();
+        let mut writer = UploadStore::writer(&storage, &id, 0).unwrap();
+        writer.write(b"0123456789").unwrap();
+        writer.sync().unwrap();
+        let layout = StoredLayout {
+            extension: "webm".to_owned(),
+            upload: None,
+            pieces: vec![Piece {
+                source: Source::Upload,
+                offset: 0,
+                len: 10,
+            }],
+        };
+        let put = MediaStore::put_layout(&storage, "abc", &id, b"", &layout).unwrap();
+        let opened = storage.layout_files(&put.key).unwrap().unwrap();
+        assert_eq!(opened.total, 10);
+        // Another process's deletion: the files go, this storage's map is not told.
+        for name in fs::read_dir(&storage.files).unwrap() {
+            fs::remove_file(name.unwrap().path()).unwrap();
+        }
+        assert!(
+            storage.layout_files(&put.key).unwrap().is_some(),
+            "served from the open files until it is looked for again"
+        );
+        storage.recheck_after = Duration::ZERO;
+        assert!(storage.layout_files(&put.key).unwrap().is_none());
+        assert!(
+            storage.open_layouts().is_empty(),
+            "the open files are let go"
+        );
     }
 
     #[test]

@@ -237,6 +237,42 @@ async fn delete_post_removes_its_rows_and_every_file_it_owned() {
 }
 
 #[tokio::test]
+async fn a_post_deleted_by_the_admin_command_stops_being_served_by_the_running_server() {
+    let (app, live_id) = recorded_live(true).await;
+    let post = app.get_json(&format!("/api/posts/{live_id}/")).await;
+    let media = format!("/media/{}", post["media_files"][0]["id"].as_i64().unwrap());
+    let range = |app: &TestApp| {
+        app.request(Method::GET, &media, None)
+            .header("range", "bytes=0-99")
+            .send()
+    };
+    // Served once: the server now holds the media open (and cached).
+    assert_eq!(
+        range(&app).await.unwrap().status(),
+        StatusCode::PARTIAL_CONTENT
+    );
+
+    succeeds(admin(
+        app.data_dir.path(),
+        &["delete-post", &live_id.to_string()],
+        "",
+    ));
+    // Another process deleted it: this server learns it from its files, within a second or so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = range(&app).await.unwrap().status();
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still answered {status} after the deletion"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_live_whose_bytes_cannot_be_finalized_fails_with_a_clear_message() {
     let app = spawn_app().await;
     let user = app.user().await;
