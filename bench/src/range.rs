@@ -110,11 +110,13 @@ pub async fn run(common: &Common, args: RangeArgs) -> Result<()> {
             measure(
                 common,
                 &args,
-                &scratch,
-                &data_dir,
-                &nginx_root,
-                file_url,
-                &script,
+                &Served {
+                    scratch: &scratch,
+                    data_dir: &data_dir,
+                    nginx_root: &nginx_root,
+                    file_url,
+                    script: &script,
+                },
                 mode,
             )
             .await?,
@@ -240,19 +242,33 @@ struct Measured {
     sent_by_sendfile: u64,
 }
 
-/// Starts livekeep on `data_dir` and nginx on `nginx_root` logging as `mode` says, and runs
-/// wrk against each in turn, `args.runs` times.
-#[allow(clippy::too_many_arguments)]
+/// The stored recording both servers serve, and the wrk script asking for its ranges.
+struct Served<'a> {
+    scratch: &'a Scratch,
+    /// livekeep's data directory, holding the recording as the stop stored it.
+    data_dir: &'a Path,
+    /// nginx's root, holding the same bytes as one file.
+    nginx_root: &'a Path,
+    /// The media's path on livekeep.
+    file_url: &'a str,
+    script: &'a Path,
+}
+
+/// Starts livekeep on the served data directory and nginx on its root, logging as `mode`
+/// says, and runs wrk against each in turn, `args.runs` times.
 async fn measure(
     common: &Common,
     args: &RangeArgs,
-    scratch: &Scratch,
-    data_dir: &Path,
-    nginx_root: &Path,
-    file_url: &str,
-    script: &Path,
+    served: &Served<'_>,
     mode: Logging,
 ) -> Result<Measured> {
+    let Served {
+        scratch,
+        data_dir,
+        nginx_root,
+        file_url,
+        script,
+    } = *served;
     let server = Server::start_with_env(
         &common.server_bin,
         data_dir,

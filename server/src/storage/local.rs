@@ -815,16 +815,23 @@ mod tests {
         assert!(!storage.media_path("abc.webm").exists());
     }
 
-    #[test]
-    fn a_layout_reads_the_uploads_own_file_and_outlives_its_name() {
-        use crate::storage::{Piece, Source};
+    /// A store in a temporary directory holding one upload of `bytes`, synced.
+    fn with_upload(bytes: &[u8]) -> (tempfile::TempDir, LocalStorage, UploadId) {
         let dir = tempfile::tempdir().unwrap();
         let storage = LocalStorage::open(dir.path().to_path_buf()).unwrap();
         let id = UploadId::generate();
         UploadStore::create(&storage, &id).unwrap();
         let mut writer = UploadStore::writer(&storage, &id, 0).unwrap();
-        writer.write(b"0123456789").unwrap();
+        writer.write(bytes).unwrap();
         writer.sync().unwrap();
+        drop(writer);
+        (dir, storage, id)
+    }
+
+    #[test]
+    fn a_layout_reads_the_uploads_own_file_and_outlives_its_name() {
+        use crate::storage::{Piece, Source};
+        let (_dir, storage, id) = with_upload(b"0123456789");
         let layout = StoredLayout {
             extension: "webm".to_owned(),
             upload: None,
@@ -863,13 +870,7 @@ mod tests {
     #[test]
     fn an_open_layout_deleted_by_another_process_is_no_longer_served() {
         use crate::storage::{Piece, Source};
-        let dir = tempfile::tempdir().unwrap();
-        let mut storage = LocalStorage::open(dir.path().to_path_buf()).unwrap();
-        let id = UploadId::generate();
-        UploadStore::create(&storage, &id).unwrap();
-        let mut writer = UploadStore::writer(&storage, &id, 0).unwrap();
-        writer.write(b"0123456789").unwrap();
-        writer.sync().unwrap();
+        let (_dir, mut storage, id) = with_upload(b"0123456789");
         let layout = StoredLayout {
             extension: "webm".to_owned(),
             upload: None,
