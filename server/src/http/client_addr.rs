@@ -16,12 +16,13 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::HeaderMap,
-    middleware::Next,
     response::Response,
 };
 use ipnet::IpNet;
+
+use crate::http::around::Around;
 
 /// The address a request came from, as the login limit and the request log count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,22 +110,23 @@ fn parse_node(node: &str) -> Option<IpAddr> {
         })
 }
 
-/// The middleware: records the request's [`ClientAddr`] (served without `ConnectInfo`, as a
-/// test's `oneshot`, there is none).
-pub async fn stamp(
-    State(proxies): State<Arc<TrustedProxies>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    if let Some(peer) = peer {
-        let client = proxies.client(peer, request.headers());
-        request.extensions_mut().insert(ClientAddr(client));
+/// The layer (`AroundLayer(Arc::new(TrustedProxies::new(..)))`): records the request's
+/// [`ClientAddr`] (served without `ConnectInfo`, as a test's `oneshot`, there is none).
+impl Around for Arc<TrustedProxies> {
+    type Noted = ();
+
+    fn before(&self, request: &mut Request) {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        if let Some(peer) = peer {
+            let client = self.client(peer, request.headers());
+            request.extensions_mut().insert(ClientAddr(client));
+        }
     }
-    next.run(request).await
+
+    fn after(&self, (): (), _: &mut Response) {}
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! merged here with the OpenAPI document, the extractors, the mapping of every service error to
 //! its answer (`error.rs`), the security headers and the accept loop (`serve/`).
 
+mod around;
 pub mod client_addr;
 pub mod error;
 pub mod extract;
@@ -14,19 +15,31 @@ pub mod serve;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::response::IntoResponse;
 use axum::{
     extract::Request,
     http::{header, HeaderName, HeaderValue, Method},
+    response::{IntoResponse, Response},
     Router,
 };
-use tower::{Layer, ServiceBuilder, ServiceExt};
+use tower::{
+    util::{Either, MapResponse},
+    Layer, ServiceExt,
+};
 use tower_http::{
-    cors::{AllowOrigin, CorsLayer},
+    classify::{
+        NeverClassifyEos, ServerErrorsAsFailures, ServerErrorsFailureClass, SharedClassifier,
+    },
+    cors::{AllowOrigin, Cors, CorsLayer},
     normalize_path::{NormalizePath, NormalizePathLayer},
-    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    request_id::{
+        MakeRequestId, PropagateRequestId, PropagateRequestIdLayer, RequestId, SetRequestId,
+        SetRequestIdLayer,
+    },
     services::{ServeDir, ServeFile},
-    trace::{DefaultOnResponse, TraceLayer},
+    trace::{
+        DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, DefaultOnResponse, MakeSpan, Trace,
+        TraceLayer,
+    },
     LatencyUnit,
 };
 use tracing::Level;
@@ -34,9 +47,11 @@ use tracing::Level;
 use crate::{
     config::Config,
     http::{
+        around::{AroundLayer, AroundService},
         client_addr::{ClientAddr, TrustedProxies},
         error::ApiError,
         mount::Mounted,
+        security::SecurityHeaders,
     },
     state::AppState,
 };
@@ -59,24 +74,101 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// The application as the accept loop serves it: the public URL's path prefix taken off,
-/// trailing slashes trimmed, then routed.
-pub type App = Mounted<NormalizePath<Router>>;
+/// The router with the request log around it; its answers' bodies back in axum's type.
+type Logged = MapResponse<
+    Trace<PropagateRequestId<Router>, SharedClassifier<ServerErrorsAsFailures>, RequestSpan>,
+    fn(axum::http::Response<LoggedBody>) -> Response,
+>;
+type LoggedBody = tower_http::trace::ResponseBody<
+    axum::body::Body,
+    NeverClassifyEos<ServerErrorsFailureClass>,
+    DefaultOnBodyChunk,
+    DefaultOnEos,
+    DefaultOnFailure,
+>;
+type WithClient = AroundService<Arc<TrustedProxies>, SetRequestId<Logged, RequestIds>>;
+/// The app's edge, outermost first: security headers, CORS (when origins are configured), the
+/// client's address, the request id, the request log, then the router. Static types all the
+/// way: a request crosses them with no boxing (bench/findings.md, finding 15).
+type Edge = AroundService<SecurityHeaders, Either<Cors<WithClient>, WithClient>>;
 
-/// The application of `router` under the public URL's prefix, with trailing slashes optional
-/// on every route (they are stripped before routing).
+/// The application as the accept loop serves it: the public URL's path prefix taken off,
+/// trailing slashes trimmed, then the edge and the router.
+pub type App = Mounted<NormalizePath<Edge>>;
+
+/// The application under the public URL's prefix, with trailing slashes optional on every
+/// route (they are stripped before routing).
 pub fn app(state: AppState, config: &Config) -> anyhow::Result<App> {
     let prefix = state.public_url.prefix().to_owned();
-    let router = router(state, config)?;
+    let cors_origins = config.cors_origins.as_slice();
+    let request_id = HeaderName::from_static("x-request-id");
+    let logged: Logged = MapResponse::new(
+        TraceLayer::new_for_http()
+            .make_span_with(RequestSpan)
+            .on_response(
+                DefaultOnResponse::new()
+                    .level(Level::INFO)
+                    .latency_unit(LatencyUnit::Millis),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id.clone()).layer(router(state, config)?)),
+        |response| response.map(axum::body::Body::new),
+    );
+    // Outside the request's span, which logs the client address and the request id.
+    let with_client = AroundLayer(Arc::new(TrustedProxies::new(&config.trusted_proxies)))
+        .layer(SetRequestIdLayer::new(request_id, RequestIds::new()).layer(logged));
+    let with_cors = match cors(cors_origins)? {
+        Some(cors) => Either::Left(cors.layer(with_client)),
+        None => Either::Right(with_client),
+    };
+    let edge = AroundLayer(SecurityHeaders::new(cors_origins)?).layer(with_cors);
     Ok(Mounted::new(
         &prefix,
-        NormalizePathLayer::trim_trailing_slash().layer(router),
+        NormalizePathLayer::trim_trailing_slash().layer(edge),
     ))
+}
+
+/// Each request's span: method, path, client and request id, which every line logged while
+/// the request is served carries.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
+        let id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        // Formatted only if the span is recorded.
+        let client = request
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|client| client.0);
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            client = %OrDash(client),
+            request_id = %id,
+        )
+    }
+}
+
+/// A value, or `-` without one.
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// The whole application: API under `/api`, media, health, and the `www` page at `/`.
 pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
-    let (www_dir, cors_origins) = (config.www_dir.as_path(), config.cors_origins.as_slice());
+    let www_dir = config.www_dir.as_path();
     let api = Router::new()
         .merge(auth::router())
         .merge(lives::router())
@@ -113,67 +205,16 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         app.fallback(api_not_found)
     };
 
-    let request_id = HeaderName::from_static("x-request-id");
-    let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(
-            request_id.clone(),
-            RequestIds::new(),
-        ))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| {
-                    let id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    let client = request
-                        .extensions()
-                        .get::<ClientAddr>()
-                        .map(|client| client.0.to_string());
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        client = %client.as_deref().unwrap_or("-"),
-                        request_id = %id,
-                    )
-                })
-                .on_response(
-                    DefaultOnResponse::new()
-                        .level(Level::INFO)
-                        .latency_unit(LatencyUnit::Millis),
-                ),
-        )
-        .layer(PropagateRequestIdLayer::new(request_id));
-    // Inside the router's layers, so the matched route is known when a request is counted.
-    let app = app
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-        .with_state(state)
-        .layer(layers)
-        // Outside the request's span, which logs the client address.
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(TrustedProxies::new(&config.trusted_proxies)),
-            client_addr::stamp,
-        ));
-    let app = match cors(cors_origins)? {
-        Some(cors) => app.layer(cors),
-        None => app,
-    };
-    let security = std::sync::Arc::new(crate::http::security::SecurityHeaders::new(cors_origins)?);
-    Ok(app.layer(axum::middleware::from_fn_with_state(
-        security,
-        crate::http::security::stamp,
-    )))
+    // Inside the router, where the matched route is known when a request is counted.
+    Ok(app
+        .layer(AroundLayer(metrics::Track(Arc::clone(&state.metrics))))
+        .with_state(state))
 }
 
 /// Request ids unique across processes without a system call each (tower-http's UUIDs ask the
 /// kernel for randomness per request): this process's random prefix, then a counter.
 #[derive(Debug, Clone)]
-struct RequestIds {
+pub struct RequestIds {
     prefix: Arc<str>,
     next: Arc<std::sync::atomic::AtomicU64>,
 }

@@ -1,20 +1,20 @@
 //! Security headers on every answer: `nosniff` and `no-referrer` everywhere, a strict
 //! Content-Security-Policy on the page, and media served only as an allow-listed type.
 
-use std::sync::Arc;
-
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{header, HeaderMap, HeaderValue},
-    middleware::Next,
     response::Response,
 };
+
+use crate::http::around::Around;
 
 /// Types a media answer may carry; anything else is served as `application/octet-stream`, so
 /// a browser never renders an upload as HTML or script.
 const MEDIA_TYPES: [&str; 3] = ["video/webm", "video/mp4", "image/jpeg"];
 
-/// The headers the layer stamps, built once from the configuration.
+/// The headers the layer stamps (`AroundLayer(SecurityHeaders::new(..)?)`), built once from
+/// the configuration.
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders {
     csp: HeaderValue,
@@ -56,33 +56,31 @@ impl SecurityHeaders {
     }
 }
 
-/// The middleware: `from_fn_with_state(Arc::new(SecurityHeaders::new(..)?), stamp)`.
-pub async fn stamp(
-    State(security): State<Arc<SecurityHeaders>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let is_media = request.uri().path().starts_with("/media/");
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    if is_media {
-        restrict_media_type(headers);
+impl Around for SecurityHeaders {
+    /// Whether the request is for a media file.
+    type Noted = bool;
+
+    fn before(&self, request: &mut Request) -> bool {
+        request.uri().path().starts_with("/media/")
     }
-    if essence(headers).is_some_and(|essence| essence.eq_ignore_ascii_case("text/html")) {
+
+    fn after(&self, is_media: bool, response: &mut Response) {
+        let headers = response.headers_mut();
         headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            security.content_security_policy().clone(),
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
         );
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        if is_media {
+            restrict_media_type(headers);
+        }
+        if essence(headers).is_some_and(|essence| essence.eq_ignore_ascii_case("text/html")) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, self.csp.clone());
+        }
     }
-    response
 }
 
 /// The `type/subtype` of the answer's `Content-Type`, as sent (compare it ignoring case).

@@ -1,17 +1,22 @@
 //! `GET /metrics` in the Prometheus text format, and the layer that counts every request.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use axum::{
     extract::{MatchedPath, Request, State},
     http::{header, Method, StatusCode},
-    middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
     Router,
 };
 
-use crate::{db, domain::now_millis, http::error::ApiError, metrics::Gauges, state::AppState};
+use crate::{
+    db,
+    domain::now_millis,
+    http::{around::Around, error::ApiError},
+    metrics::{Gauges, Metrics},
+    state::AppState,
+};
 
 /// The metrics route.
 pub fn router() -> Router<AppState> {
@@ -50,21 +55,27 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-/// Counts each request under its matched route (raw paths would make one series per id) and
-/// times the acknowledgment of tus PATCHes.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    // A reference count, not a copy of the pattern.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    let status = response.status();
-    if method == Method::PATCH && status == StatusCode::NO_CONTENT {
-        state.metrics.patch_acknowledged(started.elapsed());
+/// The layer that counts each request under its matched route (raw paths would make one
+/// series per id) and times the acknowledgment of tus PATCHes: `AroundLayer(Track(metrics))`,
+/// inside the router, where the matched route is known.
+#[derive(Debug, Clone)]
+pub struct Track(pub Arc<Metrics>);
+
+impl Around for Track {
+    /// When the request came in, its method and its route (a reference count, not a copy).
+    type Noted = (Instant, Method, Option<MatchedPath>);
+
+    fn before(&self, request: &mut Request) -> Self::Noted {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        (Instant::now(), request.method().clone(), route)
     }
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    state
-        .metrics
-        .request(method.as_str(), route, status.as_u16());
-    response
+
+    fn after(&self, (started, method, route): Self::Noted, response: &mut Response) {
+        let status = response.status();
+        if method == Method::PATCH && status == StatusCode::NO_CONTENT {
+            self.0.patch_acknowledged(started.elapsed());
+        }
+        let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        self.0.request(method.as_str(), route, status.as_u16());
+    }
 }
