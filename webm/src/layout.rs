@@ -56,44 +56,108 @@ impl Layout {
         self.len() == 0
     }
 
-    /// Writes the finished file: the head, the extents read from `input` with the patches
-    /// applied, the tail. Returns the bytes written.
+    /// The finished file in order, as runs of the layout's own bytes (the head, each patch,
+    /// the tail) and ranges of the input; empty runs left out. What [`Layout::write_to`]
+    /// copies and what a server stores beside the upload to serve it without copying.
     ///
-    /// Extents are copied with `std::io::copy`, which the standard library turns into
+    /// An error if a patch does not lie inside one extent.
+    pub fn parts(&self) -> Result<Vec<Part<'_>>, Error> {
+        fn push<'a>(parts: &mut Vec<Part<'a>>, part: Part<'a>) {
+            if !part.is_empty() {
+                parts.push(part);
+            }
+        }
+        let mut parts = Vec::with_capacity(2 + self.extents.len() + 2 * self.patches.len());
+        push(&mut parts, Part::Own(&self.head));
+        let mut at = self.head.len() as u64;
+        let mut patches = self.patches.iter().peekable();
+        for extent in &self.extents {
+            let end = at + extent.len;
+            let mut input_at = extent.start;
+            while let Some(patch) = patches.next_if(|patch| patch.at < end) {
+                if patch.at < at || patch.at + 8 > end {
+                    return Err(Error::Invalid("a patch does not lie inside one extent"));
+                }
+                let len = patch.at - at;
+                push(
+                    &mut parts,
+                    Part::Input {
+                        start: input_at,
+                        len,
+                    },
+                );
+                push(&mut parts, Part::Own(&patch.bytes));
+                input_at += patch.at + 8 - at;
+                at = patch.at + 8;
+            }
+            let len = end - at;
+            push(
+                &mut parts,
+                Part::Input {
+                    start: input_at,
+                    len,
+                },
+            );
+            at = end;
+        }
+        if patches.next().is_some() {
+            return Err(Error::Invalid("a patch does not lie inside one extent"));
+        }
+        push(&mut parts, Part::Own(&self.tail));
+        Ok(parts)
+    }
+
+    /// Writes the finished file: its [parts](Layout::parts), the input's read from `input`.
+    /// Returns the bytes written.
+    ///
+    /// Input ranges are copied with `std::io::copy`, which the standard library turns into
     /// `copy_file_range` between two files on Linux.
     pub fn write_to<R: Read + Seek, W: Write>(
         &self,
         input: &mut R,
         output: &mut W,
     ) -> Result<u64, Error> {
-        output.write_all(&self.head)?;
-        let mut at = self.head.len() as u64;
-        let mut patches = self.patches.iter().peekable();
-        for extent in &self.extents {
-            input.seek(SeekFrom::Start(extent.start))?;
-            let end = at + extent.len;
-            while at < end {
-                let next = patches.peek().filter(|patch| patch.at < end);
-                let Some(patch) = next else {
-                    copy_exactly(input, output, end - at)?;
-                    at = end;
-                    break;
-                };
-                if patch.at < at || patch.at + 8 > end {
-                    return Err(Error::Invalid("a patch does not lie inside one extent"));
+        let mut written = 0;
+        for part in self.parts()? {
+            match part {
+                Part::Own(bytes) => output.write_all(bytes)?,
+                Part::Input { start, len } => {
+                    input.seek(SeekFrom::Start(start))?;
+                    copy_exactly(input, output, len)?;
                 }
-                copy_exactly(input, output, patch.at - at)?;
-                input.seek(SeekFrom::Current(8))?;
-                output.write_all(&patch.bytes)?;
-                at = patch.at + 8;
-                patches.next();
             }
+            written += part.len();
         }
-        if patches.next().is_some() {
-            return Err(Error::Invalid("a patch does not lie inside one extent"));
+        Ok(written)
+    }
+}
+
+/// A run of a finished file (see [`Layout::parts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part<'a> {
+    /// Bytes of the layout's own.
+    Own(&'a [u8]),
+    /// `len` bytes of the input from `start`.
+    Input {
+        /// First byte in the input.
+        start: u64,
+        /// Bytes.
+        len: u64,
+    },
+}
+
+impl Part<'_> {
+    /// Bytes of the finished file it makes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Part::Own(bytes) => bytes.len() as u64,
+            Part::Input { len, .. } => *len,
         }
-        output.write_all(&self.tail)?;
-        Ok(at + self.tail.len() as u64)
+    }
+
+    /// Whether it makes no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -139,6 +203,53 @@ mod tests {
     }
 
     #[test]
+    fn the_parts_are_the_written_file_run_by_run() {
+        let upload: Vec<u8> = (0..100).collect();
+        let layout = Layout {
+            head: b"HEAD".to_vec(),
+            extents: vec![Extent { start: 10, len: 20 }, Extent { start: 50, len: 10 }],
+            // One at an extent's start, one ending at an extent's end.
+            patches: vec![
+                Patch {
+                    at: 4,
+                    bytes: *b"FIRST!!!",
+                },
+                Patch {
+                    at: 4 + 20 - 8,
+                    bytes: *b"LAST!!!!",
+                },
+            ],
+            tail: Vec::new(),
+        };
+        let parts = layout.parts().unwrap();
+        assert_eq!(
+            parts,
+            [
+                Part::Own(b"HEAD"),
+                Part::Own(b"FIRST!!!"),
+                Part::Input { start: 18, len: 4 },
+                Part::Own(b"LAST!!!!"),
+                Part::Input { start: 50, len: 10 },
+            ]
+        );
+        let mut joined = Vec::new();
+        for part in &parts {
+            match *part {
+                Part::Own(bytes) => joined.extend_from_slice(bytes),
+                Part::Input { start, len } => {
+                    joined.extend_from_slice(&upload[start as usize..(start + len) as usize])
+                }
+            }
+        }
+        let mut written = Vec::new();
+        layout
+            .write_to(&mut Cursor::new(&upload), &mut written)
+            .unwrap();
+        assert_eq!(joined, written);
+        assert_eq!(parts.iter().map(Part::len).sum::<u64>(), layout.len());
+    }
+
+    #[test]
     fn an_upload_shorter_than_the_extents_is_an_error() {
         let layout = Layout {
             extents: vec![Extent { start: 90, len: 20 }],
@@ -160,5 +271,6 @@ mod tests {
         };
         let result = layout.write_to(&mut Cursor::new(vec![0u8; 100]), &mut Vec::new());
         assert!(matches!(result, Err(Error::Invalid(_))));
+        assert!(matches!(layout.parts(), Err(Error::Invalid(_))));
     }
 }

@@ -17,7 +17,7 @@ pub use livekeep_webm::Container;
 use rand_core::{OsRng, RngCore};
 
 use livekeep_webm::{
-    layout::Layout,
+    layout::{Layout, Part},
     mp4::{plan_mp4_with, IndexBoxes, Mp4Status},
     plan_webm,
 };
@@ -195,61 +195,39 @@ fn plan(index: &mut ContainerIndex, held: u64) -> Option<Planned> {
     Some(Planned { layout, outcome })
 }
 
-/// The finalizer's layout as stored: one head file holding its head, patches and tail, and
-/// the pieces that interleave it with the upload's ranges.
-pub fn stored_layout(layout: &Layout, container: Container) -> (Vec<u8>, StoredLayout) {
-    let mut head = layout.head.clone();
-    let mut pieces = vec![Piece {
-        source: Source::Head,
-        offset: 0,
-        len: head.len() as u64,
-    }];
-    let mut patches = layout.patches.iter().peekable();
-    let mut out_at = head.len() as u64;
-    for extent in &layout.extents {
-        let end = out_at + extent.len;
-        let mut upload_at = extent.start;
-        while let Some(patch) = patches.next_if(|patch| patch.at < end) {
-            let before = patch.at.saturating_sub(out_at);
-            if before > 0 {
-                pieces.push(Piece {
-                    source: Source::Upload,
-                    offset: upload_at,
-                    len: before,
-                });
+/// The finalizer's layout as stored: one head file holding its own bytes (head, patches,
+/// tail) in order, and the pieces that interleave it with the upload's ranges.
+pub fn stored_layout(
+    layout: &Layout,
+    container: Container,
+) -> Result<(Vec<u8>, StoredLayout), livekeep_webm::Error> {
+    let parts = layout.parts()?;
+    let mut head = Vec::with_capacity(layout.head.len() + layout.tail.len());
+    let pieces = parts
+        .into_iter()
+        .map(|part| match part {
+            Part::Own(bytes) => {
+                let offset = head.len() as u64;
+                head.extend_from_slice(bytes);
+                Piece {
+                    source: Source::Head,
+                    offset,
+                    len: bytes.len() as u64,
+                }
             }
-            pieces.push(Piece {
-                source: Source::Head,
-                offset: head.len() as u64,
-                len: 8,
-            });
-            head.extend_from_slice(&patch.bytes);
-            out_at += before + 8;
-            upload_at += before + 8;
-        }
-        if end > out_at {
-            pieces.push(Piece {
+            Part::Input { start, len } => Piece {
                 source: Source::Upload,
-                offset: upload_at,
-                len: end - out_at,
-            });
-        }
-        out_at = end;
-    }
-    if !layout.tail.is_empty() {
-        pieces.push(Piece {
-            source: Source::Head,
-            offset: head.len() as u64,
-            len: layout.tail.len() as u64,
-        });
-        head.extend_from_slice(&layout.tail);
-    }
+                offset: start,
+                len,
+            },
+        })
+        .collect();
     let stored = StoredLayout {
         extension: container_extension(container).to_owned(),
         upload: None,
         pieces,
     };
-    (head, stored)
+    Ok((head, stored))
 }
 
 /// Finalizes an upload of `held` bytes from its index, without reading it: the planned head
@@ -268,7 +246,8 @@ pub async fn finalize_from_index(
         let Some(planned) = plan(indexing::lock(&index).index_mut(), held) else {
             return Ok(None);
         };
-        let (head, layout) = stored_layout(&planned.layout, planned.outcome.container);
+        let (head, layout) = stored_layout(&planned.layout, planned.outcome.container)
+            .map_err(FinalizeError::Format)?;
         let planned_in = started.elapsed();
         let put = media
             .put_layout(&media_key(), &upload, &head, &layout)
