@@ -80,6 +80,29 @@ pub fn patch(
         .body(bytes.to_vec())
 }
 
+/// The offset a spawned binary's HEAD reports for an upload (asserting 200): where its
+/// recorder resumes.
+pub async fn held_offset(
+    client: &reqwest::Client,
+    server: &ServerProcess,
+    token: &str,
+    upload_url: &str,
+) -> usize {
+    let head = client
+        .request(Method::HEAD, format!("{}{upload_url}", server.address))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK, "HEAD {upload_url}");
+    head.headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// The stop of a live whose upload holds `bytes`, to a spawned binary.
 pub fn stop(
     client: &reqwest::Client,
@@ -127,19 +150,7 @@ async fn a_server_killed_mid_stream_resumes_from_head_and_keeps_every_byte() {
     let _ = in_flight.await;
 
     let server = start_server(data_dir.path(), &[]).await;
-    let head = client
-        .request(Method::HEAD, format!("{}{upload_url}", server.address))
-        .bearer_auth(&token)
-        .header("Tus-Resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(head.status(), StatusCode::OK);
-    let resumed_at: usize = head.headers()["upload-offset"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let resumed_at = held_offset(&client, &server, &token, &upload_url).await;
     assert!(
         resumed_at == offset || resumed_at == offset + chunks[5].len(),
         "resumed at {resumed_at}, acknowledged {offset}"
@@ -237,19 +248,7 @@ async fn crash_in_an_offset_batch(point: &str, pass: u32) -> Vec<usize> {
     let server = start_server(data_dir.path(), &[]).await;
     let mut beyond = Vec::new();
     for r in recorded {
-        let head = client
-            .request(Method::HEAD, format!("{}{}", server.address, r.upload_url))
-            .bearer_auth(&r.token)
-            .header("Tus-Resumable", "1.0.0")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(head.status(), StatusCode::OK);
-        let held: usize = head.headers()["upload-offset"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let held = held_offset(&client, &server, &r.token, &r.upload_url).await;
         assert!(
             held == r.acknowledged || held == r.acknowledged + r.in_flight,
             "{fault}: holds {held} bytes, acknowledged {} with {} in flight",
@@ -346,18 +345,7 @@ async fn a_crash_between_a_patchs_sync_or_its_index_entries_and_its_commit_resum
         assert!(!server.child.wait().unwrap().success(), "{point}");
 
         let server = start_server(data_dir.path(), &[]).await;
-        let head = client
-            .request(Method::HEAD, format!("{}{upload_url}", server.address))
-            .bearer_auth(&token)
-            .header("Tus-Resumable", "1.0.0")
-            .send()
-            .await
-            .unwrap();
-        let offset: usize = head.headers()["upload-offset"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let offset = held_offset(&client, &server, &token, &upload_url).await;
         assert_eq!(
             offset, acknowledged,
             "{point}: the crashed PATCH was never acknowledged"

@@ -619,4 +619,50 @@ impl TestApp {
         .await
         .expect("POST chat")
     }
+
+    /// A live whose recorder starts 1.5 s after the live was created, then sends a chunk a
+    /// second, as MediaRecorder with a 1 s timeslice does: `bytes` cut at `chunk_starts` (the
+    /// first is 0), a chat message half a second after each chunk. Returns the chat's offsets
+    /// as served, and the seconds into the recording at which each message was sent.
+    pub async fn chat_beside_a_late_recorder(
+        &self,
+        bytes: &[u8],
+        chunk_starts: &[usize],
+    ) -> (Vec<f64>, Vec<f64>) {
+        let host = self.user().await;
+        let fan = self.user().await;
+        let live = self.start_live(&host, "timeline").await;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let recording_start = std::time::Instant::now();
+        let ends = chunk_starts.iter().skip(1).copied().chain([bytes.len()]);
+        let mut sent_at = Vec::new();
+        for (i, (start, end)) in chunk_starts.iter().copied().zip(ends).enumerate() {
+            let due = recording_start + std::time::Duration::from_secs(i as u64 + 1);
+            tokio::time::sleep_until(due.into()).await;
+            let sent = self
+                .patch(
+                    &host.token,
+                    &live.upload_url,
+                    start as u64,
+                    &bytes[start..end],
+                )
+                .await;
+            assert_eq!(sent.status(), StatusCode::NO_CONTENT);
+            let half_later = due + std::time::Duration::from_millis(500);
+            tokio::time::sleep_until(half_later.into()).await;
+            sent_at.push(recording_start.elapsed().as_secs_f64());
+            let posted = self
+                .chat(Some(&fan.token), live.id, &format!("at chunk {i}"))
+                .await;
+            assert_eq!(posted.status(), StatusCode::CREATED);
+        }
+        let chat = self.get_json(&format!("/api/posts/{}/chat", live.id)).await;
+        let offsets = chat["results"]
+            .as_array()
+            .expect("chat results")
+            .iter()
+            .map(|m| m["offset"].as_f64().expect("an offset"))
+            .collect();
+        (offsets, sent_at)
+    }
 }

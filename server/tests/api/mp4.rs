@@ -12,12 +12,13 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    helpers::{error_code, mp4_fixture, spawn_app, TestApp, TestLive, TestUser, EVENT_WAIT},
+    helpers::{error_code, mp4_fixture, spawn_app, TestApp, TestLive, EVENT_WAIT},
     media_tools::{
         decode_errors, ffprobe_duration, file_of, fragmented_mp4, framemd5, moofs, read_moof,
         top_boxes,
     },
     poster::put_poster,
+    stop_from_index::{stop_and_fetch, upload_from},
     stream_body::read_at_least,
 };
 
@@ -31,24 +32,6 @@ fn chromium_mp4() -> Vec<u8> {
 /// One frame of the slowest video here (Chromium's fake camera: 20 fps).
 const ONE_FRAME_SECS: f64 = 0.05;
 
-/// Uploads `bytes` in PATCHes of `chunk` bytes.
-async fn upload_in_chunks(
-    app: &TestApp,
-    user: &TestUser,
-    live: &TestLive,
-    bytes: &[u8],
-    chunk: usize,
-) {
-    let mut offset = 0;
-    for piece in bytes.chunks(chunk) {
-        let response = app
-            .patch(&user.token, &live.upload_url, offset as u64, piece)
-            .await;
-        assert_eq!(response.status(), StatusCode::NO_CONTENT);
-        offset += piece.len();
-    }
-}
-
 /// The `video_data` of an MP4 recorder.
 fn mp4_video_data(live: &TestLive, bytes: &[u8]) -> Value {
     let mut data = TestApp::video_data(live, bytes);
@@ -60,18 +43,8 @@ fn mp4_video_data(live: &TestLive, bytes: &[u8]) -> Value {
 async fn recorded(app: &TestApp, bytes: &[u8]) -> (Value, Vec<u8>) {
     let user = app.user().await;
     let live = app.start_live(&user, "mp4").await;
-    upload_in_chunks(app, &user, &live, bytes, 64 << 10).await;
-    let response = app
-        .stop(&user.token, live.id, mp4_video_data(&live, bytes))
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let post: Value = response.json().await.unwrap();
-    let media = post["media_files"][0].clone();
-    let file = app
-        .get_bytes(media["file_url"].as_str().unwrap())
-        .await
-        .to_vec();
-    (media, file)
+    upload_from(app, &user, &live, bytes, 0, 64 << 10).await;
+    stop_and_fetch(app, &user, &live, bytes).await
 }
 
 #[tokio::test]
@@ -195,7 +168,7 @@ async fn an_mp4_live_streams_its_init_segment_then_whole_fragments_from_a_keyfra
         let init = &bytes[..moov.offset + moov.size];
         // Two fragments and half of the third are durable when the viewer joins.
         let first = (moof_starts[2] + moof_starts[3]) / 2;
-        upload_in_chunks(&app, &host, &live, &bytes[..first], 50_000).await;
+        upload_from(&app, &host, &live, &bytes[..first], 0, 50_000).await;
 
         let response = get_stream(&app, live.id).await;
         assert_eq!(response.status(), StatusCode::OK);
@@ -402,51 +375,21 @@ async fn an_mp4_viewer_more_than_ten_seconds_behind_is_moved_to_the_live_edge_wi
 #[tokio::test]
 async fn chat_offsets_follow_an_mp4_recordings_timeline_even_when_the_recorder_starts_late() {
     let app = spawn_app().await;
-    let host = app.user().await;
-    let fan = app.user().await;
-    let live = app.start_live(&host, "mp4 timeline").await;
     let bytes = fragmented_mp4(3, "+default_base_moof", false).bytes();
     let moof_starts: Vec<usize> = top_boxes(&bytes)
         .iter()
         .filter(|b| &b.kind == b"moof")
         .map(|b| b.offset)
         .collect();
-    // The recorder starts 1.5 s after creating the live, then sends a fragment (a second of
-    // media) per second, as MediaRecorder with a 1 s timeslice does.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let recording_start = std::time::Instant::now();
-    let chunks = [0, moof_starts[1], moof_starts[2], bytes.len()];
-    let mut expected = Vec::new();
-    for (i, pair) in chunks.windows(2).enumerate() {
-        let due = recording_start + Duration::from_secs(i as u64 + 1);
-        tokio::time::sleep_until(due.into()).await;
-        let sent = app
-            .patch(
-                &host.token,
-                &live.upload_url,
-                pair[0] as u64,
-                &bytes[pair[0]..pair[1]],
-            )
-            .await;
-        assert_eq!(sent.status(), StatusCode::NO_CONTENT);
-        tokio::time::sleep_until((due + Duration::from_millis(500)).into()).await;
-        expected.push(recording_start.elapsed().as_secs_f64());
-        let posted = app
-            .chat(Some(&fan.token), live.id, &format!("at fragment {i}"))
-            .await;
-        assert_eq!(posted.status(), StatusCode::CREATED);
-    }
-    let chat = app.get_json(&format!("/api/posts/{}/chat", live.id)).await;
-    let offsets: Vec<f64> = chat["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["offset"].as_f64().unwrap())
-        .collect();
-    for (offset, truth) in offsets.iter().zip(&expected) {
+    // A fragment (a second of media) per chunk.
+    let (offsets, sent_at) = app
+        .chat_beside_a_late_recorder(&bytes, &[0, moof_starts[1], moof_starts[2]])
+        .await;
+    assert_eq!(offsets.len(), sent_at.len());
+    for (offset, truth) in offsets.iter().zip(&sent_at) {
         assert!(
             (offset - truth).abs() < 0.5,
-            "offsets {offsets:?}, expected {expected:?}"
+            "offsets {offsets:?}, expected {sent_at:?}"
         );
     }
 }

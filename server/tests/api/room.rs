@@ -247,49 +247,18 @@ async fn a_user_sending_too_fast_is_told_when_to_retry() {
 #[tokio::test]
 async fn chat_offsets_follow_the_recordings_timeline_even_when_the_recorder_starts_late() {
     let app = spawn_app().await;
-    let host = app.user().await;
-    let fan = app.user().await;
-    let live = app.start_live(&host, "timeline").await;
     let bytes = fixture();
     let clusters = cluster_starts(&bytes);
-    // The recorder starts 1.5 s after creating the live, then sends one cluster (1 s of
-    // media) per second, as MediaRecorder with a 1 s timeslice does.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let recording_start = Instant::now();
-    let chunks = [0, clusters[1], clusters[2], bytes.len()];
-    let mut expected = Vec::new();
-    for (i, pair) in chunks.windows(2).enumerate() {
-        let due = recording_start + Duration::from_secs(i as u64 + 1);
-        tokio::time::sleep_until(due.into()).await;
-        let sent = app
-            .patch(
-                &host.token,
-                &live.upload_url,
-                pair[0] as u64,
-                &bytes[pair[0]..pair[1]],
-            )
-            .await;
-        assert_eq!(sent.status(), StatusCode::NO_CONTENT);
-        // A message half a second after each chunk.
-        tokio::time::sleep_until((due + Duration::from_millis(500)).into()).await;
-        expected.push(recording_start.elapsed().as_secs_f64());
-        let posted = app
-            .chat(Some(&fan.token), live.id, &format!("at chunk {i}"))
-            .await;
-        assert_eq!(posted.status(), StatusCode::CREATED);
-    }
-    let chat = app.get_json(&format!("/api/posts/{}/chat", live.id)).await;
-    let offsets: Vec<f64> = chat["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["offset"].as_f64().unwrap())
-        .collect();
+    // A cluster (a second of media) per chunk.
+    let (offsets, sent_at) = app
+        .chat_beside_a_late_recorder(&bytes, &[0, clusters[1], clusters[2]])
+        .await;
+    assert_eq!(offsets.len(), sent_at.len());
     assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
-    for (offset, truth) in offsets.iter().zip(&expected) {
+    for (offset, truth) in offsets.iter().zip(&sent_at) {
         assert!(
             (offset - truth).abs() < 0.5,
-            "offsets {offsets:?}, expected {expected:?}"
+            "offsets {offsets:?}, expected {sent_at:?}"
         );
     }
 }
