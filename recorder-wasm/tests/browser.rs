@@ -1044,6 +1044,27 @@ fn token_warnings(observed: &Observed) -> usize {
         .count()
 }
 
+/// A started live whose token expires as it begins, while the host app's token endpoint is
+/// down: returned once `getToken` has failed `failures` times, the recorder still recording.
+async fn live_with_failing_get_token(failures: usize) -> Live {
+    let live = prepare_live(TOKEN, use_get_token).await;
+    start(&live).await;
+    set(&live.server, "token", format!("{TOKEN}-renewed"));
+    set(&live.server, "getTokenRejects", true);
+    let failing = eventually(|| {
+        token_warnings(&live.observed) >= failures || live.recorder.state() == "failed"
+    })
+    .await;
+    assert!(failing, "getToken was asked {failures} times");
+    assert_eq!(
+        live.recorder.state(),
+        "recording",
+        "the live goes on without a token: {:?}",
+        live.observed.errors.borrow()
+    );
+    live
+}
+
 /// The messages `onError` gave with `code`.
 fn messages_of(observed: &Observed, code: &str) -> Vec<String> {
     let errors = observed.errors.borrow();
@@ -1060,26 +1081,12 @@ fn messages_of(observed: &Observed, code: &str) -> Vec<String> {
 async fn a_get_token_that_fails_for_a_while_is_retried_while_the_live_records_and_nothing_is_lost()
 {
     let _serial = serial().await;
-    let live = prepare_live(TOKEN, use_get_token).await;
-    start(&live).await;
     let Live {
         server,
         stream,
         recorder,
         observed,
-    } = live;
-    // The token expires as the live begins, while the host app's token endpoint is down.
-    set(&server, "token", format!("{TOKEN}-renewed"));
-    set(&server, "getTokenRejects", true);
-    let failing =
-        eventually(|| token_warnings(&observed) >= 3 || recorder.state() == "failed").await;
-    assert!(failing, "getToken was asked again and again");
-    assert_eq!(
-        recorder.state(),
-        "recording",
-        "the live goes on without a token: {:?}",
-        observed.errors.borrow()
-    );
+    } = live_with_failing_get_token(3).await;
     let held = server_bytes(&server, "1abc").length() as f64;
     assert!(
         recorder.bytes_recorded() > held,
@@ -1146,21 +1153,13 @@ async fn a_get_token_that_fails_for_a_while_is_retried_while_the_live_records_an
 async fn a_get_token_that_fails_through_the_stop_leaves_the_live_to_the_journal_and_resume_pending()
 {
     let _serial = serial().await;
-    let live = prepare_live(TOKEN, use_get_token).await;
-    start(&live).await;
+    // The host app's token endpoint stays down through the stop.
     let Live {
         server,
         stream,
         recorder,
         observed,
-    } = live;
-    // The token expires as the live begins, and the host app's token endpoint stays down
-    // through the stop.
-    set(&server, "token", format!("{TOKEN}-renewed"));
-    set(&server, "getTokenRejects", true);
-    let failing =
-        eventually(|| token_warnings(&observed) >= 1 || recorder.state() == "failed").await;
-    assert!(failing, "getToken failed during the live");
+    } = live_with_failing_get_token(1).await;
     let warnings_before_stop = token_warnings(&observed);
     let err = JsFuture::from(recorder.stop())
         .await
