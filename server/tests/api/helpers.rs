@@ -634,6 +634,7 @@ impl TestApp {
         let live = self.start_live(&host, "timeline").await;
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         let recording_start = std::time::Instant::now();
+        assert_eq!(chunk_starts.first(), Some(&0), "the chunks start at byte 0");
         let ends = chunk_starts.iter().skip(1).copied().chain([bytes.len()]);
         let mut sent_at = Vec::new();
         for (i, (start, end)) in chunk_starts.iter().copied().zip(ends).enumerate() {

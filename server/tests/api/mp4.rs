@@ -385,6 +385,7 @@ async fn chat_offsets_follow_an_mp4_recordings_timeline_even_when_the_recorder_s
     let (offsets, sent_at) = app
         .chat_beside_a_late_recorder(&bytes, &[0, moof_starts[1], moof_starts[2]])
         .await;
+    assert_eq!(sent_at.len(), 3, "a message per chunk");
     assert_eq!(offsets.len(), sent_at.len());
     for (offset, truth) in offsets.iter().zip(&sent_at) {
         assert!(

@@ -253,6 +253,7 @@ async fn chat_offsets_follow_the_recordings_timeline_even_when_the_recorder_star
     let (offsets, sent_at) = app
         .chat_beside_a_late_recorder(&bytes, &[0, clusters[1], clusters[2]])
         .await;
+    assert_eq!(sent_at.len(), 3, "a message per chunk");
     assert_eq!(offsets.len(), sent_at.len());
     assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
     for (offset, truth) in offsets.iter().zip(&sent_at) {
