@@ -20,8 +20,8 @@ use bytes::Bytes;
 use super::{
     layout::{self, LayoutReader, StoredLayout, DATA_EXTENSION, HEAD_EXTENSION},
     mapped::MappedFile,
-    without_companions, LayoutFiles, MediaSource, MediaStore, MediaWriter, PreviousWriter,
-    PutLayout, ReadSeek, StorageError, UploadStore, UploadWriter,
+    without_companions, MappedMedia, MediaSource, MediaStore, MediaWriter, Piece, PreviousWriter,
+    PutLayout, ReadSeek, Source, StorageError, UploadStore, UploadWriter,
 };
 use crate::domain::UploadId;
 
@@ -31,26 +31,27 @@ pub struct LocalStorage {
     uploads: PathBuf,
     files: PathBuf,
     staging: PathBuf,
-    /// Layout media opened lately, by key: a range of one then costs no open and no read.
-    layouts: Mutex<HashMap<String, OpenLayout>>,
-    /// How long an open layout is served before its file is looked for again.
+    /// Media mapped lately, by key: a range of one then costs no open, no read and no `mmap`.
+    mapped: Mutex<HashMap<String, OpenMedia>>,
+    /// How long an open media is served before its file is looked for again.
     recheck_after: Duration,
 }
 
-/// A layout media kept open, and when its file was last seen on disk.
+/// A media kept open and mapped, and when its file was last seen on disk.
 #[derive(Debug)]
-struct OpenLayout {
-    files: Arc<LayoutFiles>,
+struct OpenMedia {
+    files: Arc<MappedMedia>,
     seen: Instant,
 }
 
-/// Layout media kept open at most; beyond, the map starts over.
-const OPEN_LAYOUTS: usize = 1024;
+/// Media kept open at most; beyond, the map starts over.
+const OPEN_MEDIA: usize = 1024;
 
 /// An admin command (another process) may delete a media this server holds open: its open
-/// files would be served for good. Its layout file is looked for once a second at most (a stat,
-/// not the open and read of a layout), so a deleted media stops being served within a second.
-const RECHECK_LAYOUTS_AFTER: Duration = Duration::from_secs(1);
+/// files would be served for good. Its file (a layout's: the layout file) is looked for once a
+/// second at most (a stat, not an open and a read), so a deleted media stops being served within
+/// a second.
+const RECHECK_OPEN_AFTER: Duration = Duration::from_secs(1);
 
 fn io_err(context: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> StorageError {
     move |source| StorageError::Io {
@@ -109,8 +110,8 @@ impl LocalStorage {
             uploads: root.join("uploads"),
             files: root.join("files"),
             staging: root.join("staging"),
-            layouts: Mutex::default(),
-            recheck_after: RECHECK_LAYOUTS_AFTER,
+            mapped: Mutex::default(),
+            recheck_after: RECHECK_OPEN_AFTER,
         };
         for dir in [&storage.uploads, &storage.files, &storage.staging] {
             fs::create_dir_all(dir).map_err(io_err(|| format!("creating {}", dir.display())))?;
@@ -186,28 +187,49 @@ impl LocalStorage {
         Ok(())
     }
 
-    fn open_layouts(&self) -> std::sync::MutexGuard<'_, HashMap<String, OpenLayout>> {
-        self.layouts.lock().unwrap_or_else(PoisonError::into_inner)
+    fn open_media(&self) -> std::sync::MutexGuard<'_, HashMap<String, OpenMedia>> {
+        self.mapped.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Opens a layout media's files; `None` if it is missing.
-    fn open_layout_files(&self, key: &str) -> Result<Option<LayoutFiles>, StorageError> {
+    /// Opens and maps a media's files; `None` if it is missing.
+    fn map_media(&self, key: &str) -> Result<Option<MappedMedia>, StorageError> {
+        let map = |path: &Path| {
+            File::open(path).and_then(|file| {
+                let len = file.metadata()?.len();
+                MappedFile::new(Arc::new(file), len).map(Arc::new)
+            })
+        };
+        if !layout::is_layout(key) {
+            // A plain file (a poster, a refinalized recording): one piece, all its own bytes.
+            let path = self.media_path(key);
+            let file = match map(&path) {
+                Ok(file) => file,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(io_err(|| format!("opening {}", path.display()))(err)),
+            };
+            let total = file.len();
+            return Ok(Some(MappedMedia {
+                pieces: vec![Piece {
+                    source: Source::Upload,
+                    offset: 0,
+                    len: total,
+                }],
+                head: Arc::clone(&file),
+                data: file,
+                total,
+                modified: modified(&path)?,
+            }));
+        }
         let Some(stored) = self.read_layout(key)? else {
             return Ok(None);
         };
         let stem = layout::stem(key);
         let open = |extension: &str| {
             let path = self.media_path(&format!("{stem}.{extension}"));
-            File::open(&path)
-                .and_then(|file| {
-                    let len = file.metadata()?.len();
-                    MappedFile::new(Arc::new(file), len)
-                })
-                .map(Arc::new)
-                .map_err(io_err(|| format!("opening {}", path.display())))
+            map(&path).map_err(io_err(|| format!("opening {}", path.display())))
         };
         let (head, data) = (open(HEAD_EXTENSION)?, open(DATA_EXTENSION)?);
-        Ok(Some(LayoutFiles {
+        Ok(Some(MappedMedia {
             total: stored.len(),
             pieces: stored.pieces,
             head,
@@ -562,7 +584,7 @@ impl MediaStore for LocalStorage {
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.open_layouts().remove(key);
+        self.open_media().remove(key);
         // The layout first: once it is gone, its companions are orphans, never a broken media.
         let companions = layout::companions(key);
         let paths = [self.media_staging_path(key), self.media_path(key)]
@@ -604,11 +626,8 @@ impl MediaStore for LocalStorage {
         }
     }
 
-    fn layout_files(&self, key: &str) -> Result<Option<Arc<LayoutFiles>>, StorageError> {
-        if !layout::is_layout(key) {
-            return Ok(None);
-        }
-        let cached = self.open_layouts().get(key).map(|open| {
+    fn mapped_media(&self, key: &str) -> Result<Option<Arc<MappedMedia>>, StorageError> {
+        let cached = self.open_media().get(key).map(|open| {
             (
                 Arc::clone(&open.files),
                 open.seen.elapsed() < self.recheck_after,
@@ -620,13 +639,13 @@ impl MediaStore for LocalStorage {
                 let path = self.media_path(key);
                 return match fs::symlink_metadata(&path) {
                     Ok(_) => {
-                        if let Some(open) = self.open_layouts().get_mut(key) {
+                        if let Some(open) = self.open_media().get_mut(key) {
                             open.seen = Instant::now();
                         }
                         Ok(Some(files))
                     }
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                        self.open_layouts().remove(key);
+                        self.open_media().remove(key);
                         Ok(None)
                     }
                     Err(err) => Err(io_err(|| format!("looking for {}", path.display()))(err)),
@@ -634,17 +653,17 @@ impl MediaStore for LocalStorage {
             }
             None => {}
         }
-        let Some(files) = self.open_layout_files(key)? else {
+        let Some(files) = self.map_media(key)? else {
             return Ok(None);
         };
         let files = Arc::new(files);
-        let mut open = self.open_layouts();
-        if open.len() >= OPEN_LAYOUTS {
+        let mut open = self.open_media();
+        if open.len() >= OPEN_MEDIA {
             open.clear();
         }
         open.insert(
             key.to_owned(),
-            OpenLayout {
+            OpenMedia {
                 files: Arc::clone(&files),
                 seen: Instant::now(),
             },
@@ -881,22 +900,53 @@ mod tests {
             }],
         };
         let put = MediaStore::put_layout(&storage, "abc", &id, b"", &layout).unwrap();
-        let opened = storage.layout_files(&put.key).unwrap().unwrap();
+        let opened = storage.mapped_media(&put.key).unwrap().unwrap();
         assert_eq!(opened.total, 10);
         // Another process's deletion: the files go, this storage's map is not told.
         for name in fs::read_dir(&storage.files).unwrap() {
             fs::remove_file(name.unwrap().path()).unwrap();
         }
         assert!(
-            storage.layout_files(&put.key).unwrap().is_some(),
+            storage.mapped_media(&put.key).unwrap().is_some(),
             "served from the open files until it is looked for again"
         );
         storage.recheck_after = Duration::ZERO;
-        assert!(storage.layout_files(&put.key).unwrap().is_none());
-        assert!(
-            storage.open_layouts().is_empty(),
-            "the open files are let go"
+        assert!(storage.mapped_media(&put.key).unwrap().is_none());
+        assert!(storage.open_media().is_empty(), "the open files are let go");
+    }
+
+    #[test]
+    fn a_plain_media_is_mapped_once_as_one_piece_until_it_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage = LocalStorage::open(dir.path().to_path_buf()).unwrap();
+        MediaStore::write(&storage, "abc.jpg", b"0123456789").unwrap();
+        let mapped = storage.mapped_media("abc.jpg").unwrap().unwrap();
+        assert_eq!(mapped.total, 10);
+        assert_eq!(
+            mapped.pieces,
+            [Piece {
+                source: Source::Upload,
+                offset: 0,
+                len: 10
+            }]
         );
+        assert_eq!(mapped.data.slice(0, 10), Some(&b"0123456789"[..]));
+        assert!(mapped.modified.is_some());
+        let again = storage.mapped_media("abc.jpg").unwrap().unwrap();
+        assert!(Arc::ptr_eq(&mapped, &again), "the next range maps nothing");
+        assert!(storage.mapped_media("missing.jpg").unwrap().is_none());
+        // Deleted by another process: served until looked for again, then let go.
+        fs::remove_file(dir.path().join("files/abc.jpg")).unwrap();
+        assert!(storage.mapped_media("abc.jpg").unwrap().is_some());
+        storage.recheck_after = Duration::ZERO;
+        assert!(storage.mapped_media("abc.jpg").unwrap().is_none());
+        assert!(storage.open_media().is_empty());
+        // Deleted by this process: let go at once.
+        storage.recheck_after = RECHECK_OPEN_AFTER;
+        MediaStore::write(&storage, "def.jpg", b"x").unwrap();
+        assert!(storage.mapped_media("def.jpg").unwrap().is_some());
+        MediaStore::delete(&storage, "def.jpg").unwrap();
+        assert!(storage.mapped_media("def.jpg").unwrap().is_none());
     }
 
     #[test]

@@ -171,14 +171,15 @@ pub struct PutLayout {
     pub holds_upload: bool,
 }
 
-/// A local layout media, open: its pieces over its head file and its data file.
+/// A local media, open and mapped for zero-copy sends: a layout's pieces over its head file and
+/// its data file; a plain file (a poster, a refinalized recording) is one piece of `data`.
 #[derive(Debug)]
-pub struct LayoutFiles {
+pub struct MappedMedia {
     /// The media's bytes, in order.
     pub pieces: Vec<Piece>,
-    /// The head file (the pieces of [`Source::Head`]), mapped for zero-copy sends.
+    /// The head file (the pieces of [`Source::Head`]); a plain file's is the file itself.
     pub head: Arc<mapped::MappedFile>,
-    /// The upload's bytes (the pieces of [`Source::Upload`]), mapped likewise.
+    /// The upload's bytes (the pieces of [`Source::Upload`]); a plain file's are its own.
     pub data: Arc<mapped::MappedFile>,
     /// The media's length.
     pub total: u64,
@@ -299,9 +300,9 @@ pub trait MediaStore: Send + Sync + 'static {
     fn assemble(&self, _key: &str) -> Result<Option<String>, StorageError> {
         Ok(None)
     }
-    /// A layout media's files, open, where they are local files (what serving its ranges with
-    /// `sendfile` needs); `None` for other media and stores.
-    fn layout_files(&self, _key: &str) -> Result<Option<Arc<LayoutFiles>>, StorageError> {
+    /// A media's files, open and mapped, where they are local files (what serving its ranges
+    /// with `sendfile` needs), kept open for the next range; `None` for other stores.
+    fn mapped_media(&self, _key: &str) -> Result<Option<Arc<MappedMedia>>, StorageError> {
         Ok(None)
     }
     /// The upload whose own bytes a layout media holds, if it holds some (object stores).

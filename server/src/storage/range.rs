@@ -1,7 +1,7 @@
 //! One byte range of a stored file read in a single blocking call: open, stat and read
 //! together, instead of a thread hand-off for each (what a player's Range requests cost).
 
-use std::{fs::File, io, os::unix::fs::FileExt, path::Path, sync::Arc, time::SystemTime};
+use std::{fs::File, io, os::unix::fs::FileExt, path::Path, time::SystemTime};
 
 /// Bytes read from a stored file, with what the answer's headers need.
 #[derive(Debug)]
@@ -42,71 +42,33 @@ pub fn resolve(header: &str, len: u64) -> Option<(u64, u64)> {
     (first <= last && first < len).then_some((first, last))
 }
 
-/// A stored file opened for one range of it.
-#[derive(Debug)]
-pub struct OpenRange {
-    /// The open file (shared with a zero-copy body).
-    pub file: Arc<File>,
-    /// First byte's offset.
-    pub first: u64,
-    /// Last byte's offset (inclusive).
-    pub last: u64,
-    /// The file's length.
-    pub total: u64,
-    /// The file's modification time.
-    pub modified: Option<SystemTime>,
-}
-
-impl OpenRange {
-    /// How many bytes the range holds (at least one).
-    pub fn length(&self) -> u64 {
-        self.last - self.first + 1
-    }
-
-    /// Reads the range's bytes (blocking).
-    pub fn read(&self) -> io::Result<RangeRead> {
-        let mut bytes = vec![0; usize::try_from(self.length()).map_err(io::Error::other)?];
-        self.file.read_exact_at(&mut bytes, self.first)?;
-        Ok(RangeRead {
-            bytes,
-            first: self.first,
-            last: self.last,
-            total: self.total,
-            modified: self.modified,
-        })
-    }
-}
-
-/// Opens the file at `path` for the range `header` names, if it resolves to one satisfiable
-/// range of at most `max` bytes; `Ok(None)` otherwise (the caller's general path answers) or
-/// if the file is missing. Costs an open and a stat, no read.
-pub fn open(path: &Path, header: &str, max: u64) -> io::Result<Option<OpenRange>> {
+/// Reads the range `header` names from the file at `path` (blocking: an open, a stat and a
+/// read), if it resolves to one satisfiable range of at most `max` bytes; `Ok(None)` otherwise
+/// (the caller's general path answers) or if the file is missing.
+pub fn read(path: &Path, header: &str, max: u64) -> io::Result<Option<RangeRead>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err),
     };
     let meta = file.metadata()?;
-    let Some((first, last)) = resolve(header, meta.len()) else {
+    let total = meta.len();
+    let Some((first, last)) = resolve(header, total) else {
         return Ok(None);
     };
-    if last - first + 1 > max {
+    let length = last - first + 1;
+    if length > max {
         return Ok(None);
     }
-    Ok(Some(OpenRange {
-        file: Arc::new(file),
+    let mut bytes = vec![0; usize::try_from(length).map_err(io::Error::other)?];
+    file.read_exact_at(&mut bytes, first)?;
+    Ok(Some(RangeRead {
+        bytes,
         first,
         last,
-        total: meta.len(),
+        total,
         modified: meta.modified().ok(),
     }))
-}
-
-/// Reads the range `header` names from the file at `path`, as [`open`] finds it (blocking).
-pub fn read(path: &Path, header: &str, max: u64) -> io::Result<Option<RangeRead>> {
-    open(path, header, max)?
-        .map(|range| range.read())
-        .transpose()
 }
 
 #[cfg(test)]

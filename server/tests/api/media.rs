@@ -210,14 +210,13 @@ async fn metric(app: &TestApp, name: &str) -> u64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn ranges_sent_without_a_copy_hold_exactly_the_file_s_bytes_at_every_boundary() {
-    let app = spawn_app().await;
-    let (id, size) = stored_media(&app).await;
+/// Asks media `id` for ranges at and across page boundaries: each answer holds exactly the
+/// file's bytes, and on the local disk every one of them left with sendfile.
+async fn assert_ranges_sent_without_a_copy(app: &TestApp, id: i64) {
     let whole = app.get_bytes(&format!("/media/{id}")).await;
-    let size = u64::try_from(size).unwrap();
-    assert!(size > 3 * 4096, "the fixture spans several pages");
-    let before = metric(&app, "livekeep_media_sendfile_bytes_total").await;
+    let size = whole.len() as u64;
+    assert!(size > 3 * 4096, "the media spans several pages");
+    let before = metric(app, "livekeep_media_sendfile_bytes_total").await;
     let mut sent = 0;
     let cases = [
         ("bytes=0-0".to_owned(), 0, 0),
@@ -230,7 +229,7 @@ async fn ranges_sent_without_a_copy_hold_exactly_the_file_s_bytes_at_every_bound
         (format!("bytes=5000-{}", size + 100), 5000, size - 1),
     ];
     for (range, first, last) in cases {
-        let response = ranged(&app, id, &range).await;
+        let response = ranged(app, id, &range).await;
         assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
         assert_eq!(
             response.headers()["content-range"],
@@ -242,13 +241,32 @@ async fn ranges_sent_without_a_copy_hold_exactly_the_file_s_bytes_at_every_bound
         assert_eq!(body, whole.slice(first..=last), "{range}");
         sent += (last - first + 1) as u64;
     }
-    // On the local disk every one of those bytes left with sendfile; an object store has no
-    // file to send from.
+    // An object store has no file to send from.
     let expected = if crate::s3::requested() { 0 } else { sent };
     assert_eq!(
-        metric(&app, "livekeep_media_sendfile_bytes_total").await - before,
+        metric(app, "livekeep_media_sendfile_bytes_total").await - before,
         expected
     );
+}
+
+#[tokio::test]
+async fn ranges_sent_without_a_copy_hold_exactly_the_file_s_bytes_at_every_boundary() {
+    let app = spawn_app().await;
+    let (id, _) = stored_media(&app).await;
+    assert_ranges_sent_without_a_copy(&app, id).await;
+}
+
+#[tokio::test]
+async fn a_refinalized_media_s_ranges_are_sent_without_a_copy_too() {
+    // A refinalized recording is one plain file, not the stop's layout.
+    let app = spawn_app().await;
+    let (id, _) = stored_media(&app).await;
+    let refinalized =
+        livekeep_server::recording::refinalize::refinalize(&app.state, MediaId::new(id))
+            .await
+            .unwrap();
+    assert!(!refinalized.storage_key.ends_with(".layout"));
+    assert_ranges_sent_without_a_copy(&app, id).await;
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ use crate::{
         error::ApiError,
         extract::Path,
         schemas::{Binary, ErrorBody},
-        serve::zero_copy::{MappedFile, Residency, ZeroCopy},
+        serve::zero_copy::{Residency, ZeroCopy},
     },
     state::AppState,
     storage::{
@@ -165,49 +165,26 @@ const RANGE_READERS: usize = 4;
 /// The largest range answered from one blocking read; larger ones and whole files stream.
 const SMALL_RANGE: u64 = 2 << 20;
 
-/// A player's range (one `bytes=` range up to [`SMALL_RANGE`]) answered at once: sent with
-/// sendfile when the connection can and its pages are in the page cache, else read in a single
+/// A player's range (one `bytes=` range up to [`SMALL_RANGE`]) of a file read in a single
 /// blocking call that opens, stats and reads, rather than ServeFile's hand-off per step (open,
 /// stat, seek, read: bench/findings.md, finding 1). `None` leaves the request to ServeFile.
 async fn answer_small_range(
     range: Option<String>,
     path: &FsPath,
-    zero_copy: Option<&ZeroCopy>,
 ) -> Result<Option<Response>, ApiError> {
     let Some(range) = range else {
         return Ok(None);
     };
-    if let Some(zero_copy) = zero_copy {
-        // An open and a stat, no read: cheap enough for the async worker, like nginx's.
-        let opened = range::open(path, &range, SMALL_RANGE).context("opening a stored file")?;
-        let Some(opened) = opened else {
-            return Ok(None);
-        };
-        let mapped = MappedFile::new(Arc::clone(&opened.file), opened.total)
-            .map(Arc::new)
-            .context("mapping a stored file")?;
-        let (bytes, residency) = zero_copy
-            .file_range(&mapped, opened.first, opened.length())
-            .context("mapping a range of a stored file")?;
-        if residency == Residency::Resident {
-            let (first, last, total, modified) =
-                (opened.first, opened.last, opened.total, opened.modified);
-            let served = Served::range(first, last, total);
-            return served_response(Body::from(bytes), served, modified).map(Some);
-        }
-        // Some page is on disk only: sendfile would wait for it on an async worker.
-        drop(bytes);
-        return read_range(move || opened.read()).await;
-    }
     let path = path.to_owned();
     read_range(move || range::read(&path, &range, SMALL_RANGE)).await
 }
 
-/// A player's range of a local layout media answered at once, as [`answer_small_range`] does
-/// for a file: each piece's part of the range leaves with `sendfile` from the head file or the
-/// upload's. `None` leaves the request to [`serve_layout`] (not a local layout, a range it
-/// cannot satisfy or too large, a page not in the cache).
-fn answer_layout_range(
+/// A player's range of a local media answered at once, with no read and no system call but
+/// `sendfile`: each piece's part of the range (a layout's head file or upload's, a plain file's
+/// own bytes) leaves from the media's mapping, kept open from one range to the next. `None`
+/// leaves the request to [`answer_small_range`] or [`serve_layout`] (not a local media, a range
+/// it cannot satisfy or too large, a page not in the cache).
+fn answer_mapped_range(
     state: &AppState,
     key: &str,
     range: &str,
@@ -216,8 +193,8 @@ fn answer_layout_range(
     // Cached after the first range: a hash lookup, else a small read and two opens.
     let Some(files) = state
         .media
-        .layout_files(key)
-        .context("opening a layout media")?
+        .mapped_media(key)
+        .context("opening a local media")?
     else {
         return Ok(None);
     };
@@ -239,7 +216,7 @@ fn answer_layout_range(
             };
             let (bytes, residency) = zero_copy
                 .file_range(file, piece.offset + (start - at), end - start)
-                .context("mapping a range of a layout media")?;
+                .context("mapping a range of a local media")?;
             if residency == Residency::Cold {
                 // Some page is on disk only: sendfile would wait for it on an async worker.
                 return Ok(None);
@@ -414,15 +391,15 @@ async fn serve_stored(
         .and_then(|v| v.to_str().ok())
         .filter(|_| request.method == Method::GET)
         .map(str::to_owned);
+    let zero_copy = request.extensions.get::<ZeroCopy>();
+    if let (Some(range), Some(zero_copy)) = (range.as_deref(), zero_copy) {
+        if let Some(response) = answer_mapped_range(state, key, range, zero_copy)? {
+            return Ok(Some(finish(response, content_type, etag)));
+        }
+    }
     let path = match source {
         MediaSource::File(path) => path,
         MediaSource::Layout(key) => {
-            let zero_copy = request.extensions.get::<ZeroCopy>();
-            if let (Some(range), Some(zero_copy)) = (range.as_deref(), zero_copy) {
-                if let Some(response) = answer_layout_range(state, &key, range, zero_copy)? {
-                    return Ok(Some(finish(response, content_type, etag)));
-                }
-            }
             let head = request.method == Method::HEAD;
             let media = Arc::clone(&state.media);
             let Some(response) = serve_layout(media, key, range, head).await? else {
@@ -438,8 +415,7 @@ async fn serve_stored(
             return Ok(Some(finish(response, content_type, etag)));
         }
     };
-    let zero_copy = request.extensions.get::<ZeroCopy>();
-    let response = match answer_small_range(range, &path, zero_copy).await? {
+    let response = match answer_small_range(range, &path).await? {
         Some(response) => response,
         None => {
             let mut headers = request.headers.clone();
