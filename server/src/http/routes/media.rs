@@ -190,7 +190,8 @@ fn answer_mapped_range(
     range: &str,
     zero_copy: &ZeroCopy,
 ) -> Result<Option<Response>, ApiError> {
-    // Cached after the first range: a hash lookup, else a small read and two opens.
+    // Kept open after the first range: a hash lookup, else an open (a layout: its small read
+    // and two opens).
     let Some(files) = state
         .media
         .mapped_media(key)
