@@ -623,12 +623,12 @@ impl TestApp {
     /// A live whose recorder starts 1.5 s after the live was created, then sends a chunk a
     /// second, as MediaRecorder with a 1 s timeslice does: `bytes` cut at `chunk_starts` (the
     /// first is 0), a chat message half a second after each chunk. Returns the chat's offsets
-    /// as served, and the seconds into the recording at which each message was sent.
+    /// as served, with what the test saw of the recording's timeline.
     pub async fn chat_beside_a_late_recorder(
         &self,
         bytes: &[u8],
         chunk_starts: &[usize],
-    ) -> (Vec<f64>, Vec<f64>) {
+    ) -> LateRecorderChat {
         let host = self.user().await;
         let fan = self.user().await;
         let live = self.start_live(&host, "timeline").await;
@@ -636,7 +636,7 @@ impl TestApp {
         let recording_start = std::time::Instant::now();
         assert_eq!(chunk_starts.first(), Some(&0), "the chunks start at byte 0");
         let ends = chunk_starts.iter().skip(1).copied().chain([bytes.len()]);
-        let mut sent_at = Vec::new();
+        let mut seen = LateRecorderChat::default();
         for (i, (start, end)) in chunk_starts.iter().copied().zip(ends).enumerate() {
             let due = recording_start + std::time::Duration::from_secs(i as u64 + 1);
             tokio::time::sleep_until(due.into()).await;
@@ -649,21 +649,63 @@ impl TestApp {
                 )
                 .await;
             assert_eq!(sent.status(), StatusCode::NO_CONTENT);
+            if i == 0 {
+                seen.first_chunk_latency = due.elapsed().as_secs_f64();
+            }
             let half_later = due + std::time::Duration::from_millis(500);
             tokio::time::sleep_until(half_later.into()).await;
-            sent_at.push(recording_start.elapsed().as_secs_f64());
+            let chat_sent = std::time::Instant::now();
+            seen.sent_at
+                .push((chat_sent - recording_start).as_secs_f64());
             let posted = self
                 .chat(Some(&fan.token), live.id, &format!("at chunk {i}"))
                 .await;
+            seen.chat_latencies.push(chat_sent.elapsed().as_secs_f64());
             assert_eq!(posted.status(), StatusCode::CREATED);
         }
         let chat = self.get_json(&format!("/api/posts/{}/chat", live.id)).await;
-        let offsets = chat["results"]
+        seen.offsets = chat["results"]
             .as_array()
             .expect("chat results")
             .iter()
             .map(|m| m["offset"].as_f64().expect("an offset"))
             .collect();
-        (offsets, sent_at)
+        seen
+    }
+}
+
+/// What [`TestApp::chat_beside_a_late_recorder`] saw: the offsets served, and per message
+/// the seconds into the recording at which it was sent and how long its POST took.
+#[derive(Debug, Default)]
+pub struct LateRecorderChat {
+    pub offsets: Vec<f64>,
+    pub sent_at: Vec<f64>,
+    pub chat_latencies: Vec<f64>,
+    /// From the first chunk's due time (a second into the recording) to its `204`.
+    pub first_chunk_latency: f64,
+}
+
+impl LateRecorderChat {
+    /// Asserts each served offset is its message's time into the recording, give or take
+    /// what the server cannot know: it dates the recording by the first chunk's arrival (so
+    /// offsets come early by up to that chunk's latency) and stamps a message on arrival (late
+    /// by up to its POST's latency). `FRAME_SLACK` covers the first chunk's media span falling
+    /// a frame short of its second, and millisecond rounding.
+    pub fn assert_offsets_follow_the_recording(&self) {
+        const FRAME_SLACK: f64 = 0.1;
+        assert_eq!(self.offsets.len(), self.sent_at.len(), "{self:?}");
+        for ((offset, truth), chat_latency) in self
+            .offsets
+            .iter()
+            .zip(&self.sent_at)
+            .zip(&self.chat_latencies)
+        {
+            let error = offset - truth;
+            assert!(
+                -self.first_chunk_latency - FRAME_SLACK <= error
+                    && error <= chat_latency + FRAME_SLACK,
+                "offset {offset} for a message sent {truth} s into the recording: {self:?}"
+            );
+        }
     }
 }

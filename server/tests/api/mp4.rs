@@ -382,15 +382,9 @@ async fn chat_offsets_follow_an_mp4_recordings_timeline_even_when_the_recorder_s
         .map(|b| b.offset)
         .collect();
     // A fragment (a second of media) per chunk.
-    let (offsets, sent_at) = app
+    let chat = app
         .chat_beside_a_late_recorder(&bytes, &[0, moof_starts[1], moof_starts[2]])
         .await;
-    assert_eq!(sent_at.len(), 3, "a message per chunk");
-    assert_eq!(offsets.len(), sent_at.len());
-    for (offset, truth) in offsets.iter().zip(&sent_at) {
-        assert!(
-            (offset - truth).abs() < 0.5,
-            "offsets {offsets:?}, expected {sent_at:?}"
-        );
-    }
+    assert_eq!(chat.sent_at.len(), 3, "a message per chunk");
+    chat.assert_offsets_follow_the_recording();
 }

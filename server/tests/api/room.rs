@@ -250,18 +250,13 @@ async fn chat_offsets_follow_the_recordings_timeline_even_when_the_recorder_star
     let bytes = fixture();
     let clusters = cluster_starts(&bytes);
     // A cluster (a second of media) per chunk.
-    let (offsets, sent_at) = app
+    let chat = app
         .chat_beside_a_late_recorder(&bytes, &[0, clusters[1], clusters[2]])
         .await;
-    assert_eq!(sent_at.len(), 3, "a message per chunk");
-    assert_eq!(offsets.len(), sent_at.len());
+    assert_eq!(chat.sent_at.len(), 3, "a message per chunk");
+    let offsets = &chat.offsets;
     assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
-    for (offset, truth) in offsets.iter().zip(&sent_at) {
-        assert!(
-            (offset - truth).abs() < 0.5,
-            "offsets {offsets:?}, expected {sent_at:?}"
-        );
-    }
+    chat.assert_offsets_follow_the_recording();
 }
 
 /// `GET /api/posts/live/{id}/stream`.
