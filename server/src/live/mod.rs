@@ -26,7 +26,7 @@ use view::StreamView;
 use crate::{
     accounts::rate_limit::RateLimitError,
     db,
-    domain::{now_millis, PostId, UploadId},
+    domain::{PostId, UploadId},
     indexing,
     posts::views,
     rooms::{bus, hub::Room},
@@ -96,11 +96,17 @@ pub async fn advance_index(
         .await
 }
 
-/// A PATCH of a live's upload committed: wake the streams, and date the recording if needed.
+/// A PATCH of a live's upload committed: wake the streams, and date the recording if needed
+/// (`arrival`: when the PATCH reached the server, in Unix milliseconds).
 ///
 /// Called with the upload's lock held, so it never runs after the live's end.
-pub async fn committed(state: &AppState, post_id: PostId, upload: &UploadId, offset: u64) {
-    let arrival = now_millis();
+pub async fn committed(
+    state: &AppState,
+    post_id: PostId,
+    upload: &UploadId,
+    offset: u64,
+    arrival: i64,
+) {
     let room = state.hub.room(post_id);
     room.committed(upload, offset);
     if let Some(bus) = state.hub.bus() {
@@ -122,8 +128,9 @@ pub async fn committed(state: &AppState, post_id: PostId, upload: &UploadId, off
 ///
 /// The recorder creates the live, then starts MediaRecorder; its first chunk arrives about a
 /// timeslice later. Media time 0 is the first chunk's arrival minus the media time it covers
-/// (first to last block), never earlier than the live's creation. Arrival lags by the upload
-/// latency, so chat offsets err a little early, by well under a second on a working network.
+/// (first to last block), never earlier than the live's creation. Arrival is the PATCH's, not
+/// its commit's: it lags by the network's latency but not by the server's sync and commit, so
+/// chat offsets err a little early, by well under a second on a working network.
 async fn date_recording(
     state: &AppState,
     room: &Arc<Room>,

@@ -531,6 +531,9 @@ pub async fn append<E: Display>(
     patch: Patch,
     body: impl Stream<Item = Result<Bytes, E>>,
 ) -> Result<Appended, PatchError> {
+    // When the chunk reached the server, before its body, sync and commit: what dates a live's
+    // recording (its media time 0) if this is the first chunk.
+    let arrived_at = now_millis();
     // A client that just lost a connection may resume before the server has noticed the old
     // PATCH is dead: wait a little for its rollback rather than fail at once.
     let key = locks::upload_key(id);
@@ -665,7 +668,7 @@ pub async fn append<E: Display>(
     state.metrics.ingested(written);
     tracing::info!(upload = %id, offset = start, bytes = written, "chunk stored");
     // Still under the upload's lock: the live cannot have ended since.
-    let announced = crate::live::committed(state, upload.row.post_id, id, new_offset);
+    let announced = crate::live::committed(state, upload.row.post_id, id, new_offset, arrived_at);
     stage(state, PatchStage::Announce, announced).await;
     compaction::schedule(state, id, start, new_offset);
     Ok(Appended {

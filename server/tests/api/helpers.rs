@@ -13,6 +13,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
+use futures_util::StreamExt;
 use livekeep_server::{config::Config, startup::Application};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
@@ -622,12 +623,15 @@ impl TestApp {
 
     /// A live whose recorder starts 1.5 s after the live was created, then sends a chunk a
     /// second, as MediaRecorder with a 1 s timeslice does: `bytes` cut at `chunk_starts` (the
-    /// first is 0), a chat message half a second after each chunk. Returns the chat's offsets
-    /// as served, with what the test saw of the recording's timeline.
+    /// first is 0), a chat message half a second after each chunk (or once its PATCH is
+    /// answered, if later). Each chunk's body takes `upload_time` to arrive (its second half
+    /// follows its first after that long), as on a slow uplink. Returns the chat's offsets as
+    /// served, with what the test saw of the recording's timeline.
     pub async fn chat_beside_a_late_recorder(
         &self,
         bytes: &[u8],
         chunk_starts: &[usize],
+        upload_time: std::time::Duration,
     ) -> LateRecorderChat {
         let host = self.user().await;
         let fan = self.user().await;
@@ -636,22 +640,31 @@ impl TestApp {
         let recording_start = std::time::Instant::now();
         assert_eq!(chunk_starts.first(), Some(&0), "the chunks start at byte 0");
         let ends = chunk_starts.iter().skip(1).copied().chain([bytes.len()]);
-        let mut seen = LateRecorderChat::default();
+        let mut seen = LateRecorderChat {
+            upload_time: upload_time.as_secs_f64(),
+            ..LateRecorderChat::default()
+        };
         for (i, (start, end)) in chunk_starts.iter().copied().zip(ends).enumerate() {
             let due = recording_start + std::time::Duration::from_secs(i as u64 + 1);
             tokio::time::sleep_until(due.into()).await;
+            let (first_half, second_half) = bytes[start..end].split_at((end - start) / 2);
+            let second_half = bytes::Bytes::copy_from_slice(second_half);
+            let body = futures_util::stream::iter([Ok::<_, std::io::Error>(
+                bytes::Bytes::copy_from_slice(first_half),
+            )])
+            .chain(futures_util::stream::once(async move {
+                tokio::time::sleep(upload_time).await;
+                Ok(second_half)
+            }));
             let sent = self
-                .patch(
-                    &host.token,
-                    &live.upload_url,
-                    start as u64,
-                    &bytes[start..end],
-                )
-                .await;
+                .patch_request(&host.token, &live.upload_url, start as u64)
+                .header("Content-Length", end - start)
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .expect("PATCH");
             assert_eq!(sent.status(), StatusCode::NO_CONTENT);
-            if i == 0 {
-                seen.first_chunk_latency = due.elapsed().as_secs_f64();
-            }
+            seen.patch_latencies.push(due.elapsed().as_secs_f64());
             let half_later = due + std::time::Duration::from_millis(500);
             tokio::time::sleep_until(half_later.into()).await;
             let chat_sent = std::time::Instant::now();
@@ -674,26 +687,35 @@ impl TestApp {
     }
 }
 
-/// What [`TestApp::chat_beside_a_late_recorder`] saw: the offsets served, and per message
-/// the seconds into the recording at which it was sent and how long its POST took.
+/// What [`TestApp::chat_beside_a_late_recorder`] saw: the offsets served, per message the
+/// seconds into the recording at which it was sent and how long its POST took, and per chunk
+/// the seconds from its due time to its PATCH's `204`.
 #[derive(Debug, Default)]
 pub struct LateRecorderChat {
     pub offsets: Vec<f64>,
     pub sent_at: Vec<f64>,
     pub chat_latencies: Vec<f64>,
-    /// From the first chunk's due time (a second into the recording) to its `204`.
-    pub first_chunk_latency: f64,
+    pub patch_latencies: Vec<f64>,
+    /// How long each chunk's body took to arrive, on purpose.
+    pub upload_time: f64,
 }
 
 impl LateRecorderChat {
     /// Asserts each served offset is its message's time into the recording, give or take
-    /// what the server cannot know: it dates the recording by the first chunk's arrival (so
-    /// offsets come early by up to that chunk's latency) and stamps a message on arrival (late
-    /// by up to its POST's latency). `FRAME_SLACK` covers the first chunk's media span falling
-    /// a frame short of its second, and millisecond rounding.
+    /// what the server cannot know. It dates the recording by the arrival of the chunk that
+    /// completes its first cluster or fragment (a WebM's second chunk, an MP4's first), when
+    /// that chunk's PATCH began: offsets come early by up to a PATCH's latency less its body's
+    /// upload time (the recorder had the chunk when it began sending it). It stamps a message
+    /// on arrival: late by up to its POST's latency. `FRAME_SLACK` covers a chunk's media span
+    /// falling a frame short of its second, and millisecond rounding.
     pub fn assert_offsets_follow_the_recording(&self) {
         const FRAME_SLACK: f64 = 0.1;
         assert_eq!(self.offsets.len(), self.sent_at.len(), "{self:?}");
+        let dating_lag = self
+            .patch_latencies
+            .iter()
+            .map(|latency| latency - self.upload_time)
+            .fold(0.0, f64::max);
         for ((offset, truth), chat_latency) in self
             .offsets
             .iter()
@@ -702,8 +724,7 @@ impl LateRecorderChat {
         {
             let error = offset - truth;
             assert!(
-                -self.first_chunk_latency - FRAME_SLACK <= error
-                    && error <= chat_latency + FRAME_SLACK,
+                -dating_lag - FRAME_SLACK <= error && error <= chat_latency + FRAME_SLACK,
                 "offset {offset} for a message sent {truth} s into the recording: {self:?}"
             );
         }

@@ -383,8 +383,29 @@ async fn chat_offsets_follow_an_mp4_recordings_timeline_even_when_the_recorder_s
         .collect();
     // A fragment (a second of media) per chunk.
     let chat = app
-        .chat_beside_a_late_recorder(&bytes, &[0, moof_starts[1], moof_starts[2]])
+        .chat_beside_a_late_recorder(&bytes, &[0, moof_starts[1], moof_starts[2]], Duration::ZERO)
         .await;
     assert_eq!(chat.sent_at.len(), 3, "a message per chunk");
+    chat.assert_offsets_follow_the_recording();
+}
+
+#[tokio::test]
+async fn mp4_chunks_that_take_long_to_upload_do_not_shift_the_chat_offsets() {
+    let app = spawn_app().await;
+    let bytes = fragmented_mp4(3, "+default_base_moof", false).bytes();
+    let moof_starts: Vec<usize> = top_boxes(&bytes)
+        .iter()
+        .filter(|b| &b.kind == b"moof")
+        .map(|b| b.offset)
+        .collect();
+    // Each chunk's body arrives 600 ms after its PATCH began; an MP4 is dated by its first.
+    let chat = app
+        .chat_beside_a_late_recorder(
+            &bytes,
+            &[0, moof_starts[1], moof_starts[2]],
+            Duration::from_millis(600),
+        )
+        .await;
+    assert!(chat.patch_latencies.iter().all(|l| *l >= 0.6), "{chat:?}");
     chat.assert_offsets_follow_the_recording();
 }

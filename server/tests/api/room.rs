@@ -251,11 +251,30 @@ async fn chat_offsets_follow_the_recordings_timeline_even_when_the_recorder_star
     let clusters = cluster_starts(&bytes);
     // A cluster (a second of media) per chunk.
     let chat = app
-        .chat_beside_a_late_recorder(&bytes, &[0, clusters[1], clusters[2]])
+        .chat_beside_a_late_recorder(&bytes, &[0, clusters[1], clusters[2]], Duration::ZERO)
         .await;
     assert_eq!(chat.sent_at.len(), 3, "a message per chunk");
     let offsets = &chat.offsets;
     assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    chat.assert_offsets_follow_the_recording();
+}
+
+#[tokio::test]
+async fn chunks_that_take_long_to_upload_do_not_shift_the_chat_offsets() {
+    let app = spawn_app().await;
+    let bytes = fixture();
+    let clusters = cluster_starts(&bytes);
+    // On a slow uplink each chunk's body arrives 600 ms after its PATCH began: the recording
+    // is dated by a PATCH's start, when the recorder had the chunk, not by its end.
+    let chat = app
+        .chat_beside_a_late_recorder(
+            &bytes,
+            &[0, clusters[1], clusters[2]],
+            Duration::from_millis(600),
+        )
+        .await;
+    assert_eq!(chat.sent_at.len(), 3, "a message per chunk");
+    assert!(chat.patch_latencies.iter().all(|l| *l >= 0.6), "{chat:?}");
     chat.assert_offsets_follow_the_recording();
 }
 
