@@ -498,18 +498,25 @@ impl StorageView {
     /// The bytes held for an upload; `None` if it has none stored.
     pub async fn upload_bytes(&self, upload_url: &str) -> Option<Vec<u8>> {
         let id = upload_id(upload_url);
-        if !self.names("uploads").await.contains(&format!("{id}.part")) {
-            return None;
-        }
-        let bytes = self
-            .run(move |s| {
+        self.run(move |s| {
+            let name = format!("{id}.part");
+            if !s.uploads.list()?.contains(&name) {
+                return anyhow::Ok(None);
+            }
+            let read = || -> anyhow::Result<Vec<u8>> {
                 let mut bytes = Vec::new();
                 std::io::Read::read_to_end(&mut s.uploads.open(&id)?, &mut bytes)?;
-                anyhow::Ok(bytes)
-            })
-            .await
-            .expect("reading an upload");
-        Some(bytes)
+                Ok(bytes)
+            };
+            match read() {
+                Ok(bytes) => Ok(Some(bytes)),
+                // Deleted since it was listed (the expiry sweeper, a stop): none is held now.
+                Err(_) if !s.uploads.list()?.contains(&name) => Ok(None),
+                Err(err) => Err(err),
+            }
+        })
+        .await
+        .expect("reading an upload")
     }
 
     /// Stores bytes the way a writer that died before committing their offset left them.
