@@ -719,6 +719,10 @@ impl LateRecorderChat {
     pub fn assert_offsets_follow_the_recording(&self) {
         const SPAN_SLACK: f64 = 0.15;
         assert_eq!(self.offsets.len(), self.sent_at.len(), "{self:?}");
+        assert!(
+            self.patch_latencies.iter().all(|l| *l >= self.upload_time),
+            "the uploads took less than asked: {self:?}"
+        );
         let dating_lag = self
             .patch_latencies
             .iter()
