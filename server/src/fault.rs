@@ -9,11 +9,20 @@
 //! `before_offsets_commit` / `after_offsets_commit` around the commit of a batch of upload
 //! offsets (their bytes synced; no PATCH of the batch answered yet), `upload_synced` between a
 //! PATCH's fsync and its commit, and `index_entries_appended` after the index entries' append
-//! and before the offset and states are written. Unset in production.
+//! and before the offset and states are written.
+//!
+//! `LIVEKEEP_FAULT_HOLD=<name>:<dir>` holds the process instead, the first time it reaches the
+//! [`hold`] point of that name, until the test lets it go: a barrier that makes a race between
+//! two processes happen in one order. Point: `refinalize_read`, after a refinalization read the
+//! media's row and before it opens the file the row names. Both unset in production.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    OnceLock,
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        OnceLock,
+    },
+    time::{Duration, Instant},
 };
 
 /// The armed point and the pass at which it aborts.
@@ -55,6 +64,48 @@ pub fn point(name: &str) {
             armed.at_pass
         );
         std::process::abort();
+    }
+}
+
+/// The point a process is held at, and where it says so.
+struct Hold {
+    name: String,
+    dir: PathBuf,
+    passed: AtomicBool,
+}
+
+static HOLD: OnceLock<Option<Hold>> = OnceLock::new();
+
+/// Longest hold: a test that never lets go fails on what follows, not by hanging.
+const HOLD_MAX: Duration = Duration::from_secs(60);
+
+/// Holds the process, the first time only, if `LIVEKEEP_FAULT_HOLD` names this point: creates
+/// `<dir>/<name>.reached`, then waits until `<dir>/<name>.release` exists.
+pub fn hold(name: &str) {
+    let hold = HOLD.get_or_init(|| {
+        let value = std::env::var("LIVEKEEP_FAULT_HOLD").ok()?;
+        let Some((name, dir)) = value.split_once(':') else {
+            panic!("LIVEKEEP_FAULT_HOLD={value:?}: expected <name>:<dir>");
+        };
+        Some(Hold {
+            name: name.to_owned(),
+            dir: PathBuf::from(dir),
+            passed: AtomicBool::new(false),
+        })
+    });
+    let Some(hold) = hold.as_ref().filter(|hold| hold.name == name) else {
+        return;
+    };
+    if hold.passed.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let release = hold.dir.join(format!("{name}.release"));
+    if let Err(err) = std::fs::write(hold.dir.join(format!("{name}.reached")), b"") {
+        panic!("LIVEKEEP_FAULT_HOLD: cannot say {name} is reached: {err}");
+    }
+    let until = Instant::now() + HOLD_MAX;
+    while !release.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

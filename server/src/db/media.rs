@@ -200,26 +200,28 @@ pub async fn clear_poster(db: impl AnyExecutor<'_>, id: MediaId) -> Result<(), s
     Ok(())
 }
 
-/// Points a media at a new file with its duration and size; returns the key it replaces.
+/// Points a media at a new file with its duration and size, if it still names `from` (the file
+/// the new one was made from); whether it did.
 pub async fn replace_file(
-    tx: &mut sqlx::AnyConnection,
+    db: impl AnyExecutor<'_>,
     id: MediaId,
-    key: &str,
+    from: &str,
+    to: &str,
     duration: f64,
     size: u64,
-) -> Result<Option<String>, sqlx::Error> {
-    let old: Option<String> = sqlx::query_scalar("SELECT storage_key FROM media WHERE id = $1")
-        .bind(id.get())
-        .fetch_optional(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE media SET storage_key = $1, duration = $2, size = $3 WHERE id = $4")
-        .bind(key)
-        .bind(duration)
-        .bind(signed(size))
-        .bind(id.get())
-        .execute(&mut *tx)
-        .await?;
-    Ok(old)
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE media SET storage_key = $1, duration = $2, size = $3 \
+         WHERE id = $4 AND storage_key = $5",
+    )
+    .bind(to)
+    .bind(duration)
+    .bind(signed(size))
+    .bind(id.get())
+    .bind(from)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Deletes the media of a post (linked to it or recorded by its live); returns the file and

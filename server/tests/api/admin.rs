@@ -13,7 +13,13 @@ use crate::helpers::{fixture, spawn_app, spawn_app_in, TestApp};
 
 /// Runs `livekeep admin <args>` on `data_dir`, feeding `stdin`.
 pub fn admin(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_livekeep"))
+    run(admin_command(data_dir, args), stdin)
+}
+
+/// `livekeep admin <args>` on `data_dir`, with the database and storage its servers used.
+fn admin_command(data_dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_livekeep"));
+    command
         .arg("admin")
         .args(args)
         .arg("--data-dir")
@@ -27,7 +33,13 @@ pub fn admin(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
             std::fs::read_to_string(data_dir.join("test-storage-url"))
                 .map(|url| ("LIVEKEEP_STORAGE_URL", url)),
         )
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Runs `command`, feeding `stdin`.
+fn run(mut command: Command, stdin: &str) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -158,6 +170,78 @@ async fn a_stuck_live_is_listed_then_finalized_by_hand_as_interrupted() {
     // On an object store the layout the command stored is assembled by the server's sweeper.
     app.layouts_assembled(0).await;
     assert!(app.stored_files("uploads").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_refinalization_whose_media_moved_meanwhile_refinalizes_the_file_it_moved_to() {
+    // `livekeep admin refinalize` beside a server on SQLite shares no lock with it: the server
+    // (its assembly of a layout on an object store, a refinalization) can move the media to
+    // another file between the admin's read of the media's row and of its file. On PostgreSQL
+    // the admin holds the media's lock from before its read, and the server waits for it.
+    let shared_locks = std::env::var("LIVEKEEP_TEST_DATABASE").as_deref() == Ok("postgres");
+    let (app, live_id) = recorded_live(true).await;
+    app.layouts_assembled(0).await;
+    let post = app.get_json(&format!("/api/posts/{live_id}/")).await;
+    let id = post["media_files"][0]["id"].as_i64().unwrap();
+    let barrier = tempfile::tempdir().unwrap();
+    let mut command = admin_command(app.data_dir.path(), &["refinalize", &id.to_string()]);
+    command.env(
+        "LIVEKEEP_FAULT_HOLD",
+        format!("refinalize_read:{}", barrier.path().display()),
+    );
+    let held = tokio::task::spawn_blocking(move || run(command, ""));
+    let reached = barrier.path().join("refinalize_read.reached");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reached.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the admin never read the media"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    let state = app.state.clone();
+    let mut moving = tokio::spawn(async move {
+        let media = livekeep_server::domain::MediaId::new(id);
+        livekeep_server::recording::refinalize::refinalize(&state, media).await
+    });
+    // Without shared locks the server moves the media while the admin is held.
+    let moved_first = if shared_locks {
+        None
+    } else {
+        Some((&mut moving).await.unwrap().unwrap())
+    };
+    std::fs::write(barrier.path().join("refinalize_read.release"), b"").unwrap();
+    let out = succeeds(held.await.unwrap());
+    assert!(
+        out.starts_with(&format!("refinalized media {id}:")),
+        "{out}"
+    );
+    let moved = match moved_first {
+        Some(moved) => moved,
+        None => moving.await.unwrap().unwrap(),
+    };
+
+    let key: String = sqlx::query_scalar("SELECT storage_key FROM media WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.database().await)
+        .await
+        .unwrap();
+    if shared_locks {
+        assert_eq!(key, moved.storage_key, "the server's refinalization waited");
+    } else {
+        assert_ne!(
+            key, moved.storage_key,
+            "the admin refinalized the moved file"
+        );
+    }
+    assert_eq!(
+        app.stored_files("files").await,
+        [key],
+        "one file: the one the media names, none left behind"
+    );
+    let served = app.get_bytes(&format!("/media/{id}")).await;
+    assert_eq!(&served[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
 }
 
 #[tokio::test]
