@@ -174,11 +174,11 @@ async fn moved(state: &AppState, media_id: MediaId, key: &str) -> anyhow::Result
     Ok(media.is_none_or(|media| media.storage_key != key))
 }
 
-/// Deletes a file this refinalization made and no media names.
+/// Discards a file this refinalization made and no media names.
 async fn discard(state: &AppState, key: &str) {
     let orphan = key.to_owned();
     if let Err(err) = state
-        .with_media(move |media| Ok(media.delete(&orphan)?))
+        .with_media(move |media| Ok(media.discard(&orphan)?))
         .await
     {
         tracing::warn!(key, error = ?err, "could not delete a refinalized file no media names");
