@@ -63,10 +63,17 @@ export function scaleOutEnvironment() {
  * `after` hooks: its servers are killed here, or they outlive the run (a server stuck in a
  * deadlock also ignores SIGTERM, whose graceful shutdown needs its runtime).
  */
-const runningServers = new Set();
+const runningServers = new Map(); // child process → its Server
 process.on("exit", () => {
-  for (const child of runningServers) child.kill("SIGKILL");
+  for (const child of runningServers.keys()) child.kill("SIGKILL");
 });
+
+/** The last lines each running server logged: what a test that timed out waiting reports. */
+function runningServersLogTails(lines = 40) {
+  return [...runningServers.values()]
+    .map((server) => `--- last ${lines} log lines of the server on ${server.url} ---\n${server.logs.join("").split("\n").slice(-lines).join("\n")}`)
+    .join("\n");
+}
 
 /** How long a server may take to shut down gracefully before it is killed. */
 const gracefulStopMs = 20_000;
@@ -97,7 +104,7 @@ export class Server {
       { env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info", ...this.env }, stdio: ["ignore", "pipe", "pipe"] },
     );
     this.child = child;
-    runningServers.add(child);
+    runningServers.set(child, this);
     child.once("exit", () => runningServers.delete(child));
     const logFile = logDir && join(logDir, `server-${process.pid}-${serverCounter++}.log`);
     child.stderr.on("data", (d) => {
@@ -471,7 +478,17 @@ export async function waitForClock(page, mmss, timeout = 60_000) {
 export async function stopLive(page, timeout = 60_000) {
   await page.getByRole("button", { name: /^(Arrêter|Stop)$/ }).click();
   const saved = page.getByTestId("saved");
-  await saved.waitFor({ timeout });
+  try {
+    await saved.waitFor({ timeout });
+  } catch (error) {
+    // Say where the stop stood (uploading, finalizing, an error shown) and what the server did.
+    const panel = await page
+      .locator(".golive")
+      .innerText({ timeout: 1000 })
+      .catch((e) => `(unreadable: ${e.message})`);
+    error.message += `\nthe recording panel shows:\n${panel}\n${runningServersLogTails()}`;
+    throw error;
+  }
   return { sha256: await saved.getAttribute("data-sha256"), liveId: Number(await saved.getAttribute("data-live-id")) };
 }
 
