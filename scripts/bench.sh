@@ -187,9 +187,11 @@ section plan "cargo run --release -p livekeep-webm --bin finalize-bench -- plan 
 # Stop in constant time (issue 17): 10 MiB, 100 MiB and 1 GiB recordings in 8 MiB PATCHes,
 # against `ffmpeg -c copy` of the same files; then the same on PostgreSQL + S3 (moto), where the
 # layout is assembled into one object after the answer (its time is reported beside it).
-stop_args=(stop --sizes 10,100,1024 --patch-mib 8 --runs 3 --generator "$target_dir/release/finalize-bench")
-section stop "livekeep-bench stop --sizes 10,100,1024 --patch-mib 8 --runs 3" \
-  "${bench[@]}" "${stop_args[@]}" --configuration "SQLite + local disk (embedded)"
+# Five runs on local disk, where a stop of a few milliseconds is within the machine's noise and
+# two slow runs of three make the median; three on moto, whose gigabyte uploads take minutes.
+stop_args=(stop --sizes 10,100,1024 --patch-mib 8 --generator "$target_dir/release/finalize-bench")
+section stop "livekeep-bench stop --sizes 10,100,1024 --patch-mib 8 --runs 5" \
+  "${bench[@]}" "${stop_args[@]}" --runs 5 --configuration "SQLite + local disk (embedded)"
 if selected stop-s3; then
   services_start
   trap 'services_stop; rm -rf "$out"' EXIT
@@ -198,7 +200,7 @@ if selected stop-s3; then
   section stop-s3 "DATABASE_URL=postgres://…/$stop_db LIVEKEEP_STORAGE_URL=s3://$LIVEKEEP_TEST_S3_BUCKET/stop livekeep-bench stop --sizes 10,100,1024 --patch-mib 8 --runs 3 --configuration '…'" \
     env DATABASE_URL="${LIVEKEEP_TEST_POSTGRES_URL%/*}/$stop_db" \
     LIVEKEEP_STORAGE_URL="s3://$LIVEKEEP_TEST_S3_BUCKET/stop" \
-    "${bench[@]}" "${stop_args[@]}" \
+    "${bench[@]}" "${stop_args[@]}" --runs 3 \
     --configuration "PostgreSQL 15 + S3 (moto_server, a Python emulator on the same cores), one node"
   services_stop || true
   trap 'rm -rf "$out"' EXIT

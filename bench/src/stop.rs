@@ -54,6 +54,8 @@ pub struct StopArgs {
 struct Row {
     shape: String,
     mib: u64,
+    /// The recording, on disk between its runs.
+    input: PathBuf,
     ffmpeg_s: Vec<f64>,
     stop_ms: Vec<f64>,
     assembly_s: Vec<f64>,
@@ -68,72 +70,102 @@ pub async fn run(common: &Common, args: StopArgs) -> Result<()> {
     let api = Api::new(&server.base, Duration::from_secs(1800))?;
     let token = api.register("stop").await?;
     let mut rows = Vec::new();
-    for (shape, &mib) in args
-        .shapes
-        .iter()
-        .flat_map(|shape| args.sizes.iter().map(move |mib| (shape, mib)))
-    {
-        let input = scratch.path().join(format!("input-{mib}.webm"));
-        match shape.as_str() {
-            "fixture" => {
-                let status = Command::new(&args.generator)
-                    .arg("generate")
-                    .arg(&input)
-                    .arg(mib.to_string())
-                    .status()
-                    .await
-                    .with_context(|| format!("running {}", args.generator.display()))?;
-                if !status.success() {
-                    bail!("generating the recording failed: {status}");
-                }
-            }
-            "2.5mbps" => std::fs::write(&input, camera_webm(mib << 20))?,
-            other => bail!("unknown shape {other}: fixture or 2.5mbps"),
+    for shape in &args.shapes {
+        let first = rows.len();
+        for &mib in &args.sizes {
+            let input = scratch.path().join(format!("input-{shape}-{mib}.webm"));
+            write_recording(&args.generator, shape, mib, &input).await?;
+            rows.push(Row {
+                shape: shape.clone(),
+                mib,
+                input,
+                ffmpeg_s: Vec::new(),
+                stop_ms: Vec::new(),
+                assembly_s: Vec::new(),
+            });
         }
-        let bytes = Bytes::from(std::fs::read(&input)?);
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let mut row = Row {
-            shape: shape.clone(),
-            mib,
-            ffmpeg_s: Vec::new(),
-            stop_ms: Vec::new(),
-            assembly_s: Vec::new(),
-        };
+        let shape_rows = &mut rows[first..];
+        // The sizes take turns within each run, starting one further each time: a stop is a few
+        // milliseconds, and the machine's drift over the minutes of one size's runs (the disk's
+        // modes, a page-cache drop) would otherwise land on that size alone.
         for run in 0..args.runs {
-            // Alternate who goes first, so neither always meets a warmer machine.
-            if run % 2 == 0 {
-                row.ffmpeg_s
-                    .push(ffmpeg_remux(&input, scratch.path()).await?);
+            let count = shape_rows.len();
+            for turn in 0..count {
+                let row = &mut shape_rows[(run + turn) % count];
+                measure_once(&api, &token, &log, scratch.path(), row, run, args.patch_mib).await?;
             }
-            let live = api
-                .start_live(&token, &format!("stop {mib} MiB {run}"))
-                .await?;
-            upload(&api, &token, &live, &bytes, args.patch_mib << 20).await?;
-            let assembled_before = assembly_times(&log)?.len();
-            let began = Instant::now();
-            stop(&api, &token, &live, bytes.len() as u64, &sha256).await?;
-            row.stop_ms.push(began.elapsed().as_secs_f64() * 1e3);
-            if let Some(seconds) = wait_for_assembly(&log, assembled_before).await? {
-                row.assembly_s.push(seconds);
-            }
-            // Its gigabyte goes now: the disk (and moto's memory) holds one recording at a time.
-            delete_post(&api, &token, live.id).await?;
-            if run % 2 == 1 {
-                row.ffmpeg_s
-                    .push(ffmpeg_remux(&input, scratch.path()).await?);
-            }
-            eprintln!(
-                "stop {shape} {mib} MiB run {}: {:.1} ms (ffmpeg -c copy {:.2} s)",
-                run + 1,
-                row.stop_ms[run],
-                row.ffmpeg_s[run]
-            );
         }
-        std::fs::remove_file(&input)?;
-        rows.push(row);
+        for row in shape_rows.iter() {
+            std::fs::remove_file(&row.input)?;
+        }
     }
     server.stop().await;
     print(&args, &rows);
+    Ok(())
+}
+
+/// Writes a recording of `mib` MiB in `shape` to `path`.
+async fn write_recording(generator: &Path, shape: &str, mib: u64, path: &Path) -> Result<()> {
+    match shape {
+        "fixture" => {
+            let status = Command::new(generator)
+                .arg("generate")
+                .arg(path)
+                .arg(mib.to_string())
+                .status()
+                .await
+                .with_context(|| format!("running {}", generator.display()))?;
+            if !status.success() {
+                bail!("generating the recording failed: {status}");
+            }
+        }
+        "2.5mbps" => std::fs::write(path, camera_webm(mib << 20))?,
+        other => bail!("unknown shape {other}: fixture or 2.5mbps"),
+    }
+    Ok(())
+}
+
+/// One run of one size: a live uploaded and stopped (timed), its assembly awaited on an object
+/// store, the post deleted; and `ffmpeg -c copy` of the same file, before or after it in turn.
+async fn measure_once(
+    api: &Api,
+    token: &str,
+    log: &Path,
+    scratch: &Path,
+    row: &mut Row,
+    run: usize,
+    patch_mib: usize,
+) -> Result<()> {
+    let bytes = Bytes::from(std::fs::read(&row.input)?);
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let mib = row.mib;
+    // Alternate who goes first, so neither always meets a warmer machine.
+    if run.is_multiple_of(2) {
+        row.ffmpeg_s.push(ffmpeg_remux(&row.input, scratch).await?);
+    }
+    let live = api
+        .start_live(token, &format!("stop {mib} MiB {run}"))
+        .await?;
+    upload(api, token, &live, &bytes, patch_mib << 20).await?;
+    let assembled_before = assembly_times(log)?.len();
+    let began = Instant::now();
+    stop(api, token, &live, bytes.len() as u64, &sha256).await?;
+    row.stop_ms.push(began.elapsed().as_secs_f64() * 1e3);
+    if let Some(seconds) = wait_for_assembly(log, assembled_before).await? {
+        row.assembly_s.push(seconds);
+    }
+    // Its gigabyte goes now: the disk (and moto's memory) holds one recording at a time.
+    delete_post(api, token, live.id).await?;
+    if run % 2 == 1 {
+        row.ffmpeg_s.push(ffmpeg_remux(&row.input, scratch).await?);
+    }
+    eprintln!(
+        "stop {} {mib} MiB run {}: {:.1} ms (ffmpeg -c copy {:.2} s)",
+        row.shape,
+        run + 1,
+        row.stop_ms[run],
+        row.ffmpeg_s[run]
+    );
     Ok(())
 }
 
@@ -355,8 +387,8 @@ fn print(args: &StopArgs, rows: &[Row]) {
          the same run. The SHA-256 and the cluster index were computed as the bytes arrived, so \
          the stop reads nothing back: it writes a head of a few KiB and the Cues (their points \
          encoded as the keyframes arrived; they follow the clusters) beside the upload's own \
-         bytes. Median of {} stops per size with min–max; the \
-         5 % goal is for the largest recording.\n",
+         bytes. Median of {} stops per size with min–max, the sizes taking turns within each \
+         run; the 5 % goal is for the largest recording.\n",
         args.patch_mib, args.runs
     );
     let assembled = rows.iter().any(|row| !row.assembly_s.is_empty());
