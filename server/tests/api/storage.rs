@@ -430,8 +430,10 @@ async fn an_upload_nobody_wrote_is_appended_to_without_a_listing(backend: Backen
 }
 
 async fn a_new_writer_lists_until_the_previous_writers_last_put_can_have_landed(backend: Backend) {
-    // A put is given twice the store timeout to land.
-    let timeout = std::time::Duration::from_secs(1);
+    // A put is given twice the store timeout to land. Every request of the test is bounded by
+    // it too: at 1 s, a listing from Azurite (Node, on the cores the other tests share) timed
+    // out in a full run.
+    let timeout = std::time::Duration::from_secs(3);
     let settings = storage::StorageSettings {
         part_size: PART,
         timeout,
