@@ -321,9 +321,12 @@ pub async fn clear_index(db: &crate::db::Db, id: &UploadId) -> Result<(), sqlx::
     tx.commit().await
 }
 
-/// Forgets the saved indexes of uploads that are no longer open: a stop drops its own, an
-/// interrupted or failed live leaves them. Returns the uploads cleared; writes nothing when
-/// there is nothing to clear (it runs with every sweep).
+/// Forgets the saved indexes of uploads that are no longer open (stopped, interrupted,
+/// failed): they were for the stop. Not in the stop's own transaction: a long recording's
+/// entries are megabytes, the one part of a stop that would grow with the recording. Returns
+/// the uploads cleared; writes nothing when there is nothing to clear (it runs with every
+/// sweep). Only uploads with a saved state are looked at (entries are never saved without one,
+/// and the partial index `uploads_saved_index` lists just those).
 pub async fn drop_closed_indexes(db: &crate::db::Db) -> Result<u64, sqlx::Error> {
     let left: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM uploads WHERE state <> $1 AND index_state IS NOT NULL LIMIT 1",
@@ -337,7 +340,7 @@ pub async fn drop_closed_indexes(db: &crate::db::Db) -> Result<u64, sqlx::Error>
     let mut tx = crate::db::begin_write(db).await?;
     sqlx::query(
         "DELETE FROM upload_index_entries WHERE upload_id IN
-         (SELECT id FROM uploads WHERE state <> $1)",
+         (SELECT id FROM uploads WHERE state <> $1 AND index_state IS NOT NULL)",
     )
     .bind(UploadState::Open.as_str())
     .execute(&mut *tx)
@@ -352,25 +355,6 @@ pub async fn drop_closed_indexes(db: &crate::db::Db) -> Result<u64, sqlx::Error>
     .rows_affected();
     tx.commit().await?;
     Ok(cleared)
-}
-
-/// Forgets the saved indexes of a live's uploads once it ended: they were for its stop.
-pub async fn drop_indexes_of_post(
-    tx: &mut sqlx::AnyConnection,
-    post_id: PostId,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM upload_index_entries WHERE upload_id IN
-         (SELECT id FROM uploads WHERE post_id = $1)",
-    )
-    .bind(post_id.get())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE uploads SET index_state = NULL, sha256_state = NULL WHERE post_id = $1")
-        .bind(post_id.get())
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }
 
 /// Lowers the committed offset to what the file really holds (crash recovery).

@@ -321,7 +321,8 @@ pub async fn finalize_live(
         db::uploads::set_state(&mut *tx, &upload.id, UploadState::Finalized).await?;
         let others = db::uploads::close_for_post(&mut *tx, post.id, UploadState::Finalized).await?;
         webhooks::record(&mut tx, &state.webhooks, ending.change(post.id)).await?;
-        db::uploads::drop_indexes_of_post(&mut tx, post.id).await?;
+        // The upload's saved index stays for the sweeper (`drop_closed_indexes`): deleting its
+        // megabytes of rows here made a 1 GiB stop's commit 2–3 ms longer than a small one's.
         crate::fault::point("before_commit");
         tx.commit().await?;
         crate::fault::point("after_commit");
