@@ -56,6 +56,8 @@ struct Row {
     mib: u64,
     /// The recording, on disk between its runs.
     input: PathBuf,
+    /// Its SHA-256 (hex), what the stop is sent with.
+    sha256: String,
     ffmpeg_s: Vec<f64>,
     stop_ms: Vec<f64>,
     assembly_s: Vec<f64>,
@@ -75,10 +77,12 @@ pub async fn run(common: &Common, args: StopArgs) -> Result<()> {
         for &mib in &args.sizes {
             let input = scratch.path().join(format!("input-{shape}-{mib}.webm"));
             write_recording(&args.generator, shape, mib, &input).await?;
+            let sha256 = hex::encode(Sha256::digest(std::fs::read(&input)?));
             rows.push(Row {
                 shape: shape.clone(),
                 mib,
                 input,
+                sha256,
                 ffmpeg_s: Vec::new(),
                 stop_ms: Vec::new(),
                 assembly_s: Vec::new(),
@@ -137,7 +141,6 @@ async fn measure_once(
     patch_mib: usize,
 ) -> Result<()> {
     let bytes = Bytes::from(std::fs::read(&row.input)?);
-    let sha256 = hex::encode(Sha256::digest(&bytes));
     let mib = row.mib;
     // Alternate who goes first, so neither always meets a warmer machine.
     if run.is_multiple_of(2) {
@@ -149,7 +152,7 @@ async fn measure_once(
     upload(api, token, &live, &bytes, patch_mib << 20).await?;
     let assembled_before = assembly_times(log)?.len();
     let began = Instant::now();
-    stop(api, token, &live, bytes.len() as u64, &sha256).await?;
+    stop(api, token, &live, bytes.len() as u64, &row.sha256).await?;
     row.stop_ms.push(began.elapsed().as_secs_f64() * 1e3);
     if let Some(seconds) = wait_for_assembly(log, assembled_before).await? {
         row.assembly_s.push(seconds);
