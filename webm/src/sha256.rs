@@ -5,7 +5,7 @@
 //! `sha2::compress256` does the compressing. The saved state is 113 bytes at most.
 
 use sha2::compress256;
-use sha2::digest::generic_array::GenericArray;
+use sha2::digest::{consts::U64, generic_array::GenericArray};
 
 use crate::wire::{Reader, Writer};
 use crate::Error;
@@ -81,15 +81,13 @@ impl Sha256State {
             );
             self.filled = 0;
         }
-        let mut blocks = bytes.chunks_exact(64);
-        for block in &mut blocks {
-            // Straight from the input, without a copy.
-            compress256(
-                &mut self.state,
-                std::slice::from_ref(GenericArray::from_slice(block)),
-            );
+        let (whole, rest) = bytes.split_at(bytes.len() - bytes.len() % 64);
+        // All whole blocks in one call, straight from the input: with SHA-NI, the compression
+        // function sets its registers up once per call, and a call per block hashed ~15 %
+        // slower (bench/findings.md, finding 20).
+        if !whole.is_empty() {
+            compress256(&mut self.state, as_blocks(whole));
         }
-        let rest = blocks.remainder();
         self.block[..rest.len()].copy_from_slice(rest);
         self.filled = rest.len();
     }
@@ -153,6 +151,15 @@ impl Sha256State {
     }
 }
 
+/// `bytes`, a multiple of 64 long, as SHA-256 blocks, without a copy.
+fn as_blocks(bytes: &[u8]) -> &[GenericArray<u8, U64>] {
+    debug_assert_eq!(bytes.len() % 64, 0);
+    // SAFETY: `GenericArray<u8, U64>` is a `#[repr(transparent)]` `[u8; 64]` (size 64,
+    // alignment 1, every bit pattern valid), and the slice covers `len / 64` of them, all
+    // within `bytes`, borrowed for as long as it is.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len() / 64) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +207,26 @@ mod tests {
             }
             assert_eq!(hash.digest(), reference(data), "case {case}, {len} bytes");
         }
+    }
+
+    #[test]
+    fn large_unaligned_pieces_match_sha2() {
+        // Pieces of up to 100 000 bytes: many whole blocks per update, starting anywhere in a
+        // block, as a PATCH's batches are.
+        let data: Vec<u8> = (0..1_100_000u32)
+            .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+            .collect();
+        let mut hash = Sha256State::new();
+        let (mut pos, mut seed) = (0, 0x2545_F491_4F6C_DD1Du64);
+        while pos < data.len() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let end = (pos + 1 + (seed % 100_000) as usize).min(data.len());
+            hash.update(&data[pos..end]);
+            pos = end;
+        }
+        assert_eq!(hash.digest(), reference(&data));
     }
 
     #[test]
