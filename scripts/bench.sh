@@ -38,6 +38,8 @@ scripts/bootstrap.sh
 need_apt=()
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v wrk >/dev/null || need_apt+=(wrk)
+# OpenSSL's SHA-256, the baseline of the upload hash's line in the plan section.
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   as_root apt-get update -qq
@@ -178,7 +180,7 @@ section finalize-mp4 "cargo run --release -p livekeep-webm --bin finalize-bench 
 plan_section() {
   echo "## Plan the finished file's head from a complete index"
   echo
-  echo "What a stop has left to do once the index was learnt as the bytes arrived (issue 17): \`plan_webm\` / \`plan_mp4\` lay out the new head (WebM: EBML header, Segment, SeekHead, Info with Duration, Tracks, then after the clusters the Cues; MP4: ftyp, moov with durations, a sidx per track) around the upload's clusters or fragments, which are not copied. Goal: microseconds to milliseconds whatever the length."
+  echo "What a stop has left to do once the index was learnt as the bytes arrived (issue 17): \`plan_webm\` / \`plan_mp4\` lay out the new head (WebM: EBML header, Segment, SeekHead, Info with Duration, Tracks, then after the clusters the Cues; MP4: ftyp, moov with durations, a sidx per track) around the upload's clusters or fragments, which are not copied. Goal: microseconds to milliseconds whatever the length. Below the table, the other work every byte of an upload costs as it arrives: its SHA-256, beside OpenSSL's."
   echo
   "$target_dir/release/finalize-bench" plan --sizes 10,100,1024 --dir "${TMPDIR:-/tmp}"
 }
