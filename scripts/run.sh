@@ -6,4 +6,4 @@ scripts/bootstrap.sh
 scripts/build.sh
 echo "==> building the server (release)" >&2
 cargo build --quiet --release -p livekeep-server
-exec target/release/livekeep serve --www-dir www/dist "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/livekeep" serve --www-dir www/dist "$@"
