@@ -83,8 +83,8 @@ impl Sha256State {
         }
         let (whole, rest) = bytes.split_at(bytes.len() - bytes.len() % 64);
         // All whole blocks in one call, straight from the input: with SHA-NI, the compression
-        // function sets its registers up once per call, and a call per block hashed ~15 %
-        // slower (bench/findings.md, finding 20).
+        // function sets its registers up once per call, and a call per block took ~12 %
+        // longer (bench/findings.md, finding 20).
         if !whole.is_empty() {
             compress256(&mut self.state, as_blocks(whole));
         }

@@ -4,9 +4,10 @@
 //! Bytes are synced first, the offset committed second; on every access the file is cut back
 //! to the committed offset, so a crash between the two loses only unacknowledged bytes.
 //!
-//! Each batch of a body is also fed to the upload's index and SHA-256 (`indexing/`), on
-//! another blocking thread while the batch is written, so hashing and indexing overlap the
-//! disk instead of following it. Their state is saved in the transaction that commits the
+//! Each batch of a body is also fed to the upload's index and SHA-256 (`indexing/`), in the
+//! blocking call that writes it, right after the write has started the disk writing back, so
+//! hashing and indexing overlap the disk instead of following it (and the body's next batch
+//! is received meanwhile). Their state is saved in the transaction that commits the
 //! offset; a PATCH that fails after feeding any of its bytes drops this node's index, which
 //! the next user restores from what was saved.
 
